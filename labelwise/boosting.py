@@ -1,0 +1,178 @@
+"""Per-label LightGBM training on ONE binned Dataset.
+
+Binning is the expensive, label-independent part of building a LightGBM Dataset, so it is done
+once for all labels. Each worker thread takes its own subsets of that Dataset (``subset`` copies
+the binned rows without re-binning) and then, label after label, sets the label on them and calls
+``lgb.train``. Two traps this design avoids (see DESIGN.md):
+
+* two labels are never trained on the same Dataset object at the same time (the objective keeps a
+  pointer to the label array), hence one set of subsets per worker;
+* per-label class weights go through ``scale_pos_weight``, never through ``set_weight``.
+
+LightGBM releases the GIL inside its C calls, so threads give real label parallelism; each
+booster then runs single-threaded, which for the small per-label problems of multi-label data is
+faster than sharing threads inside one booster.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LabelModel:
+    """One label's fitted model: a booster, or a constant probability when the training rows
+    hold a single class for that label."""
+
+    booster: object | None  # lightgbm.Booster
+    constant: float | None
+    best_iteration: int
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        if self.booster is None:
+            return np.full(X.shape[0], self.constant, dtype=np.float64)
+        return self.booster.predict(X, num_iteration=self.best_iteration or None,
+                                    num_threads=num_threads)
+
+
+@dataclass
+class LabelJob:
+    """What to train for one label: its index, LightGBM params, and optionally a fixed number
+    of rounds (used when there are no validation rows, e.g. out-of-fold refits)."""
+
+    index: int
+    params: dict
+    rounds: int | None = None
+
+
+def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
+                    valid_idx: np.ndarray | None, jobs: Sequence[LabelJob],
+                    num_boost_round: int, early_stopping_rounds: int | None,
+                    refit: bool, fallback_rounds: int = 100, n_jobs: int = 1,
+                    on_done: Callable[[int, LabelModel], None] | None = None,
+                    ) -> tuple[dict[int, LabelModel], np.ndarray | None]:
+    """Train one model per job on the shared constructed Dataset ``base`` (all rows of ``X``).
+
+    With ``valid_idx``: early stopping on those rows; their probabilities are returned (n_valid x
+    n_jobs, in job order) for threshold calibration. With ``refit``: the final model is retrained
+    on all rows for ``best_iteration * n_all / n_train`` rounds. A label whose training part
+    holds one class (its few positives all fell in the validation rows) is fitted on all rows for
+    ``fallback_rounds``; a label with one class in all rows gets a constant model.
+    """
+    import lightgbm as lgb
+
+    n_all = base.num_data()
+    all_idx = np.arange(n_all)
+    has_valid = valid_idx is not None and len(valid_idx) > 0
+    n_workers = max(1, min(n_jobs, len(jobs)))
+    # each worker gets its own subsets; built here, sequentially, before threads start
+    views = []
+    for _ in range(n_workers):
+        tr = base.subset(train_idx).construct()
+        va = base.subset(valid_idx).construct() if has_valid else None
+        full = base.subset(all_idx).construct() if has_valid else None
+        views.append((tr, va, full))
+    X_valid = X[valid_idx] if has_valid else None
+    P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
+    results: dict[int, LabelModel] = {}
+    todo: queue.Queue[tuple[int, LabelJob]] = queue.Queue()
+    for pos, job in enumerate(jobs):
+        todo.put((pos, job))
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def fit_one(view, pos: int, job: LabelJob) -> None:
+        tr, va, full = view
+        y_all = Y[:, job.index].astype(np.float64)
+        y_tr = y_all[train_idx]
+        pos_all = y_all.sum()
+        if pos_all == 0 or pos_all == n_all:
+            model = LabelModel(None, float(pos_all > 0), 0)
+            if has_valid:
+                P_valid[:, pos] = model.constant
+            _finish(job.index, model)
+            return
+        params = dict(job.params)
+        if has_valid and 0 < y_tr.sum() < len(y_tr):
+            tr.set_label(y_tr)
+            va.set_label(y_all[valid_idx])
+            callbacks = []
+            if early_stopping_rounds:
+                callbacks.append(lgb.early_stopping(early_stopping_rounds, verbose=False))
+            booster = lgb.train(params, tr, num_boost_round=num_boost_round, valid_sets=[va],
+                                valid_names=["valid"], callbacks=callbacks)
+            best = booster.best_iteration or booster.current_iteration()
+            P_valid[:, pos] = booster.predict(X_valid, num_iteration=best, num_threads=1)
+            if refit:
+                rounds = max(1, round(best * n_all / len(train_idx)))
+                full.set_label(y_all)
+                booster = lgb.train(params, full, num_boost_round=rounds)
+                best = rounds
+            model = LabelModel(booster, None, best)
+        else:
+            # no early stopping possible: fixed rounds on every row we may use
+            target, idx = (full, all_idx) if full is not None else (tr, train_idx)
+            y_fit = y_all[idx]
+            if y_fit.min() == y_fit.max():
+                model = LabelModel(None, float(y_fit[0]), 0)
+            else:
+                target.set_label(y_fit)
+                rounds = job.rounds or fallback_rounds
+                booster = lgb.train(params, target, num_boost_round=rounds)
+                model = LabelModel(booster, None, rounds)
+            if has_valid:
+                P_valid[:, pos] = model.predict(X_valid)
+        _finish(job.index, model)
+
+    def _finish(index: int, model: LabelModel) -> None:
+        with lock:
+            results[index] = model
+        if on_done is not None:
+            on_done(index, model)
+
+    def worker(view) -> None:
+        while not errors:
+            try:
+                pos, job = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fit_one(view, pos, job)
+            except BaseException as exc:  # surfaced in the caller's thread
+                errors.append(exc)
+                return
+
+    if n_workers == 1:
+        worker(views[0])
+    else:
+        threads = [threading.Thread(target=worker, args=(v,), daemon=True) for v in views]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return results, P_valid
+
+
+def predict_per_label(models: Sequence[LabelModel], X: np.ndarray, n_jobs: int = 1
+                      ) -> np.ndarray:
+    """Probabilities (n x len(models)), labels predicted in parallel threads."""
+    out = np.empty((X.shape[0], len(models)), dtype=np.float64)
+    if n_jobs <= 1 or len(models) < 2:
+        for j, m in enumerate(models):
+            out[:, j] = m.predict(X)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(j: int) -> None:
+        out[:, j] = models[j].predict(X)
+
+    with ThreadPoolExecutor(n_jobs) as ex:
+        list(ex.map(one, range(len(models))))
+    return out

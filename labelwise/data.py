@@ -1,0 +1,310 @@
+"""Reading tables and turning them into a feature matrix X and a label matrix Y.
+
+A multi-label table names its labels in one of three ways, all handled by :class:`LabelSpec`:
+
+* indicator columns, one 0/1 column per label (``columns=[...]``, ``prefix="tag_"``, ``regex=...``);
+* one label-set column holding a list of label names (``set_column="tags"``);
+* one label-set column holding a delimited string (``set_column="tags", separator="|"``).
+
+Features are numeric, boolean or categorical (String / Categorical / Enum). Categorical values are
+mapped to integer codes that LightGBM treats as categories; the mapping is learnt on the training
+table by :class:`FeatureEncoder`, stored with the model, and unseen values at predict time become
+missing (counted, so they can be reported).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from labelwise.errors import DataError
+
+SUPPORTED_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ndjson": "ndjson",
+                      ".jsonl": "ndjson"}
+
+
+def scan_table(path: str | Path) -> pl.LazyFrame:
+    """Lazily scan a parquet, CSV or NDJSON file; fail early, naming the file, if it is unusable."""
+    p = Path(path)
+    kind = SUPPORTED_SUFFIXES.get(p.suffix.lower())
+    if kind is None:
+        raise DataError(f"{p}: unsupported file type {p.suffix!r}; use one of "
+                        f"{sorted(SUPPORTED_SUFFIXES)}")
+    if not p.exists():
+        raise DataError(f"{p}: file not found; check the data path in your config or command")
+    try:
+        if kind == "parquet":
+            lf = pl.scan_parquet(p)
+        elif kind == "csv":
+            lf = pl.scan_csv(p, infer_schema_length=10_000)
+        else:
+            lf = pl.scan_ndjson(p, infer_schema_length=10_000)
+        lf.collect_schema()
+    except Exception as exc:  # polars raises several types for corrupt files
+        raise DataError(f"{p}: cannot read as {kind} ({type(exc).__name__}: {exc}); "
+                        "is the file complete and of the right type?") from exc
+    return lf
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Read a table (optionally only some columns) into memory, with errors that name the file."""
+    lf = scan_table(path)
+    if columns is not None:
+        names = lf.collect_schema().names()
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}")
+        lf = lf.select(columns)
+    try:
+        df = lf.collect()
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    if len(set(df.columns)) != len(df.columns):  # pragma: no cover - polars refuses these itself
+        raise DataError(f"{path}: duplicate column names")
+    return df
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Which column(s) of a table hold the labels.
+
+    Give exactly one of ``columns``, ``prefix``, ``regex`` (indicator columns) or ``set_column``
+    (one column holding label sets, as lists or delimited strings split on ``separator``).
+    """
+
+    columns: tuple[str, ...] | None = None
+    prefix: str | None = None
+    regex: str | None = None
+    set_column: str | None = None
+    separator: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("columns", "prefix", "regex", "set_column") if getattr(self, n)]
+        if len(given) != 1:
+            raise DataError("label spec: give exactly one of columns, prefix, regex or set_column"
+                            f" (got {given or 'none'})")
+        if self.columns is not None and not isinstance(self.columns, tuple):
+            object.__setattr__(self, "columns", tuple(self.columns))
+
+    def source_columns(self, names: Sequence[str]) -> list[str]:
+        """The table columns that carry labels (indicators, or the one label-set column)."""
+        if self.set_column:
+            if self.set_column not in names:
+                raise DataError(f"label-set column {self.set_column!r} not in the table "
+                                f"(columns: {_preview(names)})")
+            return [self.set_column]
+        if self.columns:
+            missing = [c for c in self.columns if c not in names]
+            if missing:
+                raise DataError(f"label column(s) {missing} not in the table; fix the label list "
+                                f"or the data (columns: {_preview(names)})")
+            return list(self.columns)
+        if self.prefix:
+            cols = [c for c in names if c.startswith(self.prefix)]
+            what = f"prefix {self.prefix!r}"
+        else:
+            rx = re.compile(self.regex or "")
+            cols = [c for c in names if rx.fullmatch(c)]
+            what = f"regex {self.regex!r}"
+        if not cols:
+            raise DataError(f"no label column matches {what} (columns: {_preview(names)})")
+        return cols
+
+
+def _preview(names: Sequence[str], k: int = 12) -> str:
+    shown = ", ".join(list(names)[:k])
+    return shown + (f", … ({len(names)} in all)" if len(names) > k else "")
+
+
+def encode_labels(df: pl.DataFrame, spec: LabelSpec, labels: Sequence[str] | None = None,
+                  source: str = "table") -> tuple[np.ndarray, list[str]]:
+    """Return ``Y`` (uint8, n x L) and the label names.
+
+    ``labels`` fixes the label order (e.g. the trained model's); otherwise indicator columns keep
+    table order and label-set names are sorted.
+    """
+    cols = spec.source_columns(df.columns)
+    if spec.set_column:
+        return _encode_label_sets(df.get_column(spec.set_column), spec.separator, labels, source)
+    Y = np.empty((df.height, len(cols)), dtype=np.uint8)
+    for j, c in enumerate(cols):
+        Y[:, j] = _indicator(df.get_column(c), source)
+    names = list(cols)
+    if labels is not None:
+        order = [names.index(lab) for lab in labels]
+        Y, names = Y[:, order], list(labels)
+    return Y, names
+
+
+def _indicator(s: pl.Series, source: str) -> np.ndarray:
+    where = f"{source}: label column {s.name!r}"
+    if s.null_count():
+        raise DataError(f"{where} has {s.null_count()} null value(s); every row needs 0 or 1 — "
+                        "fill or drop those rows")
+    if s.dtype == pl.Boolean:
+        return s.cast(pl.UInt8).to_numpy()
+    if not s.dtype.is_numeric():
+        raise DataError(f"{where} has type {s.dtype} (e.g. {s.head(3).to_list()}); "
+                        "labels must be 0/1 numbers or booleans")
+    bad = s.filter(~s.is_in([0, 1]))
+    if bad.len():
+        raise DataError(f"{where} has {bad.len()} value(s) outside {{0, 1}} "
+                        f"(e.g. {bad.unique().head(3).to_list()}); labels must be 0 or 1")
+    return s.cast(pl.UInt8).to_numpy()
+
+
+def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str] | None,
+                       source: str) -> tuple[np.ndarray, list[str]]:
+    where = f"{source}: label-set column {s.name!r}"
+    if s.dtype == pl.String:
+        if separator is None:
+            raise DataError(f"{where} holds strings: set `separator` (e.g. '|') to split them")
+        s = s.str.split(separator).list.eval(pl.element().str.strip_chars())
+    elif not isinstance(s.dtype, pl.List):
+        raise DataError(f"{where} has type {s.dtype}; expected list[str] or a delimited string")
+    if s.null_count():
+        raise DataError(f"{where} has {s.null_count()} null row(s); use an empty list / empty "
+                        "string for rows without labels")
+    s = s.cast(pl.List(pl.String))
+    flat = s.explode().drop_nulls()
+    flat = flat.filter(flat != "")
+    if labels is None:
+        labels = sorted(flat.unique().to_list())
+        if not labels:
+            raise DataError(f"{where} holds no label at all")
+    index = {lab: j for j, lab in enumerate(labels)}
+    unknown = sorted(set(flat.unique().to_list()) - set(index))
+    if unknown:
+        raise DataError(f"{where} has label(s) {unknown[:10]} that the model does not know")
+    lengths = s.list.eval(pl.element().filter(pl.element() != "")).list.len().to_numpy()
+    rows = np.repeat(np.arange(len(s)), lengths)
+    cols = np.fromiter((index[v] for v in flat.to_list()), dtype=np.int64, count=len(flat))
+    Y = np.zeros((len(s), len(labels)), dtype=np.uint8)
+    Y[rows, cols] = 1
+    return Y, list(labels)
+
+
+@dataclass
+class FeatureEncoder:
+    """Learns how to turn feature columns into a float32 matrix LightGBM can bin.
+
+    Numeric and boolean columns pass through as float32 (nulls -> NaN). Categorical columns
+    (String / Categorical / Enum) become integer codes in a stored, sorted vocabulary; values not
+    in the vocabulary become NaN and are counted in :attr:`unseen_counts` after ``transform``.
+    """
+
+    features: list[str] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    unseen_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, f in enumerate(self.features) if f in self.categories]
+
+    def fit(self, df: pl.DataFrame, features: Sequence[str], source: str = "table"
+            ) -> FeatureEncoder:
+        missing = [f for f in features if f not in df.columns]
+        if missing:
+            raise DataError(f"{source}: feature column(s) {missing} not in the table")
+        if not features:
+            raise DataError(f"{source}: no feature columns")
+        self.features = list(features)
+        self.categories = {}
+        for f in features:
+            s = df.get_column(f)
+            if _is_categorical(s.dtype):
+                vocab = s.cast(pl.String).drop_nulls().unique().sort().to_list()
+                self.categories[f] = vocab
+            elif not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
+                raise DataError(f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
+                                "use numbers, booleans or strings/categories")
+        return self
+
+    def transform(self, df: pl.DataFrame, source: str = "table") -> np.ndarray:
+        missing = [f for f in self.features if f not in df.columns]
+        if missing:
+            raise DataError(f"{source}: feature column(s) {missing} are missing; the model was "
+                            f"trained with them — add them (nulls are allowed)")
+        X = np.empty((df.height, len(self.features)), dtype=np.float32)
+        self.unseen_counts = {}
+        for i, f in enumerate(self.features):
+            s = df.get_column(f)
+            if f in self.categories:
+                vocab = self.categories[f]
+                if not (_is_categorical(s.dtype) or s.dtype == pl.Null):
+                    raise DataError(f"{source}: feature column {f!r} has type {s.dtype}, but the "
+                                    "model learnt it as categorical (strings)")
+                codes = s.cast(pl.String).replace_strict(
+                    vocab, list(range(len(vocab))), default=None, return_dtype=pl.Float32)
+                unseen = int(codes.null_count() - s.null_count())
+                if unseen:
+                    self.unseen_counts[f] = unseen
+                X[:, i] = codes.fill_null(np.nan).to_numpy()
+            else:
+                if _is_categorical(s.dtype):
+                    raise DataError(f"{source}: feature column {f!r} holds strings, but the model "
+                                    "learnt it as numeric; fix its type")
+                if not (s.dtype.is_numeric() or s.dtype in (pl.Boolean, pl.Null)):
+                    raise DataError(f"{source}: feature column {f!r} has unsupported type "
+                                    f"{s.dtype}")
+                col = s.cast(pl.Float32).fill_null(np.nan).to_numpy()
+                if np.isinf(col).any():
+                    raise DataError(f"{source}: feature column {f!r} holds {int(np.isinf(col).sum())}"
+                                    " infinite value(s); replace them with nulls or finite values")
+                X[:, i] = col
+        return X
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "categories": self.categories}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureEncoder:
+        return cls(features=list(d["features"]), categories={k: list(v) for k, v in
+                                                            d["categories"].items()})
+
+
+def _is_categorical(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum | pl.Categorical)
+
+
+@dataclass
+class Encoded:
+    """A table turned into arrays: what the estimator consumes."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    labels: list[str]
+    encoder: FeatureEncoder
+
+    @property
+    def features(self) -> list[str]:
+        return self.encoder.features
+
+
+def infer_features(names: Sequence[str], label_columns: Sequence[str],
+                   exclude: Sequence[str] = ()) -> list[str]:
+    """Every column that is neither a label column nor excluded (ids, timestamps...)."""
+    skip = set(label_columns) | set(exclude)
+    return [c for c in names if c not in skip]
+
+
+def encode_table(df: pl.DataFrame, spec: LabelSpec, features: Sequence[str] | None = None,
+                 exclude: Sequence[str] = (), source: str = "table") -> Encoded:
+    """Encode a training table: learn the feature encoding and build X and Y."""
+    if df.height == 0:
+        raise DataError(f"{source}: the table has no rows")
+    label_cols = spec.source_columns(df.columns)
+    if features is None:
+        features = infer_features(df.columns, label_cols, exclude)
+    overlap = sorted(set(features) & set(label_cols))
+    if overlap:
+        raise DataError(f"{source}: column(s) {overlap} are both features and labels")
+    Y, labels = encode_labels(df, spec, source=source)
+    enc = FeatureEncoder().fit(df, features, source=source)
+    return Encoded(X=enc.transform(df, source=source), Y=Y, labels=labels, encoder=enc)

@@ -1,0 +1,23 @@
+"""labelwise's own error types: every failure a user can cause ends in one of these."""
+
+from __future__ import annotations
+
+
+class LabelwiseError(Exception):
+    """Base class: a problem the user can fix (bad data, bad config, bad model directory)."""
+
+
+class DataError(LabelwiseError, ValueError):
+    """The table is unreadable or does not fit the label / feature specification."""
+
+
+class ConfigError(LabelwiseError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+class ModelFormatError(LabelwiseError, ValueError):
+    """A saved model directory is incomplete, tampered with, or of an unknown format."""
+
+
+class NotFittedError(LabelwiseError, AttributeError):
+    """The estimator is used before `fit`."""

@@ -1,0 +1,216 @@
+"""The multi-label metric set, equal to scikit-learn's on the same inputs.
+
+Conventions for 0/0 (the same as scikit-learn with ``zero_division=0``):
+
+* precision, recall, F1, Jaccard of a label (or a row, for ``samples``) with nothing predicted
+  and/or nothing true are 0 where the denominator is 0;
+* ``weighted`` averages weight each label by its support; with no support at all they are 0;
+* LRAP counts a row with no true label or only true labels as 1; ranking loss counts such a row
+  as 0; coverage error of a row with no true label is 0;
+* per-label ROC-AUC is NaN when the label has only one class in ``y_true``; PR-AUC (average
+  precision) is NaN when it has no positive.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from labelwise.errors import DataError
+
+
+class MulticlassWarning(UserWarning):
+    """Every row carries exactly one label: the problem is multi-class, not multi-label."""
+
+
+def _check(Y: np.ndarray, Z: np.ndarray, what: str = "predictions") -> tuple[np.ndarray, ...]:
+    Y = np.asarray(Y)
+    Z = np.asarray(Z)
+    if Y.ndim != 2 or Y.shape != Z.shape:
+        raise DataError(f"y_true {Y.shape} and {what} {Z.shape} must be 2-D and of equal shape")
+    return Y, Z
+
+
+def _div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+
+
+def _counts(Y: np.ndarray, P: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
+    Yb, Pb = Y.astype(bool), P.astype(bool)
+    tp = (Yb & Pb).sum(axis=axis, dtype=np.float64)
+    fp = (~Yb & Pb).sum(axis=axis, dtype=np.float64)
+    fn = (Yb & ~Pb).sum(axis=axis, dtype=np.float64)
+    return tp, fp, fn
+
+
+def _prfj(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
+    return {"precision": _div(tp, tp + fp), "recall": _div(tp, tp + fn),
+            "f1": _div(2 * tp, 2 * tp + fp + fn), "jaccard": _div(tp, tp + fp + fn)}
+
+
+def classification_metrics(Y: np.ndarray, P: np.ndarray) -> dict[str, float]:
+    """Threshold metrics of 0/1 predictions ``P`` against ``Y`` (both n x L)."""
+    Y, P = _check(Y, P)
+    out: dict[str, float] = {
+        "hamming_loss": float(np.mean(Y.astype(bool) != P.astype(bool))) if Y.size else 0.0,
+        "subset_accuracy": float(np.mean(np.all(Y.astype(bool) == P.astype(bool), axis=1))),
+    }
+    tp, fp, fn = _counts(Y, P, axis=0)
+    per_label = _prfj(tp, fp, fn)
+    micro = _prfj(tp.sum(), fp.sum(), fn.sum())
+    support = tp + fn
+    per_row = _prfj(*_counts(Y, P, axis=1))
+    for name in ("precision", "recall", "f1", "jaccard"):
+        out[f"{name}_micro"] = float(micro[name])
+        out[f"{name}_macro"] = float(per_label[name].mean())
+        out[f"{name}_weighted"] = (float(np.sum(per_label[name] * support) / support.sum())
+                                   if support.sum() > 0 else 0.0)
+        out[f"{name}_samples"] = float(per_row[name].mean())
+    return out
+
+
+def label_ranking_average_precision(Y: np.ndarray, S: np.ndarray) -> float:
+    """LRAP, as ``sklearn.metrics.label_ranking_average_precision_score``."""
+    Y, S = _check(Y, S, "scores")
+    n, n_labels = Y.shape
+    total = 0.0
+    for i in range(n):
+        rel = np.flatnonzero(Y[i])
+        if rel.size == 0 or rel.size == n_labels:
+            total += 1.0
+            continue
+        s = S[i]
+        s_rel = s[rel]
+        # rank among all labels: how many have score >= s; among relevant ones likewise
+        all_sorted = np.sort(s)
+        rank_all = n_labels - np.searchsorted(all_sorted, s_rel, side="left")
+        rel_sorted = np.sort(s_rel)
+        rank_rel = rel.size - np.searchsorted(rel_sorted, s_rel, side="left")
+        total += float(np.mean(rank_rel / rank_all))
+    return total / n if n else 0.0
+
+
+def coverage_error(Y: np.ndarray, S: np.ndarray) -> float:
+    """Average depth of the ranking needed to cover all true labels (sklearn's definition)."""
+    Y, S = _check(Y, S, "scores")
+    Sm = np.ma.masked_array(S, mask=~Y.astype(bool))
+    min_rel = Sm.min(axis=1).filled(np.inf)[:, None]
+    cov = (S >= min_rel).sum(axis=1).astype(np.float64)
+    cov[~Y.astype(bool).any(axis=1)] = 0.0
+    return float(cov.mean()) if len(cov) else 0.0
+
+
+def label_ranking_loss(Y: np.ndarray, S: np.ndarray) -> float:
+    """Share of (true, false) label pairs ranked wrongly (ties count as wrong), per row."""
+    Y, S = _check(Y, S, "scores")
+    n, n_labels = Y.shape
+    total = 0.0
+    for i in range(n):
+        yb = Y[i].astype(bool)
+        n_rel = int(yb.sum())
+        if n_rel == 0 or n_rel == n_labels:
+            continue
+        irr_sorted = np.sort(S[i][~yb])
+        wrong = (irr_sorted.size - np.searchsorted(irr_sorted, S[i][yb], side="left")).sum()
+        total += wrong / (n_rel * (n_labels - n_rel))
+    return total / n if n else 0.0
+
+
+def ranking_metrics(Y: np.ndarray, S: np.ndarray) -> dict[str, float]:
+    return {"lrap": label_ranking_average_precision(Y, S), "coverage_error": coverage_error(Y, S),
+            "ranking_loss": label_ranking_loss(Y, S)}
+
+
+def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Binary ROC-AUC via the rank-sum (Mann-Whitney) statistic; NaN with one class."""
+    y = np.asarray(y).astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ss = np.asarray(s, dtype=np.float64)[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    # average ranks over ties
+    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+    ends = np.r_[starts[1:], len(ss)]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the precision-recall curve as sklearn's ``average_precision_score``."""
+    y = np.asarray(y).astype(bool)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(s, dtype=np.float64), kind="mergesort")
+    ss, ys = np.asarray(s)[order], y[order]
+    last = np.flatnonzero(np.r_[ss[1:] != ss[:-1], True])
+    tp = np.cumsum(ys)[last].astype(np.float64)
+    precision = tp / (last + 1)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def per_label_table(Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None,
+                    labels: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per label: precision, recall, f1, support, predicted, (roc_auc, pr_auc)."""
+    Y, P = _check(Y, P)
+    tp, fp, fn = _counts(Y, P, axis=0)
+    prf = _prfj(tp, fp, fn)
+    names = labels or [str(j) for j in range(Y.shape[1])]
+    rows = []
+    for j, name in enumerate(names):
+        row: dict[str, Any] = {"label": name, "precision": float(prf["precision"][j]),
+                               "recall": float(prf["recall"][j]), "f1": float(prf["f1"][j]),
+                               "support": int(tp[j] + fn[j]), "predicted": int(tp[j] + fp[j])}
+        if S is not None:
+            row["roc_auc"] = roc_auc(Y[:, j], S[:, j])
+            row["pr_auc"] = average_precision(Y[:, j], S[:, j])
+        rows.append(row)
+    return rows
+
+
+def label_statistics(Y: np.ndarray) -> dict[str, Any]:
+    """Cardinality, density, distinct label sets, prevalence and co-occurrence of a label matrix."""
+    Y = np.asarray(Y)
+    n, n_labels = Y.shape
+    Yf = Y.astype(np.float64)
+    per_row = Yf.sum(axis=1)
+    distinct = len(np.unique(np.packbits(Y.astype(bool), axis=1), axis=0)) if n else 0
+    return {"n_rows": n, "n_labels": n_labels,
+            "cardinality": float(per_row.mean()) if n else 0.0,
+            "density": float(per_row.mean() / n_labels) if n and n_labels else 0.0,
+            "distinct_label_sets": int(distinct),
+            "prevalence": (Yf.mean(axis=0) if n else np.zeros(n_labels)).tolist(),
+            "cooccurrence": (Yf.T @ Yf).astype(np.int64)}
+
+
+def check_multiclass(Y: np.ndarray) -> bool:
+    """Warn (and return True) when every row has exactly one label."""
+    Y = np.asarray(Y)
+    if Y.shape[0] and Y.shape[1] > 1 and np.all(Y.sum(axis=1) == 1):
+        warnings.warn("every row carries exactly one label: the labels are mutually exclusive, "
+                      "so this is a multi-class problem; a multi-class model (softmax) fits it "
+                      "better than independent per-label models", MulticlassWarning, stacklevel=2)
+        return True
+    return False
+
+
+def evaluate(Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None) -> dict[str, float]:
+    """All aggregate metrics: threshold metrics of ``P``; with scores ``S``, ranking metrics and
+    macro ROC-AUC / PR-AUC over the labels where they are defined."""
+    out = classification_metrics(Y, P)
+    if S is not None:
+        out.update(ranking_metrics(Y, S))
+        aucs = [roc_auc(Y[:, j], S[:, j]) for j in range(Y.shape[1])]
+        aps = [average_precision(Y[:, j], S[:, j]) for j in range(Y.shape[1])]
+        out["roc_auc_macro"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+        out["pr_auc_macro"] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
+    return out

@@ -1,0 +1,128 @@
+"""Multi-label iterative stratification (Sechidis, Tsoumakas & Vlahavas, ECML PKDD 2011).
+
+Random splits leave rare labels with no positive in a fold. Iterative stratification assigns the
+rows of the rarest label first, each to the fold that still wants most of that label (ties: the
+fold that wants most rows, then chance), so every label's positives are spread as the fractions
+ask. This implementation keeps the algorithm's exact choices but does the bookkeeping with numpy:
+per label one pass over its (shuffled) rows in plain Python over small lists, then one vectorised
+update of every other label's wanted counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from labelwise.errors import DataError
+
+
+def iterative_stratification(Y: np.ndarray, fractions: Sequence[float],
+                             seed: int | None = 0) -> np.ndarray:
+    """Assign each row of ``Y`` (n x L, 0/1) to a fold; return the fold index per row (int8/16).
+
+    ``fractions`` are the wanted fold sizes (normalised to sum to one).
+    """
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise DataError(f"Y must be 2-D (rows x labels), got shape {Y.shape}")
+    r = np.asarray(fractions, dtype=np.float64)
+    if r.ndim != 1 or len(r) < 2 or (r <= 0).any():
+        raise DataError(f"fractions must be two or more positive numbers, got {list(fractions)}")
+    r = r / r.sum()
+    n, n_labels = Y.shape
+    k = len(r)
+    rng = np.random.default_rng(seed)
+    Yb = Y.astype(bool, copy=False)
+    Ycsc = Yb.T.copy()  # label-major rows for fast "rows of label l"
+
+    want_rows = (r * n).tolist()  # c_j
+    want = np.outer(Yb.sum(axis=0), r)  # c_j^l, shape L x k
+    remaining = Yb.sum(axis=0).astype(np.int64)
+    fold = np.full(n, -1, dtype=np.int16)
+    assigned = np.zeros(n, dtype=bool)
+
+    while True:
+        active = np.flatnonzero(remaining > 0)
+        if active.size == 0:
+            break
+        # rarest label among unassigned rows; random among ties
+        counts = remaining[active]
+        cand = active[counts == counts.min()]
+        lab = int(cand[rng.integers(len(cand))]) if len(cand) > 1 else int(cand[0])
+        rows = np.flatnonzero(Ycsc[lab] & ~assigned)
+        rows = rows[rng.permutation(len(rows))]
+        wl = want[lab].tolist()
+        noise = rng.random((len(rows), k)).tolist()  # final random tie-break
+        choice = np.empty(len(rows), dtype=np.int16)
+        for i in range(len(rows)):
+            nz = noise[i]
+            best, bkey = 0, (wl[0], want_rows[0], nz[0])
+            for j in range(1, k):
+                key = (wl[j], want_rows[j], nz[j])
+                if key > bkey:
+                    best, bkey = j, key
+            choice[i] = best
+            wl[best] -= 1.0
+            want_rows[best] -= 1.0
+        fold[rows] = choice
+        assigned[rows] = True
+        # every label carried by these rows is now wanted less in the chosen folds
+        for j in range(k):
+            sel = rows[choice == j]
+            if sel.size:
+                per_label = Yb[sel].sum(axis=0)
+                want[:, j] -= per_label
+        remaining -= Yb[rows].sum(axis=0)
+
+    # rows without any label: fill folds by how many rows each still wants
+    rest = np.flatnonzero(~assigned)
+    if rest.size:
+        rest = rest[rng.permutation(rest.size)]
+        wr = np.asarray(want_rows)
+        quota = _largest_remainder(np.clip(wr, 0, None), rest.size, rng)
+        fold[rest] = np.repeat(np.arange(k), quota).astype(np.int16)
+    return fold
+
+
+def _largest_remainder(weights: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    """Integer counts summing to ``total``, proportional to ``weights``."""
+    if weights.sum() <= 0:
+        weights = np.ones_like(weights)
+    exact = weights / weights.sum() * total
+    base = np.floor(exact).astype(np.int64)
+    short = total - base.sum()
+    if short:
+        frac = exact - base + rng.random(len(exact)) * 1e-9
+        base[np.argsort(-frac)[:short]] += 1
+    return base
+
+
+def train_valid_test_split(Y: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                           seed: int | None = 0) -> tuple[np.ndarray, ...]:
+    """Index arrays (sorted) for each part, stratified over all labels at once."""
+    fold = iterative_stratification(Y, fractions, seed)
+    return tuple(np.flatnonzero(fold == j) for j in range(len(fractions)))
+
+
+def stratified_kfold(Y: np.ndarray, n_splits: int = 5, seed: int | None = 0
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_idx, test_idx) pairs like scikit-learn's KFold, stratified over all labels."""
+    if n_splits < 2:
+        raise DataError(f"n_splits must be >= 2, got {n_splits}")
+    fold = iterative_stratification(Y, [1.0] * n_splits, seed)
+    return [(np.flatnonzero(fold != j), np.flatnonzero(fold == j)) for j in range(n_splits)]
+
+
+def label_share_spread(Y: np.ndarray, fold: np.ndarray) -> float:
+    """Mean over labels of the std. deviation of each fold's share of the label's positives.
+
+    Lower is more even; the quality measure the stratification benchmark reports.
+    """
+    folds = np.unique(fold)
+    pos = np.asarray(Y, dtype=np.float64).sum(axis=0)
+    keep = pos > 0
+    shares = np.stack([np.asarray(Y[fold == f], dtype=np.float64).sum(axis=0)[keep] / pos[keep]
+                       for f in folds])
+    sizes = np.array([(fold == f).mean() for f in folds])[:, None]
+    return float(np.mean(np.std(shares - sizes, axis=0)))
