@@ -152,7 +152,7 @@ def _indicator(s: pl.Series, source: str) -> np.ndarray:
     if not s.dtype.is_numeric():
         raise DataError(f"{where} has type {s.dtype} (e.g. {s.head(3).to_list()}); "
                         "labels must be 0/1 numbers or booleans")
-    bad = s.filter(~s.is_in([0, 1]))
+    bad = s.filter((s != 0) & (s != 1))
     if bad.len():
         raise DataError(f"{where} has {bad.len()} value(s) outside {{0, 1}} "
                         f"(e.g. {bad.unique().head(3).to_list()}); labels must be 0 or 1")

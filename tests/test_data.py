@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from labelwise.data import FeatureEncoder, LabelSpec, encode_labels, encode_table, read_table
+from labelwise.errors import DataError
+
+
+@pytest.fixture()
+def small() -> pl.DataFrame:
+    return pl.DataFrame({
+        "num": [1.0, None, 3.0, 4.0],
+        "flag": [True, False, None, True],
+        "city": ["a", "b", None, "a"],
+        "tag_x": [1, 0, 1, 0],
+        "tag_y": [0, 0, 1, 1],
+        "tags": [["x"], [], ["x", "y"], ["y"]],
+        "tags_str": ["x", "", "x| y", "y"],
+    })
+
+
+def test_indicator_prefix_regex_and_sets_agree(small):
+    expected = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], dtype=np.uint8)
+    for spec in (LabelSpec(columns=("tag_x", "tag_y")), LabelSpec(prefix="tag_"),
+                 LabelSpec(regex=r"tag_[xy]")):
+        Y, names = encode_labels(small, spec)
+        assert (Y == expected).all() and names == ["tag_x", "tag_y"]
+    Y, names = encode_labels(small, LabelSpec(set_column="tags"))
+    assert names == ["x", "y"] and (Y == expected).all()
+    Y, names = encode_labels(small, LabelSpec(set_column="tags_str", separator="|"))
+    assert names == ["x", "y"] and (Y == expected).all()
+    # a fixed order (the model's) is honoured
+    Y, names = encode_labels(small, LabelSpec(set_column="tags"), labels=["y", "x"])
+    assert names == ["y", "x"] and (Y == expected[:, ::-1]).all()
+
+
+def test_feature_encoding_nulls_and_categories(small):
+    enc = encode_table(small.drop("tags", "tags_str"), LabelSpec(prefix="tag_"))
+    assert enc.features == ["num", "flag", "city"]
+    assert enc.encoder.categories == {"city": ["a", "b"]}
+    X = enc.X
+    assert X.dtype == np.float32 and np.isnan(X[1, 0]) and np.isnan(X[2, 1])
+    assert X[:, 2][[0, 1, 3]].tolist() == [0.0, 1.0, 0.0] and np.isnan(X[2, 2])
+    # unseen category at predict time -> missing, counted
+    new = pl.DataFrame({"num": [1.0], "flag": [True], "city": ["zzz"]})
+    Xn = enc.encoder.transform(new)
+    assert np.isnan(Xn[0, 2]) and enc.encoder.unseen_counts == {"city": 1}
+    # round trip of the encoder through JSON-able dict
+    again = FeatureEncoder.from_dict(enc.encoder.to_dict())
+    assert np.array_equal(again.transform(small), X, equal_nan=True)
+
+
+@pytest.mark.parametrize("values, match", [
+    ([0, 2, 1, 0], "outside"), ([0, -1, 1, 0], "outside"), ([0.0, 0.5, 1.0, 0.0], "outside"),
+    (["yes", "no", "no", "no"], "type"), ([0, None, 1, 0], "null"),
+])
+def test_bad_label_values_are_named(small, values, match):
+    bad = small.with_columns(pl.Series("tag_x", values))
+    with pytest.raises(DataError, match=rf"tag_x.*{match}|{match}.*tag_x"):
+        encode_labels(bad, LabelSpec(prefix="tag_"), source="t.parquet")
+
+
+def test_label_spec_errors(small):
+    with pytest.raises(DataError, match="exactly one"):
+        LabelSpec()
+    with pytest.raises(DataError, match="nope"):
+        encode_labels(small, LabelSpec(columns=("nope",)))
+    with pytest.raises(DataError, match="separator"):
+        encode_labels(small, LabelSpec(set_column="tags_str"))
+    with pytest.raises(DataError, match="no label column matches"):
+        encode_labels(small, LabelSpec(prefix="zzz"))
+
+
+def test_feature_errors(small):
+    enc = FeatureEncoder().fit(small, ["num", "city"])
+    with pytest.raises(DataError, match="missing"):
+        enc.transform(small.drop("city"))
+    with pytest.raises(DataError, match="infinite"):
+        enc.transform(small.with_columns(pl.Series("num", [1.0, float("inf"), 0.0, 1.0])))
+    with pytest.raises(DataError, match="categorical"):
+        enc.transform(small.with_columns(pl.Series("city", [1, 2, 3, 4])))
+    with pytest.raises(DataError, match="numeric"):
+        enc.transform(small.with_columns(pl.Series("num", ["1", "2", "3", "4"])))
+
+
+def test_read_table_errors(tmp_path: Path, small):
+    with pytest.raises(DataError, match="not found"):
+        read_table(tmp_path / "missing.parquet")
+    bad = tmp_path / "corrupt.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="corrupt.parquet"):
+        read_table(bad)
+    with pytest.raises(DataError, match="unsupported"):
+        read_table(tmp_path / "x.xlsx")
+    p = tmp_path / "ok.csv"
+    small.drop("tags").write_csv(p)
+    assert read_table(p).height == 4
+    p2 = tmp_path / "ok.ndjson"
+    small.write_ndjson(p2)
+    assert read_table(p2, columns=["num"]).width == 1
+    with pytest.raises(DataError, match="no rows"):
+        encode_table(small.head(0), LabelSpec(prefix="tag_"))

@@ -1,0 +1,103 @@
+"""Every metric equals scikit-learn's on the same inputs (property tests)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn import metrics as skm
+
+from labelwise import metrics as lm
+
+# sklearn reads a one-column 0/1 matrix as binary, not multi-label: compare from two labels on
+shapes = st.tuples(st.integers(1, 25), st.integers(2, 8))
+
+
+@st.composite
+def label_pair(draw):
+    n, n_labels = draw(shapes)
+    Y = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
+    P = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
+    return Y, P
+
+
+@st.composite
+def score_pair(draw):
+    n, n_labels = draw(shapes)
+    Y = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
+    # few distinct values so that ties happen often
+    S = draw(arrays(np.float64, (n, n_labels),
+                    elements=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 1.0])
+                    | st.floats(0, 1)))
+    return Y, S
+
+
+@settings(max_examples=300, deadline=None)
+@given(label_pair())
+def test_classification_metrics_equal_sklearn(pair):
+    Y, P = pair
+    ours = lm.classification_metrics(Y, P)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ours["hamming_loss"] == pytest.approx(skm.hamming_loss(Y, P), abs=1e-12)
+        assert ours["subset_accuracy"] == pytest.approx(skm.accuracy_score(Y, P), abs=1e-12)
+        for avg in ("micro", "macro", "weighted", "samples"):
+            for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
+                             ("f1", skm.f1_score), ("jaccard", skm.jaccard_score)):
+                ref = fn(Y, P, average=avg, zero_division=0)
+                assert ours[f"{name}_{avg}"] == pytest.approx(ref, abs=1e-12), (name, avg)
+
+
+@settings(max_examples=300, deadline=None)
+@given(score_pair())
+def test_ranking_metrics_equal_sklearn(pair):
+    Y, S = pair
+    assert lm.label_ranking_average_precision(Y, S) == pytest.approx(
+        skm.label_ranking_average_precision_score(Y, S), abs=1e-12)
+    assert lm.coverage_error(Y, S) == pytest.approx(skm.coverage_error(Y, S), abs=1e-12)
+    assert lm.label_ranking_loss(Y, S) == pytest.approx(skm.label_ranking_loss(Y, S), abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(score_pair())
+def test_per_label_auc_equal_sklearn(pair):
+    Y, S = pair
+    for j in range(Y.shape[1]):
+        y, s = Y[:, j], S[:, j]
+        if 0 < y.sum() < len(y):
+            assert lm.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+        else:
+            assert np.isnan(lm.roc_auc(y, s))
+        if y.sum() > 0:
+            assert lm.average_precision(y, s) == pytest.approx(
+                skm.average_precision_score(y, s), abs=1e-12)
+        else:
+            assert np.isnan(lm.average_precision(y, s))
+
+
+def test_per_label_table_and_statistics():
+    Y = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], dtype=np.uint8)
+    P = np.array([[1, 0, 0], [0, 1, 1], [0, 1, 0], [1, 0, 1]], dtype=np.uint8)
+    rows = lm.per_label_table(Y, P, S=P.astype(float), labels=["a", "b", "c"])
+    assert [r["label"] for r in rows] == ["a", "b", "c"]
+    f1 = skm.f1_score(Y, P, average=None, zero_division=0)
+    assert [r["f1"] for r in rows] == pytest.approx(f1.tolist())
+    assert [r["support"] for r in rows] == Y.sum(axis=0).tolist()
+    stats = lm.label_statistics(Y)
+    assert stats["cardinality"] == pytest.approx(Y.sum() / 4)
+    assert stats["density"] == pytest.approx(Y.sum() / 12)
+    assert stats["distinct_label_sets"] == 4
+    assert (stats["cooccurrence"] == Y.T.astype(int) @ Y.astype(int)).all()
+
+
+def test_multiclass_warning():
+    Y = np.eye(3, dtype=np.uint8)[[0, 1, 2, 1]]
+    with pytest.warns(lm.MulticlassWarning, match="multi-class"):
+        assert lm.check_multiclass(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not lm.check_multiclass(np.array([[1, 1], [0, 1]]))

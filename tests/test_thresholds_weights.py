@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.metrics import f1_score, fbeta_score, precision_score, recall_score
+
+from labelwise.errors import ConfigError
+from labelwise.thresholds import ThresholdPolicy, _sweep, apply_thresholds, fit_thresholds
+from labelwise.weights import label_weights
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.uint8, st.integers(2, 40), elements=st.integers(0, 1)),
+       st.data(), st.sampled_from([0.5, 1.0, 2.0]))
+def test_sweep_finds_the_best_cut(y, data, beta):
+    p = data.draw(arrays(np.float64, len(y), elements=st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9])
+                         | st.floats(0, 1)))
+    if y.sum() in (0, len(y)):
+        return
+    t, score = _sweep(y, p, ThresholdPolicy(objective="fbeta", beta=beta))
+    # the sweep's score is what the threshold actually gets...
+    assert fbeta_score(y, p >= t, beta=beta, zero_division=0) == pytest.approx(score)
+    # ...and no candidate cut does better (brute force over every distinct score)
+    best = max(fbeta_score(y, p >= c, beta=beta, zero_division=0) for c in np.unique(p))
+    assert score == pytest.approx(best)
+
+
+def test_precision_and_recall_targets():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.3).astype(np.uint8)
+    p = np.clip(y * 0.3 + rng.random(2000) * 0.7, 0, 1)
+    t, _ = _sweep(y, p, ThresholdPolicy(objective="precision", target=0.8))
+    assert precision_score(y, p >= t) >= 0.8
+    t2, _ = _sweep(y, p, ThresholdPolicy(objective="recall", target=0.9))
+    assert recall_score(y, p >= t2) >= 0.9
+
+
+def test_shrinkage_global_and_fixed_modes():
+    rng = np.random.default_rng(1)
+    Y = (rng.random((500, 4)) < [0.4, 0.2, 0.01, 0.0]).astype(np.uint8)
+    P = np.clip(Y * 0.4 + rng.random(Y.shape) * 0.6, 0, 1)
+    glob = fit_thresholds(Y, P, ThresholdPolicy(mode="global"))
+    assert np.unique(glob).size == 1
+    per = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=0))
+    shrunk = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=1e9))
+    assert shrunk == pytest.approx(glob, abs=1e-6)  # infinite shrinkage = the global cut
+    assert per[3] == pytest.approx(glob[3])  # no positive: the global cut
+    assert f1_score(Y[:, 0], P[:, 0] >= per[0]) >= f1_score(Y[:, 0], P[:, 0] >= 0.5)
+    assert (fit_thresholds(Y, P, ThresholdPolicy(mode="fixed", fixed=0.3)) == 0.3).all()
+    with pytest.raises(ConfigError):
+        ThresholdPolicy(fixed=1.5)
+    with pytest.raises(ConfigError):
+        ThresholdPolicy(objective="precision")
+
+
+def test_at_least_one_label_per_row():
+    P = np.array([[0.1, 0.2], [0.9, 0.1], [0.05, 0.01]])
+    t = np.array([0.5, 0.4])
+    plain = apply_thresholds(P, t)
+    assert plain[0].sum() == 0
+    forced = apply_thresholds(P, t, at_least_one=True)
+    assert (forced.sum(axis=1) >= 1).all()
+    assert forced[0].tolist() == [0, 1]  # 0.2/0.4 beats 0.1/0.5
+    assert (forced[1] == plain[1]).all()
+
+
+def test_weight_schemes():
+    Y = np.zeros((100, 3), dtype=np.uint8)
+    Y[:50, 0] = 1
+    Y[:10, 1] = 1
+    assert label_weights(Y, "none").tolist() == [1, 1, 1]
+    assert label_weights(Y, "balanced")[:2] == pytest.approx([1.0, 9.0])
+    assert label_weights(Y, "sqrt")[1] == pytest.approx(3.0)
+    eff = label_weights(Y, "effective", beta=0.99)
+    assert eff[1] == pytest.approx((1 - 0.99 ** 90) / (1 - 0.99 ** 10))
+    assert label_weights(Y, "balanced")[2] == 1.0  # no positive: neutral
+    assert label_weights(Y, "balanced", cap=5)[1] == 5.0
+    assert label_weights(Y, {"b": 2.0}, labels=["a", "b", "c"]).tolist() == [1, 2, 1]
+    with pytest.raises(ConfigError, match="unknown label"):
+        label_weights(Y, {"zz": 2.0}, labels=["a", "b", "c"])
+    with pytest.raises(ConfigError):
+        label_weights(Y, "nope")
