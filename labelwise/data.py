@@ -255,8 +255,9 @@ class FeatureEncoder:
                                     f"{s.dtype}")
                 col = s.cast(pl.Float32).fill_null(np.nan).to_numpy()
                 if np.isinf(col).any():
-                    raise DataError(f"{source}: feature column {f!r} holds {int(np.isinf(col).sum())}"
-                                    " infinite value(s); replace them with nulls or finite values")
+                    n_inf = int(np.isinf(col).sum())
+                    raise DataError(f"{source}: feature column {f!r} holds {n_inf} infinite "
+                                    "value(s); replace them with nulls or finite values")
                 X[:, i] = col
         return X
 

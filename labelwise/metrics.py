@@ -99,7 +99,7 @@ def coverage_error(Y: np.ndarray, S: np.ndarray) -> float:
     Y, S = _check(Y, S, "scores")
     Sm = np.ma.masked_array(S, mask=~Y.astype(bool))
     min_rel = Sm.min(axis=1).filled(np.inf)[:, None]
-    cov = (S >= min_rel).sum(axis=1).astype(np.float64)
+    cov = (min_rel <= S).sum(axis=1).astype(np.float64)
     cov[~Y.astype(bool).any(axis=1)] = 0.0
     return float(cov.mean()) if len(cov) else 0.0
 

@@ -30,7 +30,7 @@ def iterative_stratification(Y: np.ndarray, fractions: Sequence[float],
     if r.ndim != 1 or len(r) < 2 or (r <= 0).any():
         raise DataError(f"fractions must be two or more positive numbers, got {list(fractions)}")
     r = r / r.sum()
-    n, n_labels = Y.shape
+    n = Y.shape[0]
     k = len(r)
     rng = np.random.default_rng(seed)
     Yb = Y.astype(bool, copy=False)

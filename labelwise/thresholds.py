@@ -117,7 +117,7 @@ def apply_thresholds(P: np.ndarray, thresholds: np.ndarray, at_least_one: bool =
     probability is highest relative to its threshold."""
     P = np.asarray(P)
     t = np.asarray(thresholds)
-    pred = (P >= t).astype(np.uint8)
+    pred = (t <= P).astype(np.uint8)
     if at_least_one and P.shape[1]:
         empty = pred.sum(axis=1) == 0
         if empty.any():
