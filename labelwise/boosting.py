@@ -75,7 +75,7 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     for _ in range(n_workers):
         tr = base.subset(train_idx).construct()
         va = base.subset(valid_idx).construct() if has_valid else None
-        full = base.subset(all_idx).construct() if has_valid else None
+        full = base.subset(all_idx).construct() if (refit and has_valid) else None
         views.append((tr, va, full))
     X_valid = X[valid_idx] if has_valid else None
     P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None

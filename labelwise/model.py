@@ -46,8 +46,8 @@ STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble")
 # Presets: measured on the shared benchmark datasets (benchmarks/RESULTS.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "fast": {"learning_rate": 0.2, "n_estimators": 300, "early_stopping_rounds": 10,
-             "max_bin": 31, "feature_fraction": 0.5, "refit": False},
+    "fast": {"cv_folds": None, "learning_rate": 0.2, "n_estimators": 300,
+             "early_stopping_rounds": 10, "max_bin": 31, "refit": False},
     "accurate": {"learning_rate": 0.03, "n_estimators": 3000, "early_stopping_rounds": 100},
 }
 
@@ -67,12 +67,15 @@ class LabelwiseClassifier(BaseEstimator):
     early_stopping_rounds : int or None
         Patience of per-label early stopping on the validation rows.
     validation_fraction : float
-        Share of the rows held out (iterative stratification) for early stopping, thresholds and
-        calibration when ``fit`` gets no ``eval_set``. 0 disables: fixed rounds, thresholds fixed.
+        With ``cv_folds=None``: share of the rows held out (iterative stratification) for early
+        stopping, thresholds and calibration when ``fit`` gets no ``eval_set``. 0 disables
+        validation: fixed rounds (``min(n_estimators, 100)``), fixed 0.5 thresholds.
     cv_folds : int or None
-        Cross-fitting instead of one validation part: k models per label, each early-stopped on
-        its held-out fold; thresholds come from the out-of-fold probabilities of every row and
-        predictions average the k models (no refit). Costs about k/2 times the holdout fit.
+        Cross-fitting (the default, k=5): k models per label, each early-stopped on its held-out
+        fold (iteratively stratified); thresholds come from the out-of-fold probabilities of
+        every row and predictions average the k models. Measured on the benchmark datasets this
+        gives better thresholds for rare labels than one validation part, at about 2.5 times
+        the cost. ``None`` uses one validation part (``validation_fraction``) and ``refit``.
     refit : bool
         After early stopping, retrain each label on all rows (validation included) with the
         number of rounds scaled to the larger data. Ignored with an explicit ``eval_set``.
@@ -101,12 +104,12 @@ class LabelwiseClassifier(BaseEstimator):
     """
 
     def __init__(self, strategy: str = "binary_relevance", *, n_estimators: int = 1000,
-                 learning_rate: float = 0.1, num_leaves: int = 15, min_child_samples: int = 10,
+                 learning_rate: float = 0.1, num_leaves: int = 7, min_child_samples: int = 10,
                  feature_fraction: float = 0.8, bagging_fraction: float = 1.0,
                  lambda_l2: float = 1.0, max_bin: int = 63,
                  lgb_params: dict[str, Any] | None = None,
                  early_stopping_rounds: int | None = 20, validation_fraction: float = 0.2,
-                 cv_folds: int | None = None, refit: bool = True,
+                 cv_folds: int | None = 5, refit: bool = True,
                  weighting: str | dict[str, float] = "none",
                  weighting_cap: float = 50.0, threshold_objective: str = "f1",
                  threshold_beta: float = 1.0, threshold_target: float | None = None,

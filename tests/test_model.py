@@ -50,7 +50,7 @@ def test_fit_predict_beats_baselines(data, fitted):
 def test_shared_dataset_equals_fresh_dataset(data):
     """The one-binned-Dataset trick trains the same model as a fresh Dataset per label."""
     X, Y, _, _ = data
-    clf = LabelwiseClassifier(n_estimators=30, validation_fraction=0, n_jobs=1)
+    clf = LabelwiseClassifier(n_estimators=30, cv_folds=None, validation_fraction=0, n_jobs=1)
     clf.fit(X, Y)
     Xa = clf.encoder_.transform(X)
     Ya = Y.to_numpy()
