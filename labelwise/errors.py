@@ -21,3 +21,15 @@ class ModelFormatError(LabelwiseError, ValueError):
 
 class NotFittedError(LabelwiseError, AttributeError):
     """The estimator is used before `fit`."""
+
+
+class ContractError(DataError):
+    """The table breaks its data contract; ``report`` holds the failed expectations."""
+
+    def __init__(self, message: str, report: dict | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
+
+
+class RegistryError(LabelwiseError, LookupError):
+    """A registered model, version or alias does not exist (or cannot be moved)."""

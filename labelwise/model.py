@@ -36,7 +36,7 @@ from labelwise.boosting import LabelJob, LabelModel, predict_per_label, train_pe
 from labelwise.calibration import LabelCalibrator
 from labelwise.data import FeatureEncoder
 from labelwise.errors import DataError, NotFittedError
-from labelwise.metrics import check_multiclass
+from labelwise.metrics import check_multiclass, classification_metrics
 from labelwise.split import iterative_stratification, stratified_kfold
 from labelwise.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
 from labelwise.weights import label_weights
@@ -82,7 +82,7 @@ class LabelwiseClassifier(BaseEstimator):
     weighting : {"none", "balanced", "sqrt", "effective"} or dict
         Per-label positive-class weight (:mod:`labelwise.weights`), capped at ``weighting_cap``.
     threshold_objective, threshold_beta, threshold_target, threshold_mode, threshold_shrinkage,
-    at_least_one :
+    threshold_fixed, at_least_one :
         Threshold calibration (:class:`labelwise.thresholds.ThresholdPolicy`).
     calibration : {None, "isotonic", "sigmoid"}
         Per-label probability calibration fitted on the validation rows.
@@ -101,6 +101,8 @@ class LabelwiseClassifier(BaseEstimator):
     thresholds_ : ndarray of shape (n_labels,)
     label_weights_ : ndarray of shape (n_labels,)
     best_iterations_ : ndarray of shape (n_labels,)
+    validation_metrics_ : dict
+        Threshold metrics of the held-out (out-of-fold) predictions the thresholds were set on.
     """
 
     def __init__(self, strategy: str = "binary_relevance", *, n_estimators: int = 1000,
@@ -114,7 +116,7 @@ class LabelwiseClassifier(BaseEstimator):
                  weighting_cap: float = 50.0, threshold_objective: str = "f1",
                  threshold_beta: float = 1.0, threshold_target: float | None = None,
                  threshold_mode: str = "per_label", threshold_shrinkage: float = 10.0,
-                 at_least_one: bool = False, calibration: str | None = None,
+                 threshold_fixed: float = 0.5, at_least_one: bool = False, calibration: str | None = None,
                  chain_order: str | Sequence[str] = "frequency", n_chains: int = 3,
                  n_folds: int = 3, n_jobs: int = -1, random_state: int = 0) -> None:
         self.strategy = strategy
@@ -138,6 +140,7 @@ class LabelwiseClassifier(BaseEstimator):
         self.threshold_target = threshold_target
         self.threshold_mode = threshold_mode
         self.threshold_shrinkage = threshold_shrinkage
+        self.threshold_fixed = threshold_fixed
         self.at_least_one = at_least_one
         self.calibration = calibration
         self.chain_order = chain_order
@@ -157,7 +160,7 @@ class LabelwiseClassifier(BaseEstimator):
     def _policy(self) -> ThresholdPolicy:
         return ThresholdPolicy(objective=self.threshold_objective, beta=self.threshold_beta,
                                target=self.threshold_target, mode=self.threshold_mode,
-                               shrinkage=self.threshold_shrinkage,
+                               shrinkage=self.threshold_shrinkage, fixed=self.threshold_fixed,
                                at_least_one=self.at_least_one)
 
     def _n_workers(self) -> int:
@@ -400,6 +403,7 @@ class LabelwiseClassifier(BaseEstimator):
         self.calibrators_: list[LabelCalibrator] | None = None
         if valid_idx is None or P_valid is None or len(valid_idx) == 0:
             self.thresholds_ = np.full(n_labels, policy.fixed)
+            self.validation_metrics_ = {}
             return
         Yv = Ya[valid_idx]
         if self.calibration not in (None, "none"):
@@ -407,6 +411,8 @@ class LabelwiseClassifier(BaseEstimator):
                                  for j in range(n_labels)]
             P_valid = self._calibrate(P_valid)
         self.thresholds_ = fit_thresholds(Yv, P_valid, policy)
+        pred = apply_thresholds(P_valid, self.thresholds_, self.at_least_one)
+        self.validation_metrics_ = classification_metrics(Yv, pred)
 
     def _calibrate(self, P: np.ndarray) -> np.ndarray:
         if not self.calibrators_:

@@ -1,0 +1,1 @@
+"""Prefect flows: train, promote, rollback, predict (composition, parameters, schedules)."""

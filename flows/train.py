@@ -1,0 +1,78 @@
+"""The train flow: load -> validate -> split -> train -> evaluate -> track -> register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from labelwise.config import Config, load_config
+
+
+def workdir_for(cfg: Config, data_digest: str) -> Path:
+    """One folder per (config, data): reruns of the same job find their finished steps there."""
+    from labelwise.runtime import state_dir
+
+    d = state_dir() / "runs" / cfg.name / f"{cfg.digest()}-{data_digest[:12]}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@flow(name="labelwise-train", log_prints=True)
+def train_flow(config_path: str, register: bool = True) -> dict[str, Any]:
+    """Train, evaluate, track and register the model a config describes."""
+    from tasks.contract import validate_contract
+    from tasks.data import inspect_data, split_data
+    from tasks.tracking import (
+        finish_run,
+        log_contract,
+        log_datasets,
+        log_model,
+        log_results,
+        register_model,
+        start_run,
+    )
+    from tasks.train import evaluate_model, train_model
+
+    cfg = load_config(config_path)
+    info = inspect_data(cfg)
+    run_id = start_run(cfg, info)
+    try:
+        for part in ("train", "test"):
+            if part in info:
+                report = validate_contract(cfg, info[part]["path"], part)
+                log_contract(cfg, run_id, report, part)
+        workdir = workdir_for(cfg, info["train"]["digest"])
+        paths = split_data(cfg, info, str(workdir))
+        log_datasets(cfg, run_id, paths, info)
+        trained = train_model(cfg, paths["train"], info["train"]["digest"], str(workdir))
+        metrics = evaluate_model(cfg, trained["model_dir"], paths["test"],
+                                 str(workdir / "evaluation"))
+        log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"))
+        model_uri = log_model(cfg, run_id, trained["model_dir"], paths["test"])
+        version = register_model(cfg, run_id, model_uri, metrics) if register else None
+    except BaseException as exc:
+        _record_failure(cfg, run_id, exc)
+        finish_run(cfg, run_id, "FAILED")
+        raise
+    finish_run(cfg, run_id, "FINISHED")
+    print(f"run {run_id}: test f1_micro={metrics['f1_micro']:.4f} "
+          f"f1_macro={metrics['f1_macro']:.4f}" + (f"; registered {version['name']} "
+                                                    f"v{version['version']}" if version else ""))
+    return {"run_id": run_id, "metrics": metrics, "model_uri": model_uri,
+            "version": version, "model_dir": trained["model_dir"]}
+
+
+def _record_failure(cfg: Config, run_id: str, exc: BaseException) -> None:
+    """Keep the reason (and a failed contract's report) on the FAILED run."""
+    from tasks.tracking import client
+
+    try:
+        c = client(cfg)
+        c.set_tag(run_id, "labelwise.error", f"{type(exc).__name__}: {exc}"[:5000])
+        report = getattr(exc, "report", None)
+        if report:
+            c.log_dict(run_id, report, "contract/failed.json")
+    except Exception:  # never hide the original error behind a tracking error
+        pass

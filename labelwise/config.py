@@ -1,0 +1,240 @@
+"""The YAML config of a labelwise job, validated by pydantic.
+
+Every section forbids unknown keys, so a typo (``learnig_rate``) is an error, not a silent
+default. Errors name the YAML path of the bad key (``model.params.n_estimators``). Relative data
+paths are resolved against the config file's folder. Secrets (server passwords, tokens) never go
+here: they come from the environment (MLFLOW_TRACKING_USERNAME / _PASSWORD, PREFECT_API_KEY...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from labelwise.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelsConfig(_Section):
+    """Which columns hold the labels: exactly one of columns / prefix / regex / set_column."""
+
+    columns: list[str] | None = None
+    prefix: str | None = None
+    regex: str | None = None
+    set_column: str | None = None
+    separator: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> LabelsConfig:
+        given = [k for k in ("columns", "prefix", "regex", "set_column") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of columns, prefix, regex, set_column (got "
+                             f"{given or 'none'})")
+        return self
+
+    def spec(self) -> Any:
+        from labelwise.data import LabelSpec
+
+        return LabelSpec(columns=tuple(self.columns) if self.columns else None,
+                         prefix=self.prefix, regex=self.regex, set_column=self.set_column,
+                         separator=self.separator)
+
+
+class DataConfig(_Section):
+    train: Path = Field(description="training table (parquet / CSV / NDJSON)")
+    test: Path | None = Field(None, description="held-out table; else split off the training one")
+    labels: LabelsConfig
+    features: list[str] | None = Field(None, description="feature columns; default: all others")
+    exclude: list[str] = Field(default_factory=list, description="columns that are not features")
+
+
+class SplitConfig(_Section):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+
+
+class ModelConfig(_Section):
+    strategy: Literal["binary_relevance", "stacking", "chain", "chain_ensemble"] = (
+        "binary_relevance")
+    preset: Literal["default", "fast", "accurate"] = "default"
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="LabelwiseClassifier parameters")
+    lgb_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        import inspect
+
+        from labelwise.model import LabelwiseClassifier
+
+        allowed = set(inspect.signature(LabelwiseClassifier.__init__).parameters) - {
+            "self", "strategy", "lgb_params", "weighting", "weighting_cap"}
+        unknown = sorted(set(v) - allowed)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+        return v
+
+
+class WeightingConfig(_Section):
+    scheme: Literal["none", "balanced", "sqrt", "effective"] | dict[str, float] = "none"
+    cap: float = Field(50.0, ge=1)
+    beta: float = Field(0.999, gt=0, lt=1)
+
+
+class ThresholdConfig(_Section):
+    objective: Literal["f1", "fbeta", "precision", "recall"] = "f1"
+    beta: float = Field(1.0, gt=0)
+    target: float | None = Field(None, gt=0, le=1)
+    mode: Literal["per_label", "global", "fixed"] = "per_label"
+    fixed: float = Field(0.5, ge=0, le=1)
+    shrinkage: float = Field(10.0, ge=0)
+    at_least_one: bool = False
+
+
+class ContractConfig(_Section):
+    suite: Path | None = Field(None, description="great-expectations suite JSON")
+    min_rows: int = Field(10, ge=1)
+    min_positives_per_label: int = Field(1, ge=0)
+
+
+class TrackingConfig(_Section):
+    tracking_uri: str | None = Field(None, description="default: SQLite in the state dir")
+    experiment: str | None = Field(None, description="default: the config name")
+    registered_model: str | None = Field(None, description="default: the config name")
+
+
+class PromotionConfig(_Section):
+    metric: str = "f1_macro"
+    higher_is_better: bool = True
+    min_gain: float = Field(0.0, ge=0)
+    max_label_regression: float = Field(0.05, ge=0, le=1)
+    min_label_support: int = Field(20, ge=1)
+
+
+class ScheduleConfig(_Section):
+    cron: str | None = None
+    timezone: str = "UTC"
+
+
+class Config(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    weighting: WeightingConfig = WeightingConfig()
+    thresholds: ThresholdConfig = ThresholdConfig()
+    contract: ContractConfig = ContractConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    n_jobs: int = -1
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def registered_model(self) -> str:
+        return self.tracking.registered_model or self.name
+
+    def digest(self) -> str:
+        """Stable hash of the validated config (paths as given): a cache and lineage key."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def flat(self) -> dict[str, str]:
+        """Dotted-key view, the shape MLflow params want."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, v: Any) -> None:
+            if isinstance(v, dict) and v:
+                for k, x in v.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), x)
+            else:
+                out[prefix] = json.dumps(v) if isinstance(v, list | dict) else str(v)
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+    def estimator(self) -> Any:
+        """The LabelwiseClassifier this config describes."""
+        from labelwise.model import LabelwiseClassifier
+
+        t = self.thresholds
+        params = {**self.model.params, "strategy": self.model.strategy,
+                  "weighting": self.weighting.scheme, "weighting_cap": self.weighting.cap,
+                  "threshold_objective": t.objective, "threshold_beta": t.beta,
+                  "threshold_target": t.target, "threshold_mode": t.mode,
+                  "threshold_shrinkage": t.shrinkage, "threshold_fixed": t.fixed,
+                  "at_least_one": t.at_least_one,
+                  "n_jobs": self.n_jobs}
+        if self.model.lgb_params:
+            params["lgb_params"] = dict(self.model.lgb_params)
+        return LabelwiseClassifier.from_preset(self.model.preset, **params)
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config", base_dir: Path | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got "
+                          f"{type(data).__name__}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    if base_dir is not None:
+        d = cfg.data
+        upd = {"train": _resolve(d.train, base_dir)}
+        if d.test is not None:
+            upd["test"] = _resolve(d.test, base_dir)
+        updates: dict[str, Any] = {"data": d.model_copy(update=upd)}
+        if cfg.contract.suite is not None:
+            updates["contract"] = cfg.contract.model_copy(
+                update={"suite": _resolve(cfg.contract.suite, base_dir)})
+        cfg = cfg.model_copy(update=updates)
+    try:
+        cfg.estimator()._check_params()
+    except Exception as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def _resolve(p: Path, base: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; errors name the file and the YAML path of the bad key."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({exc})") from None
+    # relative paths in a config are relative to the config file's own folder
+    return parse_config(data, source=str(p), base_dir=p.parent)

@@ -1,0 +1,50 @@
+"""MLflow models-from-code entry point: the labelwise pyfunc.
+
+MLflow loads this file as code (``python_model=<this file>``), never unpickles anything: the model
+is the artifact ``model_dir`` (JSON manifest + LightGBM text boosters) read by
+:meth:`LabelwiseClassifier.load`. ``predict`` takes a table of feature columns and returns one
+probability column per label (``p:<label>``) and the predicted label set (``labels``, a list).
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+PROBA_PREFIX = "p:"
+LABELS_COLUMN = "labels"
+
+
+class LabelwisePyfunc(PythonModel):
+    def load_context(self, context):  # noqa: ANN001 - MLflow inspects these signatures
+        from labelwise.model import LabelwiseClassifier
+
+        self.model = LabelwiseClassifier.load(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001
+        import numpy as np
+        import pandas as pd
+        import polars as pl
+
+        from labelwise.errors import DataError
+
+        if isinstance(model_input, pd.DataFrame):
+            frame = pl.from_pandas(model_input)
+        elif isinstance(model_input, pl.DataFrame):
+            frame = model_input
+        else:
+            frame = pl.DataFrame(model_input)
+        missing = [f for f in self.model.encoder_.features if f not in frame.columns]
+        if missing:
+            raise DataError(f"input is missing feature column(s) {missing}")
+        proba = self.model.predict_proba(frame.select(self.model.encoder_.features))
+        from labelwise.thresholds import apply_thresholds
+
+        pred = apply_thresholds(proba, self.model.thresholds_, self.model.at_least_one)
+        labels = np.asarray(self.model.labels_, dtype=object)
+        out = pd.DataFrame(proba, columns=[PROBA_PREFIX + lab for lab in self.model.labels_])
+        out[LABELS_COLUMN] = [labels[row.astype(bool)].tolist() for row in pred]
+        return out
+
+
+mlflow.models.set_model(LabelwisePyfunc())

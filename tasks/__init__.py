@@ -1,0 +1,1 @@
+"""Prefect tasks: the effects around the engine (read, validate, train, track, register)."""

@@ -1,0 +1,162 @@
+"""Data contract: a great-expectations 1.x suite (JSON in data_contracts/) plus expectations the
+config implies (columns present, labels non-null and in {0, 1}, enough positives, enough rows)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from labelwise.config import Config
+from labelwise.errors import ConfigError, ContractError
+
+
+def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]:
+    """The expectations a config implies, as suite-JSON entries (type + kwargs)."""
+    spec = cfg.data.labels.spec()
+    label_cols = spec.source_columns(columns) if _labels_resolvable(spec, columns) else (
+        list(cfg.data.labels.columns or []) or [cfg.data.labels.set_column or ""])
+    exp: list[dict[str, Any]] = [{"type": "expect_table_row_count_to_be_between",
+                                  "kwargs": {"min_value": cfg.contract.min_rows}}]
+    for c in cfg.data.features or []:
+        exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
+    for c in label_cols:
+        exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
+        exp.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}})
+        if not cfg.data.labels.set_column:
+            exp.append({"type": "expect_column_values_to_be_in_set",
+                        "kwargs": {"column": c, "value_set": [0, 1, True, False]}})
+            if cfg.contract.min_positives_per_label > 0:
+                exp.append({"type": "expect_column_sum_to_be_between",
+                            "kwargs": {"column": c,
+                                       "min_value": cfg.contract.min_positives_per_label}})
+    return exp
+
+
+def _labels_resolvable(spec: Any, columns: list[str]) -> bool:
+    try:
+        spec.source_columns(columns)
+        return True
+    except Exception:
+        return False
+
+
+def load_suite(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ConfigError(f"contract.suite: {path} not found")
+    try:
+        suite = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    exps = suite.get("expectations") if isinstance(suite, dict) else None
+    if not isinstance(exps, list) or any(not isinstance(e, dict) or "type" not in e
+                                         for e in exps):
+        raise ConfigError(f"{path}: a suite needs an 'expectations' list of {{type, kwargs}}")
+    return exps
+
+
+def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Validate a polars frame with great-expectations; return a JSON-able report."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
+    ctx = gx.get_context(mode="ephemeral")
+    try:
+        ctx.variables.progress_bars = {"globally": False}
+    except Exception:  # older layouts of the variables object: progress bars only
+        pass
+    asset = ctx.data_sources.add_pandas("labelwise").add_dataframe_asset(name)
+    batch_def = asset.add_batch_definition_whole_dataframe("all")
+    try:
+        confs = [ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}),
+                                          meta=e.get("meta")).to_domain_obj()
+                 for e in expectations]
+    except Exception as exc:
+        raise ConfigError(f"contract {name}: invalid expectation ({exc})") from None
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=confs))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def,
+                                                                suite=suite))
+    needed = {e.get("kwargs", {}).get("column") for e in expectations} - {None}
+    cols = [c for c in df.columns if c in needed] or df.columns[:1]
+    result = vd.run(batch_parameters={"dataframe": df.select(cols).to_pandas()},
+                    result_format="SUMMARY")
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        conf = r.expectation_config
+        res = r.result or {}
+        observed = res.get("observed_value")
+        if observed is None and "unexpected_count" in res:
+            observed = (f"{res['unexpected_count']} unexpected, e.g. "
+                        f"{res.get('partial_unexpected_list', [])[:3]}")
+        if observed is None and r.exception_info and r.exception_info.get("raised_exception"):
+            observed = "column missing" if conf.kwargs.get("column") not in df.columns else (
+                str(r.exception_info.get("exception_message"))[:200])
+        failures.append({"expectation": conf.type, "column": conf.kwargs.get("column"),
+                         "observed": _plain(observed),
+                         "expected": {k: _plain(v) for k, v in conf.kwargs.items()
+                                      if k not in ("column", "batch_id")}})
+    stats = result.statistics
+    return {"suite": name, "success": bool(result.success), "failures": failures,
+            "evaluated": int(stats["evaluated_expectations"]),
+            "successful": int(stats["successful_expectations"])}
+
+
+def _plain(v: Any) -> Any:
+    try:
+        json.dumps(v)
+        return v
+    except TypeError:
+        return str(v)
+
+
+def format_report(report: dict[str, Any], source: str) -> str:
+    lines = [f"{source}: data contract '{report['suite']}' failed "
+             f"({len(report['failures'])} of {report['evaluated']} expectations)"]
+    for f in report["failures"][:25]:
+        col = f" column {f['column']!r}" if f["column"] else ""
+        lines.append(f"  - {f['expectation']}{col}: observed {f['observed']}; "
+                     f"expected {f['expected']}")
+    if len(report["failures"]) > 25:
+        lines.append(f"  … and {len(report['failures']) - 25} more")
+    lines.append("Fix the data (or the contract in data_contracts/) and run again.")
+    return "\n".join(lines)
+
+
+@task(name="validate-contract", task_run_name="validate-contract-{label}")
+def validate_contract(cfg: Config, path: str, label: str = "train") -> dict[str, Any]:
+    """Check one table against its contract; raise ContractError with a readable summary."""
+    from labelwise.data import read_table
+
+    df = read_table(path)
+    expectations = config_expectations(cfg, df.columns)
+    if label != "train":  # a test table may have fewer positives; keep the structural checks
+        expectations = [e for e in expectations
+                        if e["type"] != "expect_column_sum_to_be_between"]
+    if cfg.contract.suite is not None:
+        expectations += load_suite(cfg.contract.suite)
+    report = run_contract(df, expectations, f"{cfg.name}-{label}")
+    report["table"] = path
+    _publish(report, label)
+    if not report["success"]:
+        raise ContractError(format_report(report, path), report)
+    return report
+
+
+def _publish(report: dict[str, Any], label: str) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    rows = ["| expectation | column | observed | expected |", "|---|---|---|---|"]
+    rows += [f"| {f['expectation']} | {f['column'] or ''} | {f['observed']} | {f['expected']} |"
+             for f in report["failures"][:100]]
+    status = "passed" if report["success"] else "FAILED"
+    body = (f"### Data contract `{report['suite']}`: {status}\n\n"
+            f"{report['successful']} of {report['evaluated']} expectations met.\n\n"
+            + ("\n".join(rows) if report["failures"] else ""))
+    create_markdown_artifact(body, key=f"contract-{label}".lower().replace("_", "-"),
+                             description=f"data contract ({label})")

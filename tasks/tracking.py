@@ -1,0 +1,224 @@
+"""MLflow tracking and registry effects. Everything goes through ``MlflowClient`` with explicit run
+ids (the fluent active run is thread-local and Prefect runs tasks on worker threads); only the
+pyfunc logging needs the fluent API, inside one task's own thread."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from labelwise.config import Config
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+
+
+def tracking_uri(cfg: Config) -> str:
+    from labelwise.runtime import default_tracking_uri
+
+    return cfg.tracking.tracking_uri or default_tracking_uri()
+
+
+def client(cfg: Config) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri(cfg), registry_uri=tracking_uri(cfg))
+
+
+def experiment_id(cfg: Config, name: str | None = None) -> str:
+    from labelwise.runtime import artifact_root
+
+    c = client(cfg)
+    name = name or cfg.experiment
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    # embedded store: artifacts next to the SQLite file, not in the caller's working directory
+    location = f"{artifact_root()}/{name}" if tracking_uri(cfg).startswith("sqlite") else None
+    return c.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def metric_key(name: str) -> str:
+    """MLflow allows alphanumerics, _ - . / and spaces in keys."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+@task(name="start-run", retries=2, retry_delay_seconds=2)
+def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) -> str:
+    """Create the MLflow run (RUNNING) with the flattened config and lineage tags."""
+    import lightgbm
+    import mlflow
+    from mlflow.entities import Param
+
+    from labelwise import __version__
+
+    c = client(cfg)
+    tags = {"labelwise.version": __version__, "lightgbm.version": lightgbm.__version__,
+            "mlflow.version": mlflow.__version__, "git.commit": git_commit(),
+            "config.digest": cfg.digest(), "config.name": cfg.name,
+            "data.train.digest": info["train"]["digest"],
+            "mlflow.source.name": "labelwise train"}
+    if "test" in info:
+        tags["data.test.digest"] = info["test"]["digest"]
+    run = c.create_run(experiment_id(cfg), run_name=run_name, tags=tags)
+    params = [Param(k[:250], v[:6000]) for k, v in cfg.flat().items()]
+    for i in range(0, len(params), 100):
+        c.log_batch(run.info.run_id, params=params[i:i + 100])
+    return run.info.run_id
+
+
+def finish_run(cfg: Config, run_id: str, status: str) -> None:
+    client(cfg).set_terminated(run_id, status)
+
+
+@task(name="log-contract", retries=2, retry_delay_seconds=2)
+def log_contract(cfg: Config, run_id: str, report: dict[str, Any], label: str) -> None:
+    client(cfg).log_dict(run_id, report, f"contract/{label}.json")
+
+
+@task(name="log-dataset", retries=2, retry_delay_seconds=2)
+def log_datasets(cfg: Config, run_id: str, paths: dict[str, str], info: dict[str, Any]) -> None:
+    """``mlflow.log_input`` lineage: one dataset per table, with its digest and source path."""
+    import mlflow
+    import polars as pl
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for part, path in paths.items():
+        df = pl.read_parquet(path) if path.endswith(".parquet") else None
+        if df is None:
+            from labelwise.data import read_table
+
+            df = read_table(path)
+        sample = df.head(1000).with_columns(
+            [pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_integer()])
+        ds = mlflow.data.from_polars(sample, source=str(path), name=f"{cfg.name}-{part}",
+                                     digest=(info.get(part) or info["train"])["digest"][:16])
+        inputs.append(DatasetInput(ds._to_mlflow_entity(),
+                                   tags=[InputTag("mlflow.data.context", part)]))
+    client(cfg).log_inputs(run_id, datasets=inputs)
+
+
+@task(name="log-results", retries=2, retry_delay_seconds=2)
+def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
+                test_metrics: dict[str, float], report_dir: str) -> None:
+    """Batched metrics (valid/…, test/…, per label), the report folder and training facts."""
+    import math
+    import time
+
+    import polars as pl
+    from mlflow.entities import Metric
+
+    c = client(cfg)
+    now = int(time.time() * 1000)
+    values: dict[str, float] = {}
+    for k, v in train_info["validation_metrics"].items():
+        values[f"valid/{k}"] = v
+    for k, v in test_metrics.items():
+        values[f"test/{k}"] = v
+    values["fit_seconds"] = train_info["fit_seconds"]
+    table = Path(report_dir) / "test_per_label.csv"
+    if table.exists():
+        for row in pl.read_csv(table).iter_rows(named=True):
+            for m in ("f1", "precision", "recall", "pr_auc"):
+                values[f"test/label/{metric_key(str(row['label']))}/{m}"] = row[m]
+    metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in values.items()
+               if v is not None and math.isfinite(float(v))]
+    for i in range(0, len(metrics), 1000):
+        c.log_batch(run_id, metrics=metrics[i:i + 1000])
+    c.log_artifacts(run_id, report_dir, "evaluation")
+    c.log_dict(run_id, {"label_weights": train_info["label_weights"],
+                        "best_iterations": train_info["best_iterations"]},
+               "training/labels.json")
+
+
+@task(name="log-model", retries=1, retry_delay_seconds=2)
+def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> str:
+    """Log the models-from-code pyfunc (native boosters + JSON, no pickle); return its URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    import labelwise
+    from labelwise.data import read_table
+    from labelwise.model import LabelwiseClassifier
+
+    clf = LabelwiseClassifier.load(model_dir)
+    import polars as pl
+
+    example = read_table(example_path, columns=clf.encoder_.features).head(5)
+    # integers as doubles: a null in an int column at serving time must not break the schema
+    example = example.with_columns([pl.col(c).cast(pl.Float64)
+                                    for c, t in example.schema.items() if t.is_integer()])
+    from labelwise import mlflow_model
+
+    out = mlflow_model.LabelwisePyfunc()
+    out.model = clf
+    example_pd = example.to_pandas()
+    signature = infer_signature(example_pd, out.predict(None, example))
+    pkg = Path(labelwise.__file__).parent
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(pkg / "mlflow_model.py"),
+            artifacts={"model_dir": model_dir}, code_paths=[str(pkg)],
+            pip_requirements=_requirements(), signature=signature,
+            input_example=example_pd)
+    return info.model_uri
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pkgs = ["numpy", "polars", "lightgbm", "scikit-learn", "pandas", "pyarrow", "pydantic",
+            "mlflow"]
+    out = []
+    for p in pkgs:
+        try:
+            out.append(f"{p}=={version(p)}")
+        except Exception:
+            out.append(p)
+    return out
+
+
+@task(name="register-model", retries=2, retry_delay_seconds=2)
+def register_model(cfg: Config, run_id: str, model_uri: str,
+                   test_metrics: dict[str, float]) -> dict[str, Any]:
+    """New version tagged with its metrics; alias ``challenger``; ``champion`` if first."""
+    c = client(cfg)
+    name = cfg.registered_model
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        c.create_registered_model(name, description=f"labelwise multi-label model ({cfg.name})")
+    tags = {f"metric.{k}": f"{v:.6f}" for k, v in test_metrics.items()
+            if isinstance(v, float)}
+    tags.update({"config.digest": cfg.digest(), "labelwise.run_id": run_id})
+    mv = c.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    c.set_registered_model_alias(name, CHALLENGER, mv.version)
+    first = False
+    try:
+        c.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        c.set_registered_model_alias(name, CHAMPION, mv.version)
+        c.set_model_version_tag(name, mv.version, "promotion.decision",
+                                "champion: first version of this model")
+        first = True
+    return {"name": name, "version": str(mv.version), "champion": first}
+
+
+def describe(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)

@@ -1,0 +1,90 @@
+"""Training and evaluation tasks: the engine, wrapped with progress reporting and caching."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import INPUTS
+
+from labelwise.config import Config
+
+
+def _frame(cfg: Config, path: str, labels: list[str] | None = None
+           ) -> tuple[Any, Any, list[str]]:
+    """Features (polars) and Y of a table; ``labels`` fixes the label order (the model's)."""
+    from labelwise.data import encode_labels, infer_features, read_table
+
+    df = read_table(path)
+    spec = cfg.data.labels.spec()
+    Y, labels = encode_labels(df, spec, labels=labels, source=path)
+    feats = cfg.data.features or infer_features(df.columns, spec.source_columns(df.columns),
+                                                cfg.data.exclude)
+    missing = [f for f in feats if f not in df.columns]
+    if missing:
+        from labelwise.errors import DataError
+
+        raise DataError(f"{path}: feature column(s) {missing} not in the table")
+    return df.select(feats), Y, labels
+
+
+@task(name="train-model", cache_policy=INPUTS, persist_result=True)
+def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) -> dict[str, Any]:
+    """Fit the configured estimator on the training table; save it; return its directory.
+
+    Cached on (config, data digest, workdir): rerunning the same job reuses the fitted model.
+    """
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    from labelwise.data import FeatureEncoder
+
+    X, Y, labels = _frame(cfg, train_path)
+    FeatureEncoder().fit(X, X.columns, source=train_path)  # fail early on bad feature types
+    clf = cfg.estimator()
+    art = create_progress_artifact(0.0, description=f"per-label models trained ({cfg.name})")
+    state = {"last": 0.0}
+
+    def progress(done: int, planned: int, _label: str) -> None:
+        pct = 100.0 * done / max(planned, 1)
+        if pct - state["last"] >= 2 or done == planned:  # bound the number of API calls
+            state["last"] = pct
+            update_progress_artifact(art, pct)
+
+    t0 = time.perf_counter()
+    clf.fit(X, Y, labels=labels, progress=progress)
+    fit_s = time.perf_counter() - t0
+    model_dir = Path(workdir) / "model"
+    clf.save(model_dir)
+    return {"model_dir": str(model_dir), "fit_seconds": fit_s, "labels": labels,
+            "n_train": int(Y.shape[0]), "validation_metrics": clf.validation_metrics_,
+            "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
+            "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True))}
+
+
+@task(name="evaluate-model")
+def evaluate_model(cfg: Config, model_dir: str, test_path: str, out_dir: str,
+                   prefix: str = "test") -> dict[str, float]:
+    """Score the test table; write metrics, per-label table and plots into ``out_dir``."""
+    import warnings
+
+    from prefect.artifacts import create_table_artifact
+
+    from labelwise.model import LabelwiseClassifier
+    from labelwise.report import write_report
+
+    clf = LabelwiseClassifier.load(model_dir)
+    X, Y, _ = _frame(cfg, test_path, clf.labels_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        S = clf.predict_proba(X)
+    rep = write_report(Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.at_least_one,
+                       prefix=prefix)
+    rows = rep["table"].sort("support", descending=True).head(50).to_dicts()
+    create_table_artifact([{k: (round(v, 4) if isinstance(v, float) else v)
+                            for k, v in r.items()} for r in rows],
+                          key=f"{prefix}-per-label", description="per-label test metrics")
+    (Path(out_dir) / "unseen_categories.json").write_text(json.dumps(clf.encoder_.unseen_counts))
+    return rep["metrics"]
