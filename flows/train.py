@@ -20,8 +20,12 @@ def workdir_for(cfg: Config, data_digest: str) -> Path:
 
 
 @flow(name="labelwise-train", log_prints=True)
-def train_flow(config_path: str, register: bool = True) -> dict[str, Any]:
-    """Train, evaluate, track and register the model a config describes."""
+def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
+               register_version: bool = True) -> dict[str, Any]:
+    """Train, evaluate, track and register the model a config describes.
+
+    ``overrides`` sets dotted config keys for this run, e.g. ``{"model.preset": "fast"}``.
+    """
     from tasks.contract import validate_contract
     from tasks.data import inspect_data, split_data
     from tasks.tracking import (
@@ -35,7 +39,7 @@ def train_flow(config_path: str, register: bool = True) -> dict[str, Any]:
     )
     from tasks.train import evaluate_model, train_model
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, overrides)
     info = inspect_data(cfg)
     run_id = start_run(cfg, info)
     try:
@@ -51,7 +55,7 @@ def train_flow(config_path: str, register: bool = True) -> dict[str, Any]:
                                  str(workdir / "evaluation"))
         log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"))
         model_uri = log_model(cfg, run_id, trained["model_dir"], paths["test"])
-        version = register_model(cfg, run_id, model_uri, metrics) if register else None
+        version = register_model(cfg, run_id, model_uri, metrics) if register_version else None
     except BaseException as exc:
         _record_failure(cfg, run_id, exc)
         finish_run(cfg, run_id, "FAILED")

@@ -225,8 +225,11 @@ def _resolve(p: Path, base: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config; errors name the file and the YAML path of the bad key."""
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config; errors name the file and the YAML path of the bad key.
+
+    ``overrides`` sets dotted keys (``{"model.preset": "fast"}``) before validation.
+    """
     import yaml
 
     p = Path(path)
@@ -236,5 +239,11 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML ({exc})") from None
+    for key, value in (overrides or {}).items():
+        node = data if isinstance(data, dict) else {}
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
     # relative paths in a config are relative to the config file's own folder
     return parse_config(data, source=str(p), base_dir=p.parent)

@@ -16,12 +16,12 @@ LABELS_COLUMN = "labels"
 
 
 class LabelwisePyfunc(PythonModel):
-    def load_context(self, context):  # noqa: ANN001 - MLflow inspects these signatures
+    def load_context(self, context):
         from labelwise.model import LabelwiseClassifier
 
         self.model = LabelwiseClassifier.load(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001
+    def predict(self, context, model_input, params=None):
         import numpy as np
         import pandas as pd
         import polars as pl

@@ -147,6 +147,8 @@ def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
 @task(name="log-model", retries=1, retry_delay_seconds=2)
 def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> str:
     """Log the models-from-code pyfunc (native boosters + JSON, no pickle); return its URI."""
+    import warnings
+
     import mlflow
     from mlflow.models import infer_signature
 
@@ -166,10 +168,14 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
     out = mlflow_model.LabelwisePyfunc()
     out.model = clf
     example_pd = example.to_pandas()
-    signature = infer_signature(example_pd, out.predict(None, example))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example_pd, out.predict(None, example))
     pkg = Path(labelwise.__file__).parent
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    with mlflow.start_run(run_id=run_id):
+    with warnings.catch_warnings(), mlflow.start_run(run_id=run_id):
+        # MLflow nags about type hints on predict; the signature below is the contract
+        warnings.simplefilter("ignore", UserWarning)
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(pkg / "mlflow_model.py"),
             artifacts={"model_dir": model_dir}, code_paths=[str(pkg)],

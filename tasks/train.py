@@ -12,6 +12,9 @@ from prefect.cache_policies import INPUTS
 
 from labelwise.config import Config
 
+# in-process listeners of training progress (the CLI's progress bar): (done, planned, label)
+LISTENERS: list[Any] = []
+
 
 def _frame(cfg: Config, path: str, labels: list[str] | None = None
            ) -> tuple[Any, Any, list[str]]:
@@ -52,6 +55,8 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
         if pct - state["last"] >= 2 or done == planned:  # bound the number of API calls
             state["last"] = pct
             update_progress_artifact(art, pct)
+        for listen in list(LISTENERS):
+            listen(done, planned, _label)
 
     t0 = time.perf_counter()
     clf.fit(X, Y, labels=labels, progress=progress)

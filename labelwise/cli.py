@@ -1,0 +1,287 @@
+"""The ``labelwise`` command line. Heavy libraries (prefect, mlflow, great_expectations) are
+imported inside the commands, so ``labelwise --help`` answers at once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(name="labelwise", no_args_is_help=True, add_completion=False,
+                  help="Multi-label classification: train, validate, promote and serve "
+                       "per-label LightGBM models tracked in MLflow, orchestrated by Prefect.")
+config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+
+def _run(fn: Any, debug: bool) -> Any:
+    """Run a command body: labelwise's own errors become a message and exit code 2."""
+    from labelwise.errors import LabelwiseError
+
+    try:
+        return fn()
+    except LabelwiseError as exc:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}\n"
+                      "(run again with --debug for the traceback)", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _env() -> None:
+    from labelwise.runtime import configure_environment
+
+    configure_environment()
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def _overrides(preset: str | None, strategy: str | None) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    if preset:
+        o["model.preset"] = preset
+    if strategy:
+        o["model.strategy"] = strategy
+    return o
+
+
+@app.command()
+def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
+              help="override model.preset (default | fast | accurate)")] = None,
+          strategy: Annotated[str | None, typer.Option(help="override model.strategy")] = None,
+          no_register: Annotated[bool, typer.Option("--no-register")] = False,
+          debug: DebugOpt = False) -> None:
+    """Validate, split, train, evaluate, track in MLflow and register (alias challenger)."""
+    _env()
+
+    def body() -> dict[str, Any]:
+        from labelwise.config import load_config
+
+        load_config(config, _overrides(preset, strategy))  # fail fast, before Prefect starts
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from flows.train import train_flow
+        from tasks import train as train_tasks
+
+        with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/"
+                      "{task.total} per-label models"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            tid = bar.add_task("fit", total=None)
+
+            def listen(done: int, planned: int, _label: str) -> None:
+                bar.update(tid, completed=done, total=planned)
+
+            train_tasks.LISTENERS.append(listen)
+            try:
+                return train_flow(str(config), overrides=_overrides(preset, strategy),
+                                  register_version=not no_register)
+            finally:
+                train_tasks.LISTENERS.remove(listen)
+
+    res = _run(body, debug)
+    m = res["metrics"]
+    out.print(f"[green]trained[/] run {res['run_id']}  test micro-F1 {m['f1_micro']:.4f}  "
+              f"macro-F1 {m['f1_macro']:.4f}  samples-F1 {m['f1_samples']:.4f}  "
+              f"Hamming {m['hamming_loss']:.4f}")
+    if res["version"]:
+        v = res["version"]
+        out.print(f"registered [bold]{v['name']}[/] v{v['version']} as challenger"
+                  + (" and champion (first version)" if v["champion"] else ""))
+
+
+@app.command()
+def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
+    """Check the config's tables against their data contract (no training, no tracking)."""
+    _env()
+
+    def body() -> list[dict[str, Any]]:
+        from labelwise.config import load_config
+        from tasks.contract import validate_contract
+
+        cfg = load_config(config)
+        reports = []
+        for part in ("train", "test"):
+            path = getattr(cfg.data, part)
+            if path is not None:
+                reports.append(validate_contract.fn(cfg, str(path), part))
+        return reports
+
+    for r in _run(body, debug):
+        out.print(f"[green]ok[/] {r['table']}: {r['successful']}/{r['evaluated']} expectations")
+
+
+@app.command()
+def evaluate(model: Annotated[str, typer.Option("--model", "-m", help="models:/name@alias or "
+                                                "a model directory")],
+             config: ConfigOpt, data: Annotated[Path | None, typer.Option(
+                 "--data", "-d", help="labelled table (default: the config's test table)")] = None,
+             debug: DebugOpt = False) -> None:
+    """Score a labelled table with a model and print the multi-label metrics."""
+    _env()
+
+    def body() -> dict[str, float]:
+        from flows.predict import load_model
+        from labelwise.config import load_config
+        from labelwise.errors import ConfigError
+        from labelwise.metrics import evaluate as ev
+        from labelwise.thresholds import apply_thresholds
+        from tasks.tracking import tracking_uri
+        from tasks.train import _frame
+
+        cfg = load_config(config)
+        path = data or cfg.data.test
+        if path is None:
+            raise ConfigError("no evaluation table: pass --data or set data.test in the config")
+        clf, _ = load_model(model, tracking_uri(cfg))
+        X, Y, _ = _frame(cfg, str(path), clf.labels_)
+        S = clf.predict_proba(X)
+        return ev(Y, apply_thresholds(S, clf.thresholds_, clf.at_least_one), S)
+
+    out.print_json(json.dumps(_run(body, debug)))
+
+
+@app.command()
+def promote(config: ConfigOpt, data: Annotated[Path | None, typer.Option(
+                "--data", "-d", help="evaluation table (default: the config's test data)")] = None,
+            debug: DebugOpt = False) -> None:
+    """Challenger vs champion on the same data; move champion only if the gate passes."""
+    _env()
+
+    def body() -> dict[str, Any]:
+        from flows.promote import promote_flow
+        from labelwise.config import load_config
+
+        load_config(config)
+        return promote_flow(str(config), str(data) if data else None)
+
+    res = _run(body, debug)
+    colour = "green" if res.get("promote") else "yellow"
+    out.print(f"[{colour}]{res.get('decision', res['reasons'][0])}[/]")
+    for r in res.get("reasons", []):
+        out.print(f"  - {r}")
+
+
+@app.command()
+def rollback(config: ConfigOpt, debug: DebugOpt = False) -> None:
+    """Restore the previous champion."""
+    _env()
+
+    def body() -> dict[str, Any]:
+        from flows.promote import rollback_flow
+        from labelwise.config import load_config
+
+        load_config(config)
+        return rollback_flow(str(config))
+
+    res = _run(body, debug)
+    out.print(f"champion is v{res['champion']} again (was v{res['previous']})")
+
+
+@app.command()
+def predict(model: Annotated[str, typer.Option("--model", "-m", help="models:/name@alias, "
+                                               "models:/name/<version> or a model directory")],
+            input: Annotated[Path, typer.Option("--input", "-i", help="table to score")],
+            output: Annotated[Path, typer.Option("--output", "-o", help="parquet to write")],
+            chunk_rows: Annotated[int, typer.Option(min=1)] = 100_000,
+            tracking_uri: Annotated[str | None, typer.Option(
+                envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)")] = None,
+            debug: DebugOpt = False) -> None:
+    """Batch-score a table: one probability column per label plus the predicted label set."""
+    _env()
+
+    def body() -> dict[str, Any]:
+        from flows.predict import predict_flow
+
+        return predict_flow(model, str(input), str(output), chunk_rows, tracking_uri)
+
+    res = _run(body, debug)
+    out.print(f"[green]scored[/] {res['rows']} rows with {res['model']} -> {res['output']}")
+    if res["unseen_categories"]:
+        out.print(f"[yellow]unseen categories (scored as missing):[/] "
+                  f"{res['unseen_categories']}")
+
+
+@config_app.command("check")
+def config_check(config: Annotated[Path, typer.Argument(help="YAML config file")],
+                 debug: DebugOpt = False) -> None:
+    """Validate a config file and print it resolved."""
+    def body() -> Any:
+        from labelwise.config import load_config
+
+        return load_config(config)
+
+    cfg = _run(body, debug)
+    out.print(f"[green]ok[/] {config}: job {cfg.name!r}, registered model "
+              f"{cfg.registered_model!r}, experiment {cfg.experiment!r}")
+    out.print_json(cfg.model_dump_json())
+
+
+@app.command()
+def demo(rows: Annotated[int, typer.Option(min=200)] = 4000,
+         config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/demo.yaml"),
+         debug: DebugOpt = False) -> None:
+    """The whole cycle on a generated table: train (twice), promote, predict."""
+    _env()
+
+    def body() -> None:
+        from labelwise.config import load_config
+        from labelwise.runtime import default_tracking_uri, state_dir
+        from labelwise.synthetic import make_multilabel_table
+
+        cfg = load_config(config)
+        df = make_multilabel_table(n_rows=rows + rows // 4, seed=0)
+        n_train = int(rows * 0.8)
+        cfg.data.train.parent.mkdir(parents=True, exist_ok=True)
+        df.head(n_train).write_parquet(cfg.data.train)
+        df.slice(n_train, rows - n_train).write_parquet(cfg.data.test)
+        fresh = cfg.data.train.parent / "fresh.parquet"
+        labels = [c for c in df.columns if c.startswith("label_")]
+        df.tail(rows // 4).drop(labels).write_parquet(fresh)
+        out.print(f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in "
+                  f"{cfg.data.train.parent}")
+        out.print("[bold]2/4[/] train v1 with the fast preset, then v2 with the defaults")
+        train(config, preset="fast", strategy=None, no_register=False, debug=debug)
+        train(config, preset=None, strategy=None, no_register=False, debug=debug)
+        out.print("[bold]3/4[/] promote: challenger vs champion on the same test table")
+        promote(config, data=None, debug=debug)
+        out.print("[bold]4/4[/] batch-score fresh rows with the champion")
+        scored = cfg.data.train.parent / "scored.parquet"
+        predict(f"models:/{cfg.registered_model}@champion", fresh, scored, 100_000,
+                cfg.tracking.tracking_uri, debug)
+        uri = cfg.tracking.tracking_uri or default_tracking_uri()
+        out.print(f"\nState in {state_dir()}. Open the MLflow UI on it with:\n"
+                  f"  [bold]mlflow ui --backend-store-uri {uri}[/]\n"
+                  f"then open http://127.0.0.1:5000 (experiment {cfg.experiment!r}, model "
+                  f"{cfg.registered_model!r}).")
+
+    _run(body, debug)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
