@@ -157,12 +157,8 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
     from labelwise.model import LabelwiseClassifier
 
     clf = LabelwiseClassifier.load(model_dir)
-    import polars as pl
-
+    # the signature keeps the table's own types: MLflow refuses int64 -> float64 on input
     example = read_table(example_path, columns=clf.encoder_.features).head(5)
-    # integers as doubles: a null in an int column at serving time must not break the schema
-    example = example.with_columns([pl.col(c).cast(pl.Float64)
-                                    for c, t in example.schema.items() if t.is_integer()])
     from labelwise import mlflow_model
 
     out = mlflow_model.LabelwisePyfunc()

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
-import pytest
+import os
+import tempfile
 
-from labelwise.synthetic import make_multilabel_table
+# Embedded state of the flow tests lives in a throwaway folder, set before prefect is imported.
+_STATE = tempfile.mkdtemp(prefix="labelwise-tests-")
+os.environ["LABELWISE_HOME"] = _STATE
+os.environ["PREFECT_HOME"] = os.path.join(_STATE, "prefect")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("PREFECT_API_URL", None)
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from labelwise.synthetic import make_multilabel_table  # noqa: E402
 
 
 @pytest.fixture(scope="session")

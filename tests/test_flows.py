@@ -1,0 +1,172 @@
+"""Flow tests: the real ephemeral Prefect API and a real SQLite MLflow store in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from labelwise.errors import ContractError, RegistryError
+from labelwise.synthetic import make_multilabel_table
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    from labelwise.runtime import configure_environment
+
+    configure_environment()
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, prefect_api) -> dict:
+    root = tmp_path_factory.mktemp("job")
+    df = make_multilabel_table(n_rows=1600, n_labels=8, seed=3)
+    df.head(1200).write_parquet(root / "train.parquet")
+    df.tail(400).write_parquet(root / "test.parquet")
+    labels = [c for c in df.columns if c.startswith("label_")]
+    df.tail(400).drop(labels).write_parquet(root / "fresh.parquet")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    cfg = {"name": "flowtest", "data": {"train": "train.parquet", "test": "test.parquet",
+                                        "labels": {"prefix": "label_"}, "exclude": ["id"]},
+           "model": {"params": {"n_estimators": 60}},
+           "contract": {"min_rows": 50, "min_positives_per_label": 3},
+           "tracking": {"tracking_uri": uri},
+           "promotion": {"metric": "f1_macro", "min_gain": 0.0, "max_label_regression": 0.5,
+                         "min_label_support": 5}}
+    (root / "job.yaml").write_text(yaml.safe_dump(cfg))
+    return {"root": root, "config": str(root / "job.yaml"), "uri": uri, "labels": labels}
+
+
+def _client(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def test_train_promote_predict_cycle(job):
+    from flows.predict import predict_flow
+    from flows.promote import promote_flow, rollback_flow
+    from flows.train import train_flow
+
+    c = _client(job["uri"])
+    # v1: a deliberately weak model (one boosting round, fixed thresholds)
+    weak = {"model.params": {"n_estimators": 1, "cv_folds": None, "validation_fraction": 0.0}}
+    r1 = train_flow(job["config"], overrides=weak)
+    assert r1["version"] == {"name": "flowtest", "version": "1", "champion": True}
+    run = c.get_run(r1["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["config.digest"] and run.data.tags["data.train.digest"]
+    assert "test/f1_macro" in run.data.metrics and "valid/f1_micro" not in run.data.metrics
+    assert any(k.startswith("test/label/label_00/") for k in run.data.metrics)
+    assert run.data.params["model.params.n_estimators"] == "1"
+    arts = {a.path for a in c.list_artifacts(r1["run_id"], "evaluation")}
+    for name in ("test_per_label.csv", "test_per_label_f1.png", "test_label_cooccurrence.png",
+                 "test_pr_and_threshold_curves.png", "thresholds.json"):
+        assert f"evaluation/{name}" in arts
+    assert {a.path for a in c.list_artifacts(r1["run_id"], "contract")} >= {
+        "contract/train.json", "contract/test.json"}
+    assert run.inputs.dataset_inputs, "dataset lineage missing"
+
+    # v2: the real defaults -> challenger; the gate must accept it over the weak champion
+    r2 = train_flow(job["config"])
+    assert r2["version"]["version"] == "2" and not r2["version"]["champion"]
+    assert "valid/f1_micro" in c.get_run(r2["run_id"]).data.metrics
+    assert str(c.get_model_version_by_alias("flowtest", "challenger").version) == "2"
+    assert r2["metrics"]["f1_macro"] > r1["metrics"]["f1_macro"]
+    decision = promote_flow(job["config"])
+    assert decision["promote"] is True and decision["champion"] == "2"
+    assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
+    for v in ("1", "2"):
+        assert "promoted v2 over v1" in c.get_model_version("flowtest", v).tags[
+            "promotion.decision"]
+
+    # v3: weak again -> the gate refuses; champion stays
+    r3 = train_flow(job["config"], overrides=weak)
+    assert r3["version"]["version"] == "3"
+    refused = promote_flow(job["config"])
+    assert refused["promote"] is False and refused["champion"] == "2"
+    assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
+    assert "refused" in c.get_model_version("flowtest", "3").tags["promotion.decision"]
+
+    # rollback restores v1, the champion before the last promotion
+    back = rollback_flow(job["config"])
+    assert back == {"champion": "1", "previous": "2"}
+    assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "1"
+
+    # batch prediction with the registry alias, in small chunks
+    out = job["root"] / "scored.parquet"
+    res = predict_flow("models:/flowtest@challenger", str(job["root"] / "fresh.parquet"),
+                       str(out), chunk_rows=150, tracking_uri=job["uri"])
+    scored = pl.read_parquet(out)
+    assert res["rows"] == scored.height == 400
+    assert [f"p:{lab}" for lab in job["labels"]] == [c for c in scored.columns
+                                                     if c.startswith("p:")]
+    assert scored.get_column("id").to_list() == pl.read_parquet(
+        job["root"] / "fresh.parquet").get_column("id").to_list()
+    assert scored.get_column("labels").dtype == pl.List(pl.String)
+
+
+def test_pyfunc_round_trip_without_pickle(job):
+    """Log, load by alias with pickle disabled, and predict the same as the engine."""
+    import mlflow
+
+    from flows.predict import load_model
+    from flows.train import train_flow
+
+    r = train_flow(job["config"], register_version=True)
+    name, version = r["version"]["name"], r["version"]["version"]
+    mlflow.set_tracking_uri(job["uri"])
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    fresh = pl.read_parquet(job["root"] / "fresh.parquet")
+    out = model.predict(fresh.drop("id").to_pandas())
+    clf, _ = load_model(f"models:/{name}/{version}", job["uri"])
+    expected = clf.predict_proba(fresh.drop("id"))
+    got = out[[f"p:{lab}" for lab in clf.labels_]].to_numpy()
+    assert np.allclose(got, expected)
+    pred = clf.predict(fresh.drop("id"))
+    labels = np.array(clf.labels_)
+    assert [sorted(x) for x in out["labels"]] == [sorted(labels[p.astype(bool)].tolist())
+                                                  for p in pred]
+    assert model.metadata.signature is not None
+
+
+def test_failing_contract_registers_nothing(job, tmp_path: Path):
+    from flows.train import train_flow
+
+    bad = pl.read_parquet(job["root"] / "train.parquet").with_columns(
+        pl.when(pl.col("id").str.ends_with("7")).then(2).otherwise(pl.col("label_03"))
+        .alias("label_03"))
+    bad.write_parquet(tmp_path / "bad.parquet")
+    cfg = yaml.safe_load(Path(job["config"]).read_text())
+    cfg["name"] = "badjob"
+    cfg["data"]["train"] = str(tmp_path / "bad.parquet")
+    cfg["data"]["test"] = str(job["root"] / "test.parquet")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ContractError, match="label_03") as info:
+        train_flow(str(tmp_path / "bad.yaml"))
+    assert any(f["column"] == "label_03" for f in info.value.report["failures"])
+    c = _client(job["uri"])
+    assert not c.search_model_versions("name='badjob'")
+    exp = c.get_experiment_by_name("badjob")
+    runs = c.search_runs([exp.experiment_id])
+    assert runs and all(r.info.status == "FAILED" for r in runs)
+    assert "contract/failed.json" in {a.path for a in c.list_artifacts(runs[0].info.run_id,
+                                                                        "contract")}
+
+
+def test_unknown_alias_and_model_are_named(job):
+    from tasks.registry import resolve_version
+
+    with pytest.raises(RegistryError, match="no alias 'nope'"):
+        resolve_version(job["uri"], "models:/flowtest@nope")
+    with pytest.raises(RegistryError, match="does not exist"):
+        resolve_version(job["uri"], "models:/ghost@champion")
