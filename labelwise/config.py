@@ -75,11 +75,24 @@ class ModelConfig(_Section):
 
         from labelwise.model import LabelwiseClassifier
 
-        allowed = set(inspect.signature(LabelwiseClassifier.__init__).parameters) - {
-            "self", "strategy", "lgb_params", "weighting", "weighting_cap"}
+        sig = inspect.signature(LabelwiseClassifier.__init__).parameters
+        allowed = set(sig) - {"self", "strategy", "lgb_params", "weighting", "weighting_cap"}
         unknown = sorted(set(v) - allowed)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+        for key, value in v.items():
+            default = sig[key].default
+            if value is None or default is None:
+                continue
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int | float):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise ValueError(f"{key} must be of type {type(default).__name__}, got "
+                                 f"{value!r}")
         return v
 
 

@@ -3,6 +3,7 @@ config implies (columns present, labels non-null and in {0, 1}, enough positives
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,8 @@ def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict
     )
 
     ctx = gx.get_context(mode="ephemeral")
-    try:
+    with contextlib.suppress(Exception):  # progress bars are cosmetic
         ctx.variables.progress_bars = {"globally": False}
-    except Exception:  # older layouts of the variables object: progress bars only
-        pass
     asset = ctx.data_sources.add_pandas("labelwise").add_dataframe_asset(name)
     batch_def = asset.add_batch_definition_whole_dataframe("all")
     try:
@@ -80,8 +79,10 @@ def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=confs))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def,
                                                                 suite=suite))
+    # only the columns the expectations name go to pandas, unless one looks at the whole table
     needed = {e.get("kwargs", {}).get("column") for e in expectations} - {None}
-    cols = [c for c in df.columns if c in needed] or df.columns[:1]
+    whole = any("table_column" in e["type"] for e in expectations)
+    cols = df.columns if whole else ([c for c in df.columns if c in needed] or df.columns[:1])
     result = vd.run(batch_parameters={"dataframe": df.select(cols).to_pandas()},
                     result_format="SUMMARY")
     failures = []

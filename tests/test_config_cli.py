@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from labelwise.cli import app
+from labelwise.config import load_config
+from labelwise.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _write(tmp_path: Path, data) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return p
+
+
+BASE = {"name": "t", "data": {"train": "x.parquet", "labels": {"prefix": "y_"}}}
+
+
+def test_every_shipped_config_is_valid():
+    for p in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = load_config(p)
+        assert cfg.name == p.stem
+        cfg.estimator()  # builds
+
+
+@pytest.mark.parametrize("edit, path", [
+    (lambda c: c["data"].update(lables=1), "data.lables: unknown key"),
+    (lambda c: c.update(model={"params": {"n_estimators": "many"}}), "model"),
+    (lambda c: c.update(model={"params": {"learnig_rate": 0.1}}), "learnig_rate"),
+    (lambda c: c.update(thresholds={"fixed": 1.5}), "thresholds.fixed"),
+    (lambda c: c.update(thresholds={"objective": "precision", "target": 2}),
+     "thresholds.target"),
+    (lambda c: c["data"].pop("train"), "data.train: required key is missing"),
+    (lambda c: c["data"].update(labels={}), "data.labels"),
+    (lambda c: c.update(split={"test_fraction": 0}), "split.test_fraction"),
+])
+def test_config_errors_name_the_yaml_path(tmp_path, edit, path):
+    import copy
+
+    cfg = copy.deepcopy(BASE)
+    edit(cfg)
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, cfg))
+    assert path in str(info.value)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(_write(tmp_path, "name: [unclosed"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_flat_params_and_digest(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE))
+    flat = cfg.flat()
+    assert flat["data.labels.prefix"] == "y_" and flat["model.strategy"] == "binary_relevance"
+    assert cfg.digest() == load_config(_write(tmp_path, BASE)).digest()
+    assert Path(flat["data.train"]).is_absolute()  # resolved against the config's folder
+    other = load_config(_write(tmp_path, BASE), {"model.preset": "fast"})
+    assert other.digest() != cfg.digest() and other.model.preset == "fast"
+
+
+def test_cli_config_check_and_exit_codes(tmp_path):
+    ok = runner.invoke(app, ["config", "check", str(ROOT / "configs" / "demo.yaml")])
+    assert ok.exit_code == 0 and "demo" in ok.stdout
+    bad = runner.invoke(app, ["config", "check", str(_write(tmp_path, "name: [x"))])
+    assert bad.exit_code == 2
+    assert "invalid YAML" in bad.output and "Traceback" not in bad.output
+    missing = runner.invoke(app, ["train", "-c", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_help_is_instant_and_lazy():
+    """`labelwise --help` must not import prefect, mlflow or great_expectations."""
+    code = ("import sys; from labelwise.cli import app; "
+            "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['--help']); "
+            "assert r.exit_code == 0, r.output; "
+            "heavy = [m for m in ('prefect', 'mlflow', 'great_expectations', 'lightgbm') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_engine_imports_no_orchestration():
+    code = ("import sys, labelwise.model, labelwise.data, labelwise.metrics, labelwise.config; "
+            "heavy = [m for m in ('prefect', 'mlflow', 'great_expectations') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
