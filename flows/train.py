@@ -65,7 +65,8 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
           f"f1_macro={metrics['f1_macro']:.4f}" + (f"; registered {version['name']} "
                                                     f"v{version['version']}" if version else ""))
     return {"run_id": run_id, "metrics": metrics, "model_uri": model_uri,
-            "version": version, "model_dir": trained["model_dir"]}
+            "version": version, "model_dir": trained["model_dir"],
+            "fit_seconds": trained["fit_seconds"]}
 
 
 def _record_failure(cfg: Config, run_id: str, exc: BaseException) -> None:

@@ -116,7 +116,8 @@ class LabelwiseClassifier(BaseEstimator):
                  weighting_cap: float = 50.0, threshold_objective: str = "f1",
                  threshold_beta: float = 1.0, threshold_target: float | None = None,
                  threshold_mode: str = "per_label", threshold_shrinkage: float = 10.0,
-                 threshold_fixed: float = 0.5, at_least_one: bool = False, calibration: str | None = None,
+                 threshold_fixed: float = 0.5, at_least_one: bool = False,
+                 calibration: str | None = None,
                  chain_order: str | Sequence[str] = "frequency", n_chains: int = 3,
                  n_folds: int = 3, n_jobs: int = -1, random_state: int = 0) -> None:
         self.strategy = strategy

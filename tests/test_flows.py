@@ -123,6 +123,10 @@ def test_pyfunc_round_trip_without_pickle(job):
     from flows.train import train_flow
 
     r = train_flow(job["config"], register_version=True)
+    again = train_flow(job["config"], register_version=False)
+    # same data + config: the fitted model is reused from Prefect's cache, not refitted
+    assert again["fit_seconds"] == r["fit_seconds"] and again["model_dir"] == r["model_dir"]
+    assert again["run_id"] != r["run_id"] and again["version"] is None
     name, version = r["version"]["name"], r["version"]["version"]
     mlflow.set_tracking_uri(job["uri"])
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
