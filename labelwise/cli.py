@@ -4,6 +4,7 @@ imported inside the commands, so ``labelwise --help`` answers at once."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,9 +46,11 @@ def _run(fn: Any, debug: bool) -> Any:
         raise typer.Exit(1) from None
 
 
-def _env() -> None:
+def _env(debug: bool = False) -> None:
     from labelwise.runtime import configure_environment
 
+    # our own error message is the user's answer; Prefect's task tracebacks only with --debug
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")
     configure_environment()
     import logging
     import warnings
@@ -74,7 +77,7 @@ def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
           no_register: Annotated[bool, typer.Option("--no-register")] = False,
           debug: DebugOpt = False) -> None:
     """Validate, split, train, evaluate, track in MLflow and register (alias challenger)."""
-    _env()
+    _env(debug)
 
     def body() -> dict[str, Any]:
         from labelwise.config import load_config
@@ -114,7 +117,7 @@ def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
 @app.command()
 def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
     """Check the config's tables against their data contract (no training, no tracking)."""
-    _env()
+    _env(debug)
 
     def body() -> list[dict[str, Any]]:
         from labelwise.config import load_config
@@ -139,7 +142,7 @@ def evaluate(model: Annotated[str, typer.Option("--model", "-m", help="models:/n
                  "--data", "-d", help="labelled table (default: the config's test table)")] = None,
              debug: DebugOpt = False) -> None:
     """Score a labelled table with a model and print the multi-label metrics."""
-    _env()
+    _env(debug)
 
     def body() -> dict[str, float]:
         from flows.predict import load_model
@@ -167,7 +170,7 @@ def promote(config: ConfigOpt, data: Annotated[Path | None, typer.Option(
                 "--data", "-d", help="evaluation table (default: the config's test data)")] = None,
             debug: DebugOpt = False) -> None:
     """Challenger vs champion on the same data; move champion only if the gate passes."""
-    _env()
+    _env(debug)
 
     def body() -> dict[str, Any]:
         from flows.promote import promote_flow
@@ -186,7 +189,7 @@ def promote(config: ConfigOpt, data: Annotated[Path | None, typer.Option(
 @app.command()
 def rollback(config: ConfigOpt, debug: DebugOpt = False) -> None:
     """Restore the previous champion."""
-    _env()
+    _env(debug)
 
     def body() -> dict[str, Any]:
         from flows.promote import rollback_flow
@@ -209,9 +212,14 @@ def predict(model: Annotated[str, typer.Option("--model", "-m", help="models:/na
                 envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)")] = None,
             debug: DebugOpt = False) -> None:
     """Batch-score a table: one probability column per label plus the predicted label set."""
-    _env()
+    _env(debug)
 
     def body() -> dict[str, Any]:
+        if model.startswith("models:/"):  # fail fast, before Prefect starts
+            from labelwise.runtime import default_tracking_uri
+            from tasks.registry import resolve_version
+
+            resolve_version(tracking_uri or default_tracking_uri(), model)
         from flows.predict import predict_flow
 
         return predict_flow(model, str(input), str(output), chunk_rows, tracking_uri)
@@ -243,7 +251,7 @@ def demo(rows: Annotated[int, typer.Option(min=200)] = 4000,
          config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/demo.yaml"),
          debug: DebugOpt = False) -> None:
     """The whole cycle on a generated table: train (twice), promote, predict."""
-    _env()
+    _env(debug)
 
     def body() -> None:
         from labelwise.config import load_config
