@@ -16,10 +16,13 @@ faster than sharing threads inside one booster.
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -50,11 +53,51 @@ class LabelJob:
     rounds: int | None = None
 
 
+class Checkpoint:
+    """Per-label models of one training step on disk, so a killed fit resumes where it died.
+
+    ``root/<step>/<label index>.txt`` is the booster (LightGBM text) or ``.json`` a constant
+    model; files are written to a temporary name and renamed, so a half-written model is never
+    read back. The caller keys ``root`` by data and parameters (the flow's work directory is).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], step: str) -> None:
+        self.dir = Path(root) / step
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.loaded: list[int] = []  # labels reused from disk (list.append is thread-safe)
+
+    def save(self, index: int, model: LabelModel) -> None:
+        if model.booster is None:
+            target, text = self.dir / f"{index}.json", json.dumps({"constant": model.constant})
+        else:
+            target = self.dir / f"{index}.txt"
+            text = model.booster.model_to_string(num_iteration=model.best_iteration or None)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+
+    def load(self, index: int) -> LabelModel | None:
+        import lightgbm as lgb
+
+        const = self.dir / f"{index}.json"
+        path = self.dir / f"{index}.txt"
+        if const.exists():
+            model = LabelModel(None, float(json.loads(const.read_text())["constant"]), 0)
+        elif path.exists():
+            booster = lgb.Booster(model_file=str(path))
+            model = LabelModel(booster, None, booster.current_iteration())
+        else:
+            return None
+        self.loaded.append(index)
+        return model
+
+
 def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                     valid_idx: np.ndarray | None, jobs: Sequence[LabelJob],
                     num_boost_round: int, early_stopping_rounds: int | None,
                     refit: bool, fallback_rounds: int = 100, n_jobs: int = 1,
                     on_done: Callable[[int, LabelModel], None] | None = None,
+                    checkpoint: Checkpoint | None = None,
                     ) -> tuple[dict[int, LabelModel], np.ndarray | None]:
     """Train one model per job on the shared constructed Dataset ``base`` (all rows of ``X``).
 
@@ -63,6 +106,8 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     on all rows for ``best_iteration * n_all / n_train`` rounds. A label whose training part
     holds one class (its few positives all fell in the validation rows) is fitted on all rows for
     ``fallback_rounds``; a label with one class in all rows gets a constant model.
+    With ``checkpoint``, each finished model is written at once and models found there are
+    reused instead of retrained (resuming a killed fit).
     """
     import lightgbm as lgb
 
@@ -88,6 +133,13 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
 
     def fit_one(view, pos: int, job: LabelJob) -> None:
         tr, va, full = view
+        if checkpoint is not None:
+            done = checkpoint.load(job.index)
+            if done is not None:  # finished before a crash: reuse, do not retrain
+                if has_valid:
+                    P_valid[:, pos] = done.predict(X_valid)
+                _finish(job.index, done, fresh=False)
+                return
         y_all = Y[:, job.index].astype(np.float64)
         y_tr = y_all[train_idx]
         pos_all = y_all.sum()
@@ -129,7 +181,9 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                 P_valid[:, pos] = model.predict(X_valid)
         _finish(job.index, model)
 
-    def _finish(index: int, model: LabelModel) -> None:
+    def _finish(index: int, model: LabelModel, fresh: bool = True) -> None:
+        if checkpoint is not None and fresh:
+            checkpoint.save(index, model)
         with lock:
             results[index] = model
         if on_done is not None:

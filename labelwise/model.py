@@ -32,7 +32,13 @@ import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator
 
-from labelwise.boosting import LabelJob, LabelModel, predict_per_label, train_per_label
+from labelwise.boosting import (
+    Checkpoint,
+    LabelJob,
+    LabelModel,
+    predict_per_label,
+    train_per_label,
+)
 from labelwise.calibration import LabelCalibrator
 from labelwise.data import FeatureEncoder
 from labelwise.errors import DataError, NotFittedError
@@ -243,15 +249,21 @@ class LabelwiseClassifier(BaseEstimator):
     def fit(self, X: Any, Y: Any, *, eval_set: tuple[Any, Any] | None = None,
             labels: Sequence[str] | None = None,
             categorical_features: Sequence[int] | None = None,
-            progress: Callable[[int, int, str], None] | None = None) -> LabelwiseClassifier:
+            progress: Callable[[int, int, str], None] | None = None,
+            checkpoint_dir: str | os.PathLike[str] | None = None) -> LabelwiseClassifier:
         """Fit on features ``X`` (polars/pandas frame or array) and 0/1 labels ``Y`` (n x L).
 
         ``eval_set=(X_valid, Y_valid)`` replaces the internal validation split. ``progress`` is
         called with (models done, models planned, label name) as each per-label model finishes.
+        ``checkpoint_dir`` keeps every finished per-label model on disk; a fit killed half-way
+        and started again with the same data, parameters and directory reuses them (the
+        directory must not be shared between different data or parameters).
         """
         import lightgbm as lgb
 
         self._check_params()
+        self._checkpoint_dir = checkpoint_dir
+        self.n_models_resumed_ = 0
         Xa = self._to_matrix(X, fitting=True)
         Ya, names = self._to_labels(Y, Xa.shape[0])
         if Xa.shape[0] < 2:
@@ -293,7 +305,7 @@ class LabelwiseClassifier(BaseEstimator):
         base = lgb.Dataset(Xa, params=self._dataset_params(), categorical_feature=cat or "auto",
                            free_raw_data=False).construct()
         self.level1_, valid_rows, P_valid = self._fit_members(base, Xa, Ya, splits, refit,
-                                                              counter, masks=None)
+                                                              counter, masks=None, step="L1")
         self.level2_: list[list[LabelModel]] = []
         self.orders_: list[list[int]] = orders
         if orders:
@@ -308,9 +320,10 @@ class LabelwiseClassifier(BaseEstimator):
             base2 = lgb.Dataset(X2, params=self._dataset_params(),
                                 categorical_feature=cat or "auto", free_raw_data=False).construct()
             P_sum = None
-            for order in orders:
+            for c, order in enumerate(orders):
                 masks = self._masks(order, Xa.shape[1], n_labels)
-                members, _, P = self._fit_members(base2, X2, Ya, splits, refit, counter, masks)
+                members, _, P = self._fit_members(base2, X2, Ya, splits, refit, counter, masks,
+                                                  step=f"L2c{c}")
                 self.level2_.extend(members)
                 if P is not None:
                     P_sum = P if P_sum is None else P_sum + P
@@ -323,12 +336,13 @@ class LabelwiseClassifier(BaseEstimator):
 
     def _fit_members(self, base: Any, Xa: np.ndarray, Ya: np.ndarray,
                      splits: list[tuple[np.ndarray, np.ndarray | None]], refit: bool,
-                     counter: _Progress, masks: list[list[float]] | None,
+                     counter: _Progress, masks: list[list[float]] | None, step: str,
                      ) -> tuple[list[list[LabelModel]], np.ndarray | None, np.ndarray | None]:
         """One member (L models) per split; validation probabilities stacked over the splits."""
         members, rows, probs = [], [], []
-        for tr, va in splits:
-            models, P = self._fit_level(base, Xa, Ya, tr, va, refit, counter, masks)
+        for i, (tr, va) in enumerate(splits):
+            models, P = self._fit_level(base, Xa, Ya, tr, va, refit, counter, masks,
+                                        step=f"{step}m{i}")
             members.append(models)
             if va is not None and P is not None:
                 rows.append(va)
@@ -340,7 +354,7 @@ class LabelwiseClassifier(BaseEstimator):
     def _fit_level(self, base: Any, Xa: np.ndarray, Ya: np.ndarray, train_idx: np.ndarray,
                    valid_idx: np.ndarray | None, refit: bool, counter: _Progress | None,
                    masks: list[list[float]] | None, rounds: Sequence[int] | None = None,
-                   ) -> tuple[list[LabelModel], np.ndarray | None]:
+                   step: str = "L1m0") -> tuple[list[LabelModel], np.ndarray | None]:
         base_params = self._lgb_params()
         jobs = []
         for j in range(Ya.shape[1]):
@@ -350,11 +364,16 @@ class LabelwiseClassifier(BaseEstimator):
             if masks is not None:
                 params["feature_contri"] = masks[j]
             jobs.append(LabelJob(j, params, None if rounds is None else int(rounds[j])))
+        root = getattr(self, "_checkpoint_dir", None)
+        checkpoint = Checkpoint(root, step) if root is not None else None
+
         models, P = train_per_label(
             base, Ya, Xa, train_idx, valid_idx, jobs, num_boost_round=self.n_estimators,
             early_stopping_rounds=self.early_stopping_rounds, refit=refit,
             fallback_rounds=min(self.n_estimators, 100), n_jobs=self._n_workers(),
-            on_done=counter)
+            on_done=counter, checkpoint=checkpoint)
+        if checkpoint is not None:
+            self.n_models_resumed_ += len(checkpoint.loaded)
         return [models[j] for j in range(Ya.shape[1])], P
 
     def _oof_level1(self, Xa: np.ndarray, Ya: np.ndarray, base: Any,
@@ -363,9 +382,9 @@ class LabelwiseClassifier(BaseEstimator):
         stopping chose for the first level."""
         Z = np.zeros(Ya.shape, dtype=np.float64)
         rounds = [max(1, m.best_iteration) for m in self.level1_[0]]
-        for tr, te in stratified_kfold(Ya, self.n_folds, self.random_state):
+        for f, (tr, te) in enumerate(stratified_kfold(Ya, self.n_folds, self.random_state)):
             models, _ = self._fit_level(base, Xa, Ya, tr, None, False, counter, masks=None,
-                                        rounds=rounds)
+                                        rounds=rounds, step=f"OOFf{f}")
             Z[te] = predict_per_label(models, Xa[te], self._n_workers())
         return Z
 

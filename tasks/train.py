@@ -59,12 +59,15 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
             listen(done, planned, _label)
 
     t0 = time.perf_counter()
-    clf.fit(X, Y, labels=labels, progress=progress)
+    # per-label checkpoints: a killed run restarted with the same config and data resumes
+    clf.fit(X, Y, labels=labels, progress=progress,
+            checkpoint_dir=Path(workdir) / "checkpoints")
     fit_s = time.perf_counter() - t0
     model_dir = Path(workdir) / "model"
     clf.save(model_dir)
     return {"model_dir": str(model_dir), "fit_seconds": fit_s, "labels": labels,
             "n_train": int(Y.shape[0]), "validation_metrics": clf.validation_metrics_,
+            "models_resumed": clf.n_models_resumed_,
             "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
             "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True))}
 
