@@ -11,14 +11,18 @@ from typing import Any
 from prefect import task
 
 from labelwise.config import Config
-from labelwise.errors import ConfigError, ContractError
+from labelwise.errors import ConfigError, ContractError, DataError
 
 
 def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]:
     """The expectations a config implies, as suite-JSON entries (type + kwargs)."""
-    spec = cfg.data.labels.spec()
-    label_cols = spec.source_columns(columns) if _labels_resolvable(spec, columns) else (
-        list(cfg.data.labels.columns or []) or [cfg.data.labels.set_column or ""])
+    try:
+        label_cols = cfg.data.labels.spec().source_columns(columns)
+    except DataError:  # absent: expect the declared ones, so the report names what is missing
+        lab = cfg.data.labels
+        label_cols = list(lab.columns or []) or ([lab.set_column] if lab.set_column else [])
+        if not label_cols:  # a prefix / regex that matches nothing: its own message says so
+            raise
     exp: list[dict[str, Any]] = [{"type": "expect_table_row_count_to_be_between",
                                   "kwargs": {"min_value": cfg.contract.min_rows}}]
     for c in cfg.data.features or []:
@@ -34,14 +38,6 @@ def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]
                             "kwargs": {"column": c,
                                        "min_value": cfg.contract.min_positives_per_label}})
     return exp
-
-
-def _labels_resolvable(spec: Any, columns: list[str]) -> bool:
-    try:
-        spec.source_columns(columns)
-        return True
-    except Exception:
-        return False
 
 
 def load_suite(path: Path) -> list[dict[str, Any]]:
