@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from labelwise.config import Config, load_config
 
@@ -19,7 +21,8 @@ def workdir_for(cfg: Config, data_digest: str) -> Path:
     return d
 
 
-@flow(name="labelwise-train", log_prints=True)
+@flow(name="labelwise-train", log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
 def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
                register_version: bool = True) -> dict[str, Any]:
     """Train, evaluate, track and register the model a config describes.
@@ -64,7 +67,10 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
     print(f"run {run_id}: test f1_micro={metrics['f1_micro']:.4f} "
           f"f1_macro={metrics['f1_macro']:.4f}" + (f"; registered {version['name']} "
                                                     f"v{version['version']}" if version else ""))
+    from prefect.runtime import flow_run
+
     return {"run_id": run_id, "metrics": metrics, "model_uri": model_uri,
+            "flow_run_id": str(flow_run.id),
             "version": version, "model_dir": trained["model_dir"],
             "fit_seconds": trained["fit_seconds"]}
 

@@ -53,6 +53,10 @@ class LabelJob:
     rounds: int | None = None
 
 
+# runner(run_chunk, chunks): calls run_chunk(chunk) for every chunk, returns when all are done
+ChunkRunner = Callable[[Callable[[list], None], list[list]], None]
+
+
 class Checkpoint:
     """Per-label models of one training step on disk, so a killed fit resumes where it died.
 
@@ -98,6 +102,7 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                     refit: bool, fallback_rounds: int = 100, n_jobs: int = 1,
                     on_done: Callable[[int, LabelModel], None] | None = None,
                     checkpoint: Checkpoint | None = None,
+                    runner: ChunkRunner | None = None,
                     ) -> tuple[dict[int, LabelModel], np.ndarray | None]:
     """Train one model per job on the shared constructed Dataset ``base`` (all rows of ``X``).
 
@@ -107,7 +112,9 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     holds one class (its few positives all fell in the validation rows) is fitted on all rows for
     ``fallback_rounds``; a label with one class in all rows gets a constant model.
     With ``checkpoint``, each finished model is written at once and models found there are
-    reused instead of retrained (resuming a killed fit).
+    reused instead of retrained (resuming a killed fit). With ``runner``, the labels are cut
+    into chunks and ``runner(run_chunk, chunks)`` must call ``run_chunk`` on every chunk (in
+    any threads it likes, e.g. Prefect tasks) and return when all are done.
     """
     import lightgbm as lgb
 
@@ -116,12 +123,15 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     has_valid = valid_idx is not None and len(valid_idx) > 0
     n_workers = max(1, min(n_jobs, len(jobs)))
     # each worker gets its own subsets; built here, sequentially, before threads start
-    views = []
-    for _ in range(n_workers):
-        tr = base.subset(train_idx).construct()
-        va = base.subset(valid_idx).construct() if has_valid else None
-        full = base.subset(all_idx).construct() if (refit and has_valid) else None
-        views.append((tr, va, full))
+    view_lock = threading.Lock()
+
+    def make_view() -> tuple:
+        # LightGBM's subset construction reads the shared parent: one at a time
+        with view_lock:
+            tr = base.subset(train_idx).construct()
+            va = base.subset(valid_idx).construct() if has_valid else None
+            full = base.subset(all_idx).construct() if (refit and has_valid) else None
+        return tr, va, full
     X_valid = X[valid_idx] if has_valid else None
     P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
     results: dict[int, LabelModel] = {}
@@ -201,9 +211,21 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                 errors.append(exc)
                 return
 
-    if n_workers == 1:
-        worker(views[0])
+    if runner is not None:
+        # an orchestrator runs the chunks (e.g. as Prefect tasks); each chunk has its own view
+        n_chunks = min(len(jobs), max(n_workers, -(-len(jobs) // 64)))
+        chunks = [list(enumerate(jobs))[i::n_chunks] for i in range(n_chunks)]
+
+        def run_chunk(items: list[tuple[int, LabelJob]]) -> None:
+            view = make_view()
+            for pos, job in items:
+                fit_one(view, pos, job)
+
+        runner(run_chunk, chunks)
+    elif n_workers == 1:
+        worker(make_view())
     else:
+        views = [make_view() for _ in range(n_workers)]
         threads = [threading.Thread(target=worker, args=(v,), daemon=True) for v in views]
         for t in threads:
             t.start()

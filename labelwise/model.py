@@ -250,19 +250,25 @@ class LabelwiseClassifier(BaseEstimator):
             labels: Sequence[str] | None = None,
             categorical_features: Sequence[int] | None = None,
             progress: Callable[[int, int, str], None] | None = None,
-            checkpoint_dir: str | os.PathLike[str] | None = None) -> LabelwiseClassifier:
+            checkpoint_dir: str | os.PathLike[str] | None = None,
+            runner: Callable[[str, Callable, list], None] | None = None,
+            ) -> LabelwiseClassifier:
         """Fit on features ``X`` (polars/pandas frame or array) and 0/1 labels ``Y`` (n x L).
 
         ``eval_set=(X_valid, Y_valid)`` replaces the internal validation split. ``progress`` is
         called with (models done, models planned, label name) as each per-label model finishes.
         ``checkpoint_dir`` keeps every finished per-label model on disk; a fit killed half-way
         and started again with the same data, parameters and directory reuses them (the
-        directory must not be shared between different data or parameters).
+        directory must not be shared between different data or parameters). ``runner(step,
+        run_chunk, chunks)`` hands the per-label work to an orchestrator: it must call
+        ``run_chunk(chunk)`` for every chunk of labels (threads of the same process) — the
+        Prefect flow uses it to make every chunk a visible task.
         """
         import lightgbm as lgb
 
         self._check_params()
         self._checkpoint_dir = checkpoint_dir
+        self._runner = runner
         self.n_models_resumed_ = 0
         Xa = self._to_matrix(X, fitting=True)
         Ya, names = self._to_labels(Y, Xa.shape[0])
@@ -366,12 +372,14 @@ class LabelwiseClassifier(BaseEstimator):
             jobs.append(LabelJob(j, params, None if rounds is None else int(rounds[j])))
         root = getattr(self, "_checkpoint_dir", None)
         checkpoint = Checkpoint(root, step) if root is not None else None
+        outer = getattr(self, "_runner", None)
+        runner = None if outer is None else (lambda fn, chunks: outer(step, fn, chunks))
 
         models, P = train_per_label(
             base, Ya, Xa, train_idx, valid_idx, jobs, num_boost_round=self.n_estimators,
             early_stopping_rounds=self.early_stopping_rounds, refit=refit,
             fallback_rounds=min(self.n_estimators, 100), n_jobs=self._n_workers(),
-            on_done=counter, checkpoint=checkpoint)
+            on_done=counter, checkpoint=checkpoint, runner=runner)
         if checkpoint is not None:
             self.n_models_resumed_ += len(checkpoint.loaded)
         return [models[j] for j in range(Ya.shape[1])], P

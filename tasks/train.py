@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, NO_CACHE
 
 from labelwise.config import Config
 
@@ -32,6 +32,22 @@ def _frame(cfg: Config, path: str, labels: list[str] | None = None
 
         raise DataError(f"{path}: feature column(s) {missing} not in the table")
     return df.select(feats), Y, labels
+
+
+@task(name="train-labels", task_run_name="train-labels-{step}-chunk{index}",
+      cache_policy=NO_CACHE, persist_result=False)
+def train_label_chunk(run_chunk: Any, chunk: list, step: str, index: int) -> int:
+    """One chunk of per-label models of one training step (a fold, a chain...)."""
+    run_chunk(chunk)
+    return len(chunk)
+
+
+def prefect_runner(step: str, run_chunk: Any, chunks: list[list]) -> None:
+    """Fan the label chunks out as Prefect tasks on the flow's task runner; wait for all."""
+    futures = [train_label_chunk.submit(run_chunk, chunk, step, i)
+               for i, chunk in enumerate(chunks)]
+    for f in futures:
+        f.result()  # re-raises a chunk's error
 
 
 @task(name="train-model", cache_policy=INPUTS, persist_result=True)
@@ -61,7 +77,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     t0 = time.perf_counter()
     # per-label checkpoints: a killed run restarted with the same config and data resumes
     clf.fit(X, Y, labels=labels, progress=progress,
-            checkpoint_dir=Path(workdir) / "checkpoints")
+            checkpoint_dir=Path(workdir) / "checkpoints", runner=prefect_runner)
     fit_s = time.perf_counter() - t0
     model_dir = Path(workdir) / "model"
     clf.save(model_dir)

@@ -78,6 +78,17 @@ def test_train_promote_predict_cycle(job):
 
     # v2: the real defaults -> challenger; the gate must accept it over the weak champion
     r2 = train_flow(job["config"])
+    # the per-label work is visible in Prefect: one task run per chunk of labels and fold
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as pc:
+        runs = pc.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[r2["flow_run_id"]])), limit=200)
+    chunks = [t for t in runs if t.name.startswith("train-labels-")]
+    assert {t.name.split("-chunk")[0] for t in chunks} >= {f"train-labels-L1m{i}"
+                                                           for i in range(5)}
+    assert all(t.state.is_completed() for t in chunks)
     assert r2["version"]["version"] == "2" and not r2["version"]["champion"]
     assert "valid/f1_micro" in c.get_run(r2["run_id"]).data.metrics
     assert str(c.get_model_version_by_alias("flowtest", "challenger").version) == "2"
