@@ -108,7 +108,7 @@ class ThresholdConfig(_Section):
     target: float | None = Field(None, gt=0, le=1)
     mode: Literal["per_label", "global", "fixed"] = "per_label"
     fixed: float = Field(0.5, ge=0, le=1)
-    shrinkage: float = Field(10.0, ge=0)
+    shrinkage: float = Field(30.0, ge=0)
     at_least_one: bool = False
 
 

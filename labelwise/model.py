@@ -121,7 +121,7 @@ class LabelwiseClassifier(BaseEstimator):
                  weighting: str | dict[str, float] = "none",
                  weighting_cap: float = 50.0, threshold_objective: str = "f1",
                  threshold_beta: float = 1.0, threshold_target: float | None = None,
-                 threshold_mode: str = "per_label", threshold_shrinkage: float = 10.0,
+                 threshold_mode: str = "per_label", threshold_shrinkage: float = 30.0,
                  threshold_fixed: float = 0.5, at_least_one: bool = False,
                  calibration: str | None = None,
                  chain_order: str | Sequence[str] = "frequency", n_chains: int = 3,
