@@ -42,7 +42,7 @@ from labelwise.boosting import (
 from labelwise.calibration import LabelCalibrator
 from labelwise.data import FeatureEncoder
 from labelwise.errors import DataError, NotFittedError
-from labelwise.metrics import check_multiclass, classification_metrics
+from labelwise.metrics import check_multiclass, classification_metrics, per_label_table
 from labelwise.split import iterative_stratification, stratified_kfold
 from labelwise.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
 from labelwise.weights import label_weights
@@ -109,6 +109,8 @@ class LabelwiseClassifier(BaseEstimator):
     best_iterations_ : ndarray of shape (n_labels,)
     validation_metrics_ : dict
         Threshold metrics of the held-out (out-of-fold) predictions the thresholds were set on.
+    validation_per_label_ : list of dict
+        The same per label (precision, recall, f1, support, predicted).
     """
 
     def __init__(self, strategy: str = "binary_relevance", *, n_estimators: int = 1000,
@@ -432,6 +434,7 @@ class LabelwiseClassifier(BaseEstimator):
         if valid_idx is None or P_valid is None or len(valid_idx) == 0:
             self.thresholds_ = np.full(n_labels, policy.fixed)
             self.validation_metrics_ = {}
+            self.validation_per_label_ = []
             return
         Yv = Ya[valid_idx]
         if self.calibration not in (None, "none"):
@@ -441,6 +444,7 @@ class LabelwiseClassifier(BaseEstimator):
         self.thresholds_ = fit_thresholds(Yv, P_valid, policy)
         pred = apply_thresholds(P_valid, self.thresholds_, self.at_least_one)
         self.validation_metrics_ = classification_metrics(Yv, pred)
+        self.validation_per_label_ = per_label_table(Yv, pred, None, self.labels_)
 
     def _calibrate(self, P: np.ndarray) -> np.ndarray:
         if not self.calibrators_:

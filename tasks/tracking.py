@@ -126,6 +126,9 @@ def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
     values: dict[str, float] = {}
     for k, v in train_info["validation_metrics"].items():
         values[f"valid/{k}"] = v
+    for row in train_info.get("validation_per_label", []):
+        for m in ("f1", "precision", "recall"):
+            values[f"valid/label/{metric_key(str(row['label']))}/{m}"] = row[m]
     for k, v in test_metrics.items():
         values[f"test/{k}"] = v
     values["fit_seconds"] = train_info["fit_seconds"]

@@ -91,6 +91,7 @@ def test_train_promote_predict_cycle(job):
     assert all(t.state.is_completed() for t in chunks)
     assert r2["version"]["version"] == "2" and not r2["version"]["champion"]
     assert "valid/f1_micro" in c.get_run(r2["run_id"]).data.metrics
+    assert "valid/label/label_00/f1" in c.get_run(r2["run_id"]).data.metrics
     assert str(c.get_model_version_by_alias("flowtest", "challenger").version) == "2"
     assert r2["metrics"]["f1_macro"] > r1["metrics"]["f1_macro"]
     decision = promote_flow(job["config"])
