@@ -11,8 +11,9 @@ A label with few held-out positives has a noisy best cut, so its threshold shrin
 global one: ``t = (p * t_label + k * t_global) / (p + k)`` with ``p`` positives and ``k =
 shrinkage``. Per-label cuts maximise each label's F1 (macro-F1); the global cut maximises
 micro-F1; ``k = 30`` was the measured compromise on the benchmark datasets (yeast: k=10 gave
-micro/macro .637/.480, k=30 .652/.470, k=100 .671/.466; enron: .609/.231, .620/.216, .624/.203). The global threshold is the best single cut for all labels pooled (micro-average).
-A rule ``t_global`` chosen on the pool is also what ``mode="global"`` uses for every label.
+micro/macro .637/.480, k=30 .652/.470, k=100 .671/.466; enron: .609/.231, .620/.216,
+.624/.203). The global threshold is the best single cut for all labels pooled (micro-average);
+``mode="global"`` uses it for every label.
 """
 
 from __future__ import annotations
