@@ -116,6 +116,7 @@ class ContractConfig(_Section):
     suite: Path | None = Field(None, description="great-expectations suite JSON")
     min_rows: int = Field(10, ge=1)
     min_positives_per_label: int = Field(1, ge=0)
+    min_negatives_per_label: int = Field(1, ge=0)
 
 
 class TrackingConfig(_Section):

@@ -15,6 +15,7 @@ missing (counted, so they can be reported).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +46,15 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
             lf = pl.scan_csv(p, infer_schema_length=10_000)
         else:
             lf = pl.scan_ndjson(p, infer_schema_length=10_000)
-        lf.collect_schema()
+        names = lf.collect_schema().names()
     except Exception as exc:  # polars raises several types for corrupt files
         raise DataError(f"{p}: cannot read as {kind} ({type(exc).__name__}: {exc}); "
                         "is the file complete and of the right type?") from exc
+    # polars renames a repeated CSV header to <name>_duplicated_<k>: refuse it, naming the column
+    dups = sorted({m.group(1) for n in names if (m := re.fullmatch(r"(.+)_duplicated_\d+", n))
+                   and m.group(1) in names})
+    if dups:
+        raise DataError(f"{p}: duplicate column name(s) {dups}; every column needs a unique name")
     return lf
 
 
@@ -190,6 +196,10 @@ def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str
     return Y, list(labels)
 
 
+class DataWarning(UserWarning):
+    """Something in the table is suspicious but usable (constant or empty feature...)."""
+
+
 @dataclass
 class FeatureEncoder:
     """Learns how to turn feature columns into a float32 matrix LightGBM can bin.
@@ -216,14 +226,31 @@ class FeatureEncoder:
             raise DataError(f"{source}: no feature columns")
         self.features = list(features)
         self.categories = {}
+        empty: list[str] = []
+        constant: list[str] = []
         for f in features:
             s = df.get_column(f)
+            if s.null_count() == len(s):
+                empty.append(f)
+            elif s.n_unique() == 1:
+                constant.append(f)
             if _is_categorical(s.dtype):
-                vocab = s.cast(pl.String).drop_nulls().unique().sort().to_list()
+                text = s.cast(pl.String).drop_nulls()
+                as_num = text.cast(pl.Float64, strict=False)
+                n_num = len(text) - as_num.null_count()
+                if len(text) and n_num >= 0.5 * len(text) and n_num < len(text):
+                    odd = text.filter(as_num.is_null()).unique().head(3).to_list()
+                    raise DataError(f"{source}: feature column {f!r} mixes numbers and text "
+                                    f"(e.g. {odd}); clean the values or make it all text")
+                vocab = text.unique().sort().to_list()
                 self.categories[f] = vocab
             elif not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
                 raise DataError(f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
                                 "use numbers, booleans or strings/categories")
+        for what, cols in (("entirely null", empty), ("constant", constant)):
+            if cols:
+                warnings.warn(f"{source}: {len(cols)} feature column(s) are {what} and carry no "
+                              f"information: {_preview(cols, 10)}", DataWarning, stacklevel=2)
         return self
 
     def transform(self, df: pl.DataFrame, source: str = "table") -> np.ndarray:

@@ -280,6 +280,12 @@ class LabelwiseClassifier(BaseEstimator):
         if len(self.labels_) != Ya.shape[1]:
             raise DataError(f"{len(self.labels_)} label names for {Ya.shape[1]} label columns")
         check_multiclass(Ya)
+        if Ya.shape[1] == 1:
+            import warnings
+
+            warnings.warn("one label only: this is binary classification; labelwise handles it, "
+                          "but thresholds and metrics are per label anyway", UserWarning,
+                          stacklevel=2)
         cat = (list(categorical_features) if categorical_features is not None
                else self.encoder_.categorical_indices)
         self.categorical_features_ = cat

@@ -37,6 +37,9 @@ def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]
                 exp.append({"type": "expect_column_sum_to_be_between",
                             "kwargs": {"column": c,
                                        "min_value": cfg.contract.min_positives_per_label}})
+            if cfg.contract.min_negatives_per_label > 0:  # a label that is always on
+                exp.append({"type": "expect_column_min_to_be_between",
+                            "kwargs": {"column": c, "max_value": 0}})
     return exp
 
 
@@ -133,8 +136,8 @@ def validate_contract(cfg: Config, path: str, label: str = "train") -> dict[str,
     df = read_table(path)
     expectations = config_expectations(cfg, df.columns)
     if label != "train":  # a test table may have fewer positives; keep the structural checks
-        expectations = [e for e in expectations
-                        if e["type"] != "expect_column_sum_to_be_between"]
+        expectations = [e for e in expectations if e["type"] not in (
+            "expect_column_sum_to_be_between", "expect_column_min_to_be_between")]
     if cfg.contract.suite is not None:
         expectations += load_suite(cfg.contract.suite)
     report = run_contract(df, expectations, f"{cfg.name}-{label}")
