@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(name="labelwise", no_args_is_help=True, add_completion=False,
                   help="Multi-label classification: train, validate, promote and serve "
@@ -33,7 +34,7 @@ def _run(fn: Any, debug: bool) -> Any:
     except LabelwiseError as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
@@ -41,7 +42,7 @@ def _run(fn: Any, debug: bool) -> Any:
     except Exception as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}\n"
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                       "(run again with --debug for the traceback)", highlight=False)
         raise typer.Exit(1) from None
 
@@ -50,7 +51,7 @@ def _env(debug: bool = False) -> None:
     from labelwise.runtime import configure_environment
 
     # our own error message is the user's answer; Prefect's task tracebacks only with --debug
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if debug else "CRITICAL"
     configure_environment()
     import logging
     import warnings
@@ -59,6 +60,9 @@ def _env(debug: bool = False) -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    if not debug:  # also when prefect configured its logging before (tests, notebooks)
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _overrides(preset: str | None, strategy: str | None) -> dict[str, Any]:

@@ -21,7 +21,20 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-@task(name="inspect-data", retries=2, retry_delay_seconds=1)
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O hiccups, not labelwise's own errors (a missing column stays missing)."""
+    from labelwise.errors import LabelwiseError
+
+    try:
+        state.result()
+    except LabelwiseError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(name="inspect-data", retries=2, retry_delay_seconds=1, retry_condition_fn=transient)
 def inspect_data(cfg: Config) -> dict[str, Any]:
     """Check the tables can be read; return their paths, digests and shapes."""
     import polars as pl

@@ -34,3 +34,15 @@ def xy(table: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
     labels = [c for c in table.columns if c.startswith("label_")]
     X = table.drop(["id", *labels])
     return X, table.select(labels).to_numpy(), labels
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One ephemeral Prefect API for every flow test of the session."""
+    from labelwise.runtime import configure_environment
+
+    configure_environment()
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -15,17 +15,6 @@ from labelwise.synthetic import make_multilabel_table
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def prefect_api():
-    from labelwise.runtime import configure_environment
-
-    configure_environment()
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture(scope="module")
 def job(tmp_path_factory, prefect_api) -> dict:
     root = tmp_path_factory.mktemp("job")
