@@ -290,6 +290,7 @@ class LabelwiseClassifier(BaseEstimator):
                else self.encoder_.categorical_indices)
         self.categorical_features_ = cat
         refit = self.refit
+        cross_fit = eval_set is None and bool(self.cv_folds)
         if eval_set is not None:
             Xv = self._to_matrix(eval_set[0], fitting=False, source="eval_set X")
             Yv, _ = self._to_labels(eval_set[1], Xv.shape[0], source="eval_set Y")
@@ -297,7 +298,7 @@ class LabelwiseClassifier(BaseEstimator):
             Xa, Ya = np.vstack([Xa, Xv]), np.vstack([Ya, Yv])
             splits = [(np.arange(n), np.arange(n, Xa.shape[0]))]
             refit = False
-        elif self.cv_folds:
+        elif cross_fit:
             splits = stratified_kfold(Ya, self.cv_folds, self.random_state)
             refit = False
         elif self.validation_fraction > 0:
@@ -311,7 +312,7 @@ class LabelwiseClassifier(BaseEstimator):
                                             cap=self.weighting_cap)
         n_labels = Ya.shape[1]
         orders = self._chain_orders(Ya) if self.strategy != "binary_relevance" else []
-        needs_oof = bool(orders) and splits[0][1] is not None and not self.cv_folds
+        needs_oof = bool(orders) and splits[0][1] is not None and not cross_fit
         planned = n_labels * len(splits) * (1 + len(orders)) + (
             n_labels * self.n_folds if needs_oof else 0)
         counter = _Progress(progress, planned, self.labels_)
@@ -323,7 +324,7 @@ class LabelwiseClassifier(BaseEstimator):
         self.level2_: list[list[LabelModel]] = []
         self.orders_: list[list[int]] = orders
         if orders:
-            if self.cv_folds:
+            if cross_fit:  # the cross-fitted first level is already out-of-fold for every row
                 Z = np.zeros(Ya.shape)
                 Z[valid_rows] = P_valid
             elif needs_oof:

@@ -83,6 +83,19 @@ def test_dependency_strategies(data, strategy, tmp_path):
     assert np.allclose(again.predict_proba(Xt), clf.predict_proba(Xt))
 
 
+def test_stacking_with_eval_set_uses_out_of_fold_inputs(data):
+    X, Y, Xt, Yt = data
+    Ya = Y.to_numpy()
+    clf = LabelwiseClassifier(strategy="stacking", n_estimators=40, n_folds=2).fit(
+        X.head(2000), Ya[:2000], eval_set=(X.tail(400), Ya[-400:]))
+    # the second level learnt from real first-level probabilities, not from zeros
+    n_feat = len(clf.encoder_.features)
+    used = sum(m.booster.feature_importance("split")[n_feat:].sum() for m in clf.level2_[0]
+               if m.booster is not None)
+    assert used > 0
+    assert f1_score(Yt, clf.predict(Xt), average="micro") > 0.5
+
+
 def test_chain_respects_order(data):
     """In a chain, the first label may not look at any other label's probability."""
     X, Y, _, _ = data
