@@ -122,16 +122,17 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     all_idx = np.arange(n_all)
     has_valid = valid_idx is not None and len(valid_idx) > 0
     n_workers = max(1, min(n_jobs, len(jobs)))
-    # each worker gets its own subsets; built here, sequentially, before threads start
     view_lock = threading.Lock()
 
     def make_view() -> tuple:
-        # LightGBM's subset construction reads the shared parent: one at a time
+        """A worker's own subsets of the binned parent (rows copied, no re-binning); built one
+        at a time, since construction reads the shared parent."""
         with view_lock:
             tr = base.subset(train_idx).construct()
             va = base.subset(valid_idx).construct() if has_valid else None
             full = base.subset(all_idx).construct() if (refit and has_valid) else None
         return tr, va, full
+
     X_valid = X[valid_idx] if has_valid else None
     P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
     results: dict[int, LabelModel] = {}
