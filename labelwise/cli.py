@@ -235,6 +235,31 @@ def predict(model: Annotated[str, typer.Option("--model", "-m", help="models:/na
                   f"{res['unseen_categories']}")
 
 
+@app.command()
+def deploy(config: ConfigOpt, work_pool: Annotated[str, typer.Option(
+               help="Prefect process work pool (created if missing)")] = "labelwise",
+           debug: DebugOpt = False) -> None:
+    """Create the scheduled retraining and the promotion deployments on a Prefect server."""
+    _env(debug)
+
+    def body() -> dict[str, Any]:
+        from labelwise.config import load_config
+        from labelwise.errors import ConfigError
+
+        load_config(config)
+        if not os.environ.get("PREFECT_API_URL"):
+            raise ConfigError("deploy needs a Prefect server: set PREFECT_API_URL (the "
+                              "embedded ephemeral API keeps no schedules)")
+        from flows.deploy import deploy as make
+
+        return make(str(config), work_pool)
+
+    res = _run(body, debug)
+    out.print(f"[green]deployed[/] retrain ({res['cron'] or 'no schedule'}) and promote to "
+              f"work pool {res['work_pool']!r}; start a worker with:\n"
+              f"  prefect worker start --pool {res['work_pool']}")
+
+
 @config_app.command("check")
 def config_check(config: Annotated[Path, typer.Argument(help="YAML config file")],
                  debug: DebugOpt = False) -> None:

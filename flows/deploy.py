@@ -1,0 +1,53 @@
+"""Deployments on a Prefect server: scheduled retraining (cron from the config) and promotion.
+
+Equivalent to ``prefect deploy --all`` with ``prefect.yaml``; this version reads the schedule
+from the labelwise config, so the config stays the one place a job is described.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from labelwise.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK_POOL = "labelwise"
+
+
+def ensure_work_pool(name: str = WORK_POOL) -> None:
+    """Create the process work pool if the server does not have it yet."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+
+
+def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
+    """Create (or update) ``<name>-retrain`` (scheduled) and ``<name>-promote`` deployments."""
+    from prefect import flow as prefect_flow
+
+    cfg = load_config(config_path)
+    config_abs = str(Path(config_path).resolve())
+    ensure_work_pool(work_pool)
+    train = prefect_flow.from_source(source=str(ROOT), entrypoint="flows/train.py:train_flow")
+    promote = prefect_flow.from_source(source=str(ROOT),
+                                       entrypoint="flows/promote.py:promote_flow")
+    ids = {}
+    ids["retrain"] = train.deploy(
+        name=f"{cfg.name}-retrain", work_pool_name=work_pool, cron=cfg.schedule.cron,
+        parameters={"config_path": config_abs}, tags=["labelwise", cfg.name],
+        description=f"retrain {cfg.name} on fresh data (config {config_abs})",
+        print_next_steps=False, build=False, push=False)
+    ids["promote"] = promote.deploy(
+        name=f"{cfg.name}-promote", work_pool_name=work_pool,
+        parameters={"config_path": config_abs}, tags=["labelwise", cfg.name],
+        description=f"challenger vs champion for {cfg.name}", print_next_steps=False,
+        build=False, push=False)
+    return {k: str(v) for k, v in ids.items()} | {"work_pool": work_pool,
+                                                  "cron": cfg.schedule.cron}
