@@ -80,19 +80,16 @@ class ModelConfig(_Section):
         unknown = sorted(set(v) - allowed)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                 "None": (type(None),), "dict": (dict,), "Sequence": (list, tuple)}
         for key, value in v.items():
-            default = sig[key].default
-            if value is None or default is None:
-                continue
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, int | float):
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-            else:
-                ok = isinstance(value, type(default))
+            # annotations are strings here ("int | str | None"): check against their names
+            names = [n.strip().split("[")[0] for n in str(sig[key].annotation).split("|")]
+            allowed_types = tuple(t for n in names for t in kinds.get(n, (object,)))
+            ok = isinstance(value, allowed_types) and not (
+                isinstance(value, bool) and "bool" not in names)
             if not ok:
-                raise ValueError(f"{key} must be of type {type(default).__name__}, got "
-                                 f"{value!r}")
+                raise ValueError(f"{key} must be {sig[key].annotation}, got {value!r}")
         return v
 
 

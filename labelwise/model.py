@@ -48,6 +48,7 @@ from labelwise.thresholds import ThresholdPolicy, apply_thresholds, fit_threshol
 from labelwise.weights import label_weights
 
 STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble")
+AUTO_CV_MAX_ROWS = 10_000
 
 # Presets: measured on the shared benchmark datasets (benchmarks/RESULTS.md).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -76,12 +77,14 @@ class LabelwiseClassifier(BaseEstimator):
         With ``cv_folds=None``: share of the rows held out (iterative stratification) for early
         stopping, thresholds and calibration when ``fit`` gets no ``eval_set``. 0 disables
         validation: fixed rounds (``min(n_estimators, 100)``), fixed 0.5 thresholds.
-    cv_folds : int or None
-        Cross-fitting (the default, k=5): k models per label, each early-stopped on its held-out
-        fold (iteratively stratified); thresholds come from the out-of-fold probabilities of
-        every row and predictions average the k models. Measured on the benchmark datasets this
-        gives better thresholds for rare labels than one validation part, at about 2.5 times
-        the cost. ``None`` uses one validation part (``validation_fraction``) and ``refit``.
+    cv_folds : int, "auto" or None
+        Cross-fitting: k models per label, each early-stopped on its held-out fold (iteratively
+        stratified); thresholds come from the out-of-fold probabilities of every row and
+        predictions average the k models. It gives better thresholds than one validation part
+        where rows are few, at about 2.5 times the cost. ``None`` uses one validation part
+        (``validation_fraction``) and ``refit``. ``"auto"`` (default): 5 folds up to
+        ``AUTO_CV_MAX_ROWS`` rows, one validation part above (measured on the benchmark data:
+        with 20k rows the validation part is large enough and cross-fitting only costs time).
     refit : bool
         After early stopping, retrain each label on all rows (validation included) with the
         number of rounds scaled to the larger data. Ignored with an explicit ``eval_set``.
@@ -119,7 +122,7 @@ class LabelwiseClassifier(BaseEstimator):
                  lambda_l2: float = 1.0, max_bin: int = 63,
                  lgb_params: dict[str, Any] | None = None,
                  early_stopping_rounds: int | None = 20, validation_fraction: float = 0.2,
-                 cv_folds: int | None = 5, refit: bool = True,
+                 cv_folds: int | str | None = "auto", refit: bool = True,
                  weighting: str | dict[str, float] = "none",
                  weighting_cap: float = 50.0, threshold_objective: str = "f1",
                  threshold_beta: float = 1.0, threshold_target: float | None = None,
@@ -181,8 +184,10 @@ class LabelwiseClassifier(BaseEstimator):
         if not 0 <= self.validation_fraction < 1:
             raise DataError(f"validation_fraction must be in [0, 1), got "
                             f"{self.validation_fraction}")
-        if self.cv_folds is not None and self.cv_folds < 2:
-            raise DataError(f"cv_folds must be None or >= 2, got {self.cv_folds}")
+        if self.cv_folds not in (None, "auto") and (
+                not isinstance(self.cv_folds, int) or self.cv_folds < 2):
+            raise DataError(f"cv_folds must be None, 'auto' or an integer >= 2, got "
+                            f"{self.cv_folds!r}")
         if self.n_estimators < 1:
             raise DataError("n_estimators must be >= 1")
         if self.calibration not in (None, "none", "isotonic", "sigmoid"):
@@ -290,7 +295,11 @@ class LabelwiseClassifier(BaseEstimator):
                else self.encoder_.categorical_indices)
         self.categorical_features_ = cat
         refit = self.refit
-        cross_fit = eval_set is None and bool(self.cv_folds)
+        n_folds = self.cv_folds
+        if n_folds == "auto":
+            n_folds = 5 if Xa.shape[0] <= AUTO_CV_MAX_ROWS else None
+        self.cv_folds_used_ = n_folds if eval_set is None else None
+        cross_fit = bool(self.cv_folds_used_)
         if eval_set is not None:
             Xv = self._to_matrix(eval_set[0], fitting=False, source="eval_set X")
             Yv, _ = self._to_labels(eval_set[1], Xv.shape[0], source="eval_set Y")
@@ -299,7 +308,7 @@ class LabelwiseClassifier(BaseEstimator):
             splits = [(np.arange(n), np.arange(n, Xa.shape[0]))]
             refit = False
         elif cross_fit:
-            splits = stratified_kfold(Ya, self.cv_folds, self.random_state)
+            splits = stratified_kfold(Ya, n_folds, self.random_state)
             refit = False
         elif self.validation_fraction > 0:
             fold = iterative_stratification(
