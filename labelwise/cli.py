@@ -56,7 +56,9 @@ def _env(debug: bool = False) -> None:
     import logging
     import warnings
 
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow.*")
+    # labelwise's pyfunc is validated by its signature, not by predict() type hints
+    warnings.filterwarnings("ignore", message=r".*[Tt]ype hint", category=UserWarning)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
