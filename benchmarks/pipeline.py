@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def engine_fit(config: Path) -> float:
     from labelwise.config import load_config
-    from tasks.train import _frame
+    from tasks.train import read_xy
 
     cfg = load_config(config)
     t0 = time.perf_counter()
-    X, Y, labels = _frame(cfg, str(cfg.data.train))
+    X, Y, labels = read_xy(cfg, str(cfg.data.train))
     cfg.estimator().fit(X, Y, labels=labels)
     return time.perf_counter() - t0
 

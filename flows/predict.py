@@ -8,8 +8,6 @@ from typing import Any
 
 from prefect import flow, task
 
-PROBA_PREFIX = "p:"
-
 
 def load_model(model: str, tracking_uri: str | None = None) -> tuple[Any, str]:
     """A LabelwiseClassifier from ``models:/name@alias``, ``models:/name/3`` or a directory."""
@@ -27,12 +25,11 @@ def load_model(model: str, tracking_uri: str | None = None) -> tuple[Any, str]:
 @task(name="score-chunks")
 def score(model: str, input_path: str, output_path: str, chunk_rows: int,
           tracking_uri: str | None) -> dict[str, Any]:
-    import numpy as np
     import polars as pl
 
     from labelwise.data import scan_table
     from labelwise.errors import DataError
-    from labelwise.thresholds import apply_thresholds
+    from labelwise.thresholds import LABELS_COLUMN, PROBA_PREFIX, apply_thresholds, label_sets
 
     clf, what = load_model(model, tracking_uri)
     lf = scan_table(input_path)
@@ -45,7 +42,6 @@ def score(model: str, input_path: str, output_path: str, chunk_rows: int,
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    labels = np.asarray(clf.labels_, dtype=object)
     n_rows, unseen = 0, {}
     writer = None
     try:
@@ -60,7 +56,7 @@ def score(model: str, input_path: str, output_path: str, chunk_rows: int,
             P = apply_thresholds(S, clf.thresholds_, clf.at_least_one)
             res = chunk.select(keep).with_columns(
                 [pl.Series(PROBA_PREFIX + lab, S[:, j]) for j, lab in enumerate(clf.labels_)]
-                + [pl.Series("labels", [labels[r.astype(bool)].tolist() for r in P],
+                + [pl.Series(LABELS_COLUMN, label_sets(P, clf.labels_),
                              dtype=pl.List(pl.String))])
             table = res.to_arrow()
             if writer is None:

@@ -42,20 +42,12 @@ def gate(champ: dict[str, Any], chal: dict[str, Any], rule: PromotionConfig) -> 
 
 
 def _evaluate(cfg: Config, model_dir: str, test_path: str) -> dict[str, Any]:
-    import warnings
-
     from labelwise.metrics import evaluate, per_label_table
     from labelwise.model import LabelwiseClassifier
-    from tasks.train import _frame
+    from tasks.train import score_table
 
     clf = LabelwiseClassifier.load(model_dir)
-    X, Y, _ = _frame(cfg, test_path, clf.labels_)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        S = clf.predict_proba(X)
-    from labelwise.thresholds import apply_thresholds
-
-    P = apply_thresholds(S, clf.thresholds_, clf.at_least_one)
+    Y, S, P = score_table(cfg, clf, test_path)
     return {"metrics": evaluate(Y, P, S), "per_label": per_label_table(Y, P, None, clf.labels_)}
 
 

@@ -155,18 +155,16 @@ def evaluate(model: Annotated[str, typer.Option("--model", "-m", help="models:/n
         from labelwise.config import load_config
         from labelwise.errors import ConfigError
         from labelwise.metrics import evaluate as ev
-        from labelwise.thresholds import apply_thresholds
         from tasks.tracking import tracking_uri
-        from tasks.train import _frame
+        from tasks.train import score_table
 
         cfg = load_config(config)
         path = data or cfg.data.test
         if path is None:
             raise ConfigError("no evaluation table: pass --data or set data.test in the config")
         clf, _ = load_model(model, tracking_uri(cfg))
-        X, Y, _ = _frame(cfg, str(path), clf.labels_)
-        S = clf.predict_proba(X)
-        return ev(Y, apply_thresholds(S, clf.thresholds_, clf.at_least_one), S)
+        Y, S, P = score_table(cfg, clf, str(path))
+        return ev(Y, P, S)
 
     out.print_json(json.dumps(_run(body, debug)))
 

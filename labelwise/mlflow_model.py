@@ -11,9 +11,6 @@ from __future__ import annotations
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-PROBA_PREFIX = "p:"
-LABELS_COLUMN = "labels"
-
 
 class LabelwisePyfunc(PythonModel):
     def load_context(self, context):
@@ -22,7 +19,6 @@ class LabelwisePyfunc(PythonModel):
         self.model = LabelwiseClassifier.load(context.artifacts["model_dir"])
 
     def predict(self, context, model_input, params=None):
-        import numpy as np
         import pandas as pd
         import polars as pl
 
@@ -38,12 +34,16 @@ class LabelwisePyfunc(PythonModel):
         if missing:
             raise DataError(f"input is missing feature column(s) {missing}")
         proba = self.model.predict_proba(frame.select(self.model.encoder_.features))
-        from labelwise.thresholds import apply_thresholds
+        from labelwise.thresholds import (
+            LABELS_COLUMN,
+            PROBA_PREFIX,
+            apply_thresholds,
+            label_sets,
+        )
 
         pred = apply_thresholds(proba, self.model.thresholds_, self.model.at_least_one)
-        labels = np.asarray(self.model.labels_, dtype=object)
         out = pd.DataFrame(proba, columns=[PROBA_PREFIX + lab for lab in self.model.labels_])
-        out[LABELS_COLUMN] = [labels[row.astype(bool)].tolist() for row in pred]
+        out[LABELS_COLUMN] = label_sets(pred, self.model.labels_)
         return out
 
 

@@ -39,10 +39,6 @@ def write_report(out: Path, Y: np.ndarray, S: np.ndarray, thresholds: np.ndarray
     return {"metrics": metrics, "table": table}
 
 
-def _top(labels: list[str], k: int) -> list[int]:
-    return list(range(min(k, len(labels))))
-
-
 def write_plots(out: Path, Y: np.ndarray, S: np.ndarray, table: pl.DataFrame,
                 cooc: np.ndarray, labels: list[str], prefix: str, max_labels: int = 40) -> None:
     """Per-label F1 bars, PR curves, F1-vs-threshold curves, co-occurrence, frequencies."""

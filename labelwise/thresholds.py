@@ -114,6 +114,16 @@ def fit_thresholds(Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy | None 
     return out
 
 
+PROBA_PREFIX = "p:"  # scored tables: one probability column per label, "p:<label>"
+LABELS_COLUMN = "labels"  # ...and the predicted label set
+
+
+def label_sets(pred: np.ndarray, labels: list[str]) -> list[list[str]]:
+    """The predicted label names of each row of a 0/1 matrix."""
+    names = np.asarray(labels, dtype=object)
+    return [names[row.astype(bool)].tolist() for row in pred]
+
+
 def apply_thresholds(P: np.ndarray, thresholds: np.ndarray, at_least_one: bool = False
                      ) -> np.ndarray:
     """0/1 predictions (uint8). With ``at_least_one``, an empty row gets the label whose

@@ -4,7 +4,6 @@ pyfunc logging needs the fluent API, inside one task's own thread."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -224,6 +223,3 @@ def register_model(cfg: Config, run_id: str, model_uri: str,
         first = True
     return {"name": name, "version": str(mv.version), "champion": first}
 
-
-def describe(obj: Any) -> str:
-    return json.dumps(obj, indent=1, default=str)

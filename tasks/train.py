@@ -16,8 +16,8 @@ from labelwise.config import Config
 LISTENERS: list[Any] = []
 
 
-def _frame(cfg: Config, path: str, labels: list[str] | None = None
-           ) -> tuple[Any, Any, list[str]]:
+def read_xy(cfg: Config, path: str, labels: list[str] | None = None
+            ) -> tuple[Any, Any, list[str]]:
     """Features (polars) and Y of a table; ``labels`` fixes the label order (the model's)."""
     from labelwise.data import encode_labels, infer_features, read_table
 
@@ -60,7 +60,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
 
     from labelwise.data import FeatureEncoder
 
-    X, Y, labels = _frame(cfg, train_path)
+    X, Y, labels = read_xy(cfg, train_path)
     FeatureEncoder().fit(X, X.columns, source=train_path)  # fail early on bad feature types
     clf = cfg.estimator()
     art = create_progress_artifact(0.0, description=f"per-label models trained ({cfg.name})")
@@ -89,22 +89,30 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
             "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True))}
 
 
+def score_table(cfg: Config, clf: Any, path: str) -> tuple[Any, Any, Any]:
+    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model."""
+    import warnings
+
+    from labelwise.thresholds import apply_thresholds
+
+    X, Y, _ = read_xy(cfg, path, clf.labels_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unseen categories are counted, not warned about
+        S = clf.predict_proba(X)
+    return Y, S, apply_thresholds(S, clf.thresholds_, clf.at_least_one)
+
+
 @task(name="evaluate-model")
 def evaluate_model(cfg: Config, model_dir: str, test_path: str, out_dir: str,
                    prefix: str = "test") -> dict[str, float]:
     """Score the test table; write metrics, per-label table and plots into ``out_dir``."""
-    import warnings
-
     from prefect.artifacts import create_table_artifact
 
     from labelwise.model import LabelwiseClassifier
     from labelwise.report import write_report
 
     clf = LabelwiseClassifier.load(model_dir)
-    X, Y, _ = _frame(cfg, test_path, clf.labels_)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        S = clf.predict_proba(X)
+    Y, S, _ = score_table(cfg, clf, test_path)
     rep = write_report(Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.at_least_one,
                        prefix=prefix)
     rows = rep["table"].sort("support", descending=True).head(50).to_dicts()
