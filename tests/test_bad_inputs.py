@@ -232,3 +232,14 @@ def test_unknown_registry_names(tmp_path, base_table):
         assert res.exit_code == 2
         for w in words:
             assert w in res.output
+
+
+def test_evaluate_command_prints_metrics(tmp_path, base_table, model_dir):
+    cfg, _ = _job(tmp_path, base_table)
+    res = runner.invoke(app, ["evaluate", "-m", str(model_dir), "-c", str(cfg), "-d",
+                              str(tmp_path / "train.parquet")])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)
+    assert 0 < metrics["f1_macro"] <= 1 and "lrap" in metrics
+    res = runner.invoke(app, ["evaluate", "-m", str(model_dir), "-c", str(cfg)])
+    assert res.exit_code == 2 and "--data" in res.output
