@@ -94,14 +94,13 @@ def log_datasets(cfg: Config, run_id: str, paths: dict[str, str], info: dict[str
     import polars as pl
     from mlflow.entities import DatasetInput, InputTag
 
+    from labelwise.data import scan_table
+
     inputs = []
     for part, path in paths.items():
-        df = pl.read_parquet(path) if path.endswith(".parquet") else None
-        if df is None:
-            from labelwise.data import read_table
-
-            df = read_table(path)
-        sample = df.head(1000).with_columns(
+        # lineage needs the schema and a profile, not the whole table: read 1,000 rows
+        df = scan_table(path).head(1000).collect()
+        sample = df.with_columns(
             [pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_integer()])
         ds = mlflow.data.from_polars(sample, source=str(path), name=f"{cfg.name}-{part}",
                                      digest=(info.get(part) or info["train"])["digest"][:16])
