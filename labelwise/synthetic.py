@@ -61,7 +61,8 @@ def make_multilabel_table(n_rows: int = 5000, n_labels: int = 24, n_numeric: int
     Y = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(np.uint8)
     # two labels defined by others: an AND and an XOR-ish combination (label dependencies)
     both = (Y[:, 0] & Y[:, 1]) | (rng.random(n_rows) < 0.01)
-    either = (Y[:, 2] ^ Y[:, 3]) & (rng.random(n_rows) < 0.8)
+    k = Y.shape[1]
+    either = (Y[:, 2 % k] ^ Y[:, 3 % k]) & (rng.random(n_rows) < 0.8)
     Y = np.column_stack([Y, both, either]).astype(np.uint8)
 
     # nulls: missing at random in a few columns
