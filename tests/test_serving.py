@@ -52,7 +52,9 @@ def test_mlflow_serves_the_champion(tmp_path: Path, prefect_api):
     train_flow(str(tmp_path / "job.yaml"))
 
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+    # mlflow.set_tracking_uri / set_registry_uri (used by earlier tests in this process) export
+    # MLFLOW_*_URI to child processes: name both explicitly
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     server = subprocess.Popen(
