@@ -71,8 +71,6 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.Dat
         df = lf.collect()
     except Exception as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
-    if len(set(df.columns)) != len(df.columns):  # pragma: no cover - polars refuses these itself
-        raise DataError(f"{path}: duplicate column names")
     return df
 
 

@@ -61,7 +61,8 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     from labelwise.data import FeatureEncoder
 
     X, Y, labels = read_xy(cfg, train_path)
-    FeatureEncoder().fit(X, X.columns, source=train_path)  # fail early on bad feature types
+    # the estimator fits its own encoder; this pass only makes type errors name the file
+    FeatureEncoder().fit(X, X.columns, source=train_path)
     clf = cfg.estimator()
     art = create_progress_artifact(0.0, description=f"per-label models trained ({cfg.name})")
     state = {"last": 0.0}
