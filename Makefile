@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/labelwise: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[pipeline,dev]"
+	$(BIN)/python -m pip install -q -e ".[pipeline,server,dev]"
 	touch $@
 
 demo: $(BIN)/labelwise
@@ -21,7 +21,7 @@ lint: $(BIN)/labelwise
 	$(BIN)/ruff check .
 
 bench: $(BIN)/labelwise
-	$(BIN)/python -m pip install -q -e ".[pipeline,dev,bench]"
+	$(BIN)/python -m pip install -q -e ".[pipeline,server,dev,bench]"
 	$(BIN)/python -m benchmarks.quality --json benchmarks/quality.json --markdown benchmarks/quality.md
 
 clean:

@@ -29,25 +29,32 @@ def ensure_work_pool(name: str = WORK_POOL) -> None:
 
 
 def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
-    """Create (or update) ``<name>-retrain`` (scheduled) and ``<name>-promote`` deployments."""
+    """Create (or update) ``<name>-retrain`` (on ``schedule.cron``), ``<name>-promote`` and
+    ``<name>-monitor`` (on ``monitoring.cron``) deployments on the work pool."""
     from prefect import flow as prefect_flow
+    from prefect.schedules import Cron
 
     cfg = load_config(config_path)
     config_abs = str(Path(config_path).resolve())
     ensure_work_pool(work_pool)
-    train = prefect_flow.from_source(source=str(ROOT), entrypoint="flows/train.py:train_flow")
-    promote = prefect_flow.from_source(source=str(ROOT),
-                                       entrypoint="flows/promote.py:promote_flow")
-    ids = {}
-    ids["retrain"] = train.deploy(
-        name=f"{cfg.name}-retrain", work_pool_name=work_pool, cron=cfg.schedule.cron,
-        parameters={"config_path": config_abs}, tags=["labelwise", cfg.name],
-        description=f"retrain {cfg.name} on fresh data (config {config_abs})",
-        print_next_steps=False, build=False, push=False)
-    ids["promote"] = promote.deploy(
-        name=f"{cfg.name}-promote", work_pool_name=work_pool,
-        parameters={"config_path": config_abs}, tags=["labelwise", cfg.name],
-        description=f"challenger vs champion for {cfg.name}", print_next_steps=False,
-        build=False, push=False)
+    tz = cfg.schedule.timezone
+    jobs = [  # (deployment, entrypoint, cron, what it does)
+        ("retrain", "flows/train.py:train_flow", cfg.schedule.cron,
+         f"retrain {cfg.name} on fresh data (config {config_abs})"),
+        ("promote", "flows/promote.py:promote_flow", None,
+         f"challenger vs champion for {cfg.name}"),
+        ("monitor", "flows/monitor.py:monitor_flow", cfg.monitoring.cron,
+         f"label-wise drift of {cfg.name}'s incoming batch against the champion"),
+    ]
+    ids: dict[str, Any] = {}
+    for kind, entrypoint, cron, description in jobs:
+        fl = prefect_flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+        ids[kind] = fl.deploy(
+            name=f"{cfg.name}-{kind}", work_pool_name=work_pool,
+            schedules=[Cron(cron, timezone=tz)] if cron else [],
+            parameters={"config_path": config_abs}, tags=["labelwise", cfg.name],
+            description=description, print_next_steps=False, build=False, push=False,
+            ignore_warnings=True)
     return {k: str(v) for k, v in ids.items()} | {"work_pool": work_pool,
-                                                  "cron": cfg.schedule.cron}
+                                                  "cron": cfg.schedule.cron,
+                                                  "monitor_cron": cfg.monitoring.cron}

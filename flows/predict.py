@@ -9,17 +9,24 @@ from typing import Any
 from prefect import flow, task
 
 
-def load_model(model: str, tracking_uri: str | None = None) -> tuple[Any, str]:
-    """A LabelwiseClassifier from ``models:/name@alias``, ``models:/name/3`` or a directory."""
-    from labelwise.model import LabelwiseClassifier
-
+def locate_model(model: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """(local directory, description) of ``models:/name@alias``, ``models:/name/3`` or a
+    directory; registry models are downloaded."""
     if model.startswith("models:/"):
         from labelwise.runtime import default_tracking_uri
         from tasks.registry import download_model_dir
 
         mv, model_dir = download_model_dir(tracking_uri or default_tracking_uri(), model)
-        return LabelwiseClassifier.load(model_dir), f"{mv.name} v{mv.version}"
-    return LabelwiseClassifier.load(model), model
+        return str(model_dir), f"{mv.name} v{mv.version}"
+    return model, model
+
+
+def load_model(model: str, tracking_uri: str | None = None) -> tuple[Any, str]:
+    """A LabelwiseClassifier from ``models:/name@alias``, ``models:/name/3`` or a directory."""
+    from labelwise.model import LabelwiseClassifier
+
+    model_dir, what = locate_model(model, tracking_uri)
+    return LabelwiseClassifier.load(model_dir), what
 
 
 @task(name="score-chunks")

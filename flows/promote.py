@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow
 
 from labelwise.config import Config, PromotionConfig, load_config
+from labelwise.runtime import configure_environment
 
 
 def gate(champ: dict[str, Any], chal: dict[str, Any], rule: PromotionConfig) -> dict[str, Any]:
@@ -61,6 +62,7 @@ def promote_flow(config_path: str, data_path: str | None = None) -> dict[str, An
     from tasks.registry import download_model_dir, move_champion
     from tasks.tracking import client, experiment_id, tracking_uri
 
+    configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path)
     uri = tracking_uri(cfg)
     name = cfg.registered_model
@@ -126,6 +128,7 @@ def rollback_flow(config_path: str) -> dict[str, Any]:
     from tasks.registry import HISTORY_TAG, champion_history, resolve_version
     from tasks.tracking import client, tracking_uri
 
+    configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path)
     uri = tracking_uri(cfg)
     name = cfg.registered_model

@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from labelwise.config import Config, load_config
+from labelwise.runtime import configure_environment
 
 
 def workdir_for(cfg: Config, data_digest: str) -> Path:
@@ -40,8 +41,9 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
         register_model,
         start_run,
     )
-    from tasks.train import evaluate_model, train_model
+    from tasks.train import evaluate_model, profile_model, train_model
 
+    configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path, overrides)
     info = inspect_data(cfg)
     run_id = start_run(cfg, info)
@@ -56,6 +58,7 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
         trained = train_model(cfg, paths["train"], info["train"]["digest"], str(workdir))
         metrics = evaluate_model(cfg, trained["model_dir"], paths["test"],
                                  str(workdir / "evaluation"))
+        profile_model(cfg, trained["model_dir"], paths["train"], paths["test"])
         log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"))
         model_uri = log_model(cfg, run_id, trained["model_dir"], paths["test"])
         version = register_model(cfg, run_id, model_uri, metrics) if register_version else None

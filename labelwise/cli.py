@@ -26,11 +26,17 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 
 def _run(fn: Any, debug: bool) -> Any:
-    """Run a command body: labelwise's own errors become a message and exit code 2."""
-    from labelwise.errors import LabelwiseError
+    """Run a command body: labelwise's own errors become a message and exit code 2 (a drift
+    alert of the monitor: 3; anything unexpected: 1)."""
+    from labelwise.errors import DriftError, LabelwiseError
 
     try:
         return fn()
+    except DriftError as exc:
+        if debug:
+            raise
+        console.print(f"[bold yellow]drift:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(3) from None
     except LabelwiseError as exc:
         if debug:
             raise
@@ -233,6 +239,29 @@ def predict(model: Annotated[str, typer.Option("--model", "-m", help="models:/na
     if res["unseen_categories"]:
         out.print(f"[yellow]unseen categories (scored as missing):[/] "
                   f"{res['unseen_categories']}")
+
+
+@app.command()
+def monitor(config: ConfigOpt,
+            batch: Annotated[Path | None, typer.Option(
+                "--batch", "-b", help="table to check (default: monitoring.batch)")] = None,
+            model: Annotated[str | None, typer.Option(
+                "--model", "-m", help="default: models:/<name>@champion")] = None,
+            retrain: Annotated[bool | None, typer.Option(
+                "--retrain/--no-retrain", help="start the retrain deployment on drift "
+                "(default: monitoring.retrain_on_drift)")] = None,
+            debug: DebugOpt = False) -> None:
+    """Label-wise drift of a batch against the model's training data; exit code 3 on drift."""
+    _env(debug)
+
+    def body() -> dict[str, Any]:
+        from flows.monitor import monitor_flow
+
+        return monitor_flow(str(config), str(batch) if batch else None, model, retrain)
+
+    res = _run(body, debug)
+    out.print(f"[green]no drift[/] in {res['rows']} rows against {res['model']} "
+              f"(MLflow run {res['run_id']})")
 
 
 @app.command()

@@ -135,6 +135,30 @@ class ScheduleConfig(_Section):
     timezone: str = "UTC"
 
 
+class MonitoringConfig(_Section):
+    """The monitor flow: which batch it reads on its schedule and when a batch counts as drifted
+    (see labelwise.drift.DriftRules for the meaning of each limit)."""
+
+    batch: Path | None = Field(None, description="table the scheduled monitor run reads")
+    cron: str | None = Field(None, description="schedule of the monitor deployment")
+    top_features: int = Field(20, ge=0, description="features profiled, by importance")
+    prevalence_ratio: float = Field(2.0, gt=1)
+    prevalence_min_change: float = Field(0.02, ge=0, le=1)
+    score_psi: float = Field(0.25, gt=0)
+    feature_psi: float = Field(0.25, gt=0)
+    f1_drop: float = Field(0.15, ge=0, le=1)
+    min_support: int = Field(20, ge=1)
+    retrain_on_drift: bool = Field(False, description="run the retrain deployment on drift")
+
+    def rules(self) -> Any:
+        from labelwise.drift import DriftRules
+
+        return DriftRules(prevalence_ratio=self.prevalence_ratio,
+                          prevalence_min_change=self.prevalence_min_change,
+                          score_psi=self.score_psi, feature_psi=self.feature_psi,
+                          f1_drop=self.f1_drop, min_support=self.min_support)
+
+
 class Config(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig
@@ -146,6 +170,7 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     n_jobs: int = -1
@@ -159,8 +184,10 @@ class Config(_Section):
         return self.tracking.registered_model or self.name
 
     def digest(self) -> str:
-        """Stable hash of the validated config (paths as given): a cache and lineage key."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Stable hash of the validated config (paths as given): a cache and lineage key.
+        Monitoring and scheduling do not change the model, so they are left out."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"monitoring", "schedule"}),
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def flat(self) -> dict[str, str]:
@@ -221,6 +248,9 @@ def parse_config(data: Any, source: str = "config", base_dir: Path | None = None
         if d.test is not None:
             upd["test"] = _resolve(d.test, base_dir)
         updates: dict[str, Any] = {"data": d.model_copy(update=upd)}
+        if cfg.monitoring.batch is not None:
+            updates["monitoring"] = cfg.monitoring.model_copy(
+                update={"batch": _resolve(cfg.monitoring.batch, base_dir)})
         if cfg.contract.suite is not None:
             updates["contract"] = cfg.contract.model_copy(
                 update={"suite": _resolve(cfg.contract.suite, base_dir)})

@@ -33,3 +33,11 @@ class ContractError(DataError):
 
 class RegistryError(LabelwiseError, LookupError):
     """A registered model, version or alias does not exist (or cannot be moved)."""
+
+
+class DriftError(LabelwiseError):
+    """A monitored batch crossed the drift limits; ``report`` holds the full drift report."""
+
+    def __init__(self, message: str, report: dict | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}

@@ -487,6 +487,20 @@ class LabelwiseClassifier(BaseEstimator):
         """0/1 label matrix (n x L, uint8) using the calibrated per-label thresholds."""
         return apply_thresholds(self.predict_proba(X), self.thresholds_, self.at_least_one)
 
+    def feature_importance(self) -> dict[str, float]:
+        """Each feature's share of the total split gain over every per-label booster (sums to
+        1; all zeros when every label got a constant model)."""
+        self._check_fitted()
+        n = len(self.encoder_.features)
+        gain = np.zeros(n)
+        for member in [*self.level1_, *self.level2_]:
+            for m in member:
+                if m.booster is not None:  # chain/stacking boosters see labels after features
+                    gain += m.booster.feature_importance("gain")[:n]
+        total = gain.sum()
+        shares = gain / total if total > 0 else gain
+        return dict(zip(self.encoder_.features, map(float, shares), strict=True))
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a JSON manifest plus native LightGBM text files to directory ``path``."""

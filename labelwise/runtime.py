@@ -40,3 +40,8 @@ def configure_environment() -> None:
     os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     os.environ.setdefault("MLFLOW_ENABLE_TRACKING_AUTO_LOGGING", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
+    # a tracking server that went away: a few retries over ~15 s, then the run fails (MLflow's
+    # own default retries for minutes, which an unattended job spends holding its resources)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")

@@ -210,7 +210,9 @@ def register_model(cfg: Config, run_id: str, model_uri: str,
     tags = {f"metric.{k}": f"{v:.6f}" for k, v in test_metrics.items()
             if isinstance(v, float)}
     tags.update({"config.digest": cfg.digest(), "labelwise.run_id": run_id})
-    mv = c.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # a logged model's URI is models:/<model id>; a tracking server wants the id named too
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mv = c.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
     first = False
     try:

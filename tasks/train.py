@@ -122,3 +122,30 @@ def evaluate_model(cfg: Config, model_dir: str, test_path: str, out_dir: str,
                           key=f"{prefix}-per-label", description="per-label test metrics")
     (Path(out_dir) / "unseen_categories.json").write_text(json.dumps(clf.encoder_.unseen_counts))
     return rep["metrics"]
+
+
+@task(name="profile-model")
+def profile_model(cfg: Config, model_dir: str, train_path: str, reference_path: str
+                  ) -> dict[str, Any]:
+    """Save the reference profile the monitor flow compares new batches with, in the model
+    directory (so it travels with the model into the registry): training prevalence and the
+    important features' distributions from ``train_path``; score distributions, predicted
+    prevalence and F1 per label on the held-out ``reference_path``."""
+    import warnings
+
+    from labelwise.drift import PROFILE_FILE, reference_profile
+    from labelwise.metrics import per_label_table
+    from labelwise.model import LabelwiseClassifier
+
+    clf = LabelwiseClassifier.load(model_dir)
+    X, Y_train, _ = read_xy(cfg, train_path, clf.labels_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Xa = clf.encoder_.transform(X)
+    Y, S, P = score_table(cfg, clf, reference_path)
+    f1 = [r["f1"] for r in per_label_table(Y, P, None, clf.labels_)]
+    prof = reference_profile(clf.labels_, clf.encoder_.features, Xa, Y_train, S, P, f1,
+                             clf.feature_importance(), list(clf.encoder_.categories),
+                             top_features=cfg.monitoring.top_features)
+    (Path(model_dir) / PROFILE_FILE).write_text(json.dumps(prof))
+    return {"features": list(prof["features"]), "n_reference": prof["n_reference"]}

@@ -46,3 +46,16 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """MLflow + Prefect servers on PostgreSQL (tests/servers.py); fails loudly without it."""
+    from tests.servers import Stack, require_postgres
+
+    require_postgres()
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield s.start()
+    finally:
+        s.stop()

@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# start-mlflow.sh DB_URL [PORT] [ARTIFACT_DIR]: MLflow tracking + registry server on PostgreSQL.
+# start-mlflow.sh DB_URL AUTH_DB_URL [PORT] [ARTIFACT_DIR]
+# MLflow tracking + registry server on PostgreSQL, with basic auth (users in AUTH_DB_URL).
+# Secrets come from the environment, never from arguments or files in the repository:
+#   MLFLOW_AUTH_ADMIN_PASSWORD      the admin user's password (created on first start)
+#   MLFLOW_FLASK_SERVER_SECRET_KEY  signs the auth app's sessions / CSRF tokens
 set -euo pipefail
-db=${1:?usage: start-mlflow.sh postgresql://user@host:5432/mlflow [port] [artifact dir]}
-port=${2:-5000}
-artifacts=${3:-$PWD/.labelwise/server-artifacts}
+db=${1:?usage: start-mlflow.sh postgresql://user@host:5432/mlflow postgresql://user@host:5432/mlflow_auth [port] [artifact dir]}
+auth_db=${2:?the MLflow users database URL is required}
+port=${3:-5000}
+artifacts=${4:-$PWD/.labelwise/server-artifacts}
+: "${MLFLOW_AUTH_ADMIN_PASSWORD:?set MLFLOW_AUTH_ADMIN_PASSWORD: the server refuses anonymous access}"
+: "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set MLFLOW_FLASK_SERVER_SECRET_KEY}"
 mkdir -p "$artifacts"
-exec mlflow server --host 127.0.0.1 --port "$port" --backend-store-uri "$db" \
-  --artifacts-destination "$artifacts" --serve-artifacts \
+# the auth app reads its settings from an ini file; write one next to the artifacts (no secret in it)
+ini="$artifacts/../mlflow-auth-$port.ini"
+cat > "$ini" <<INI
+[mlflow]
+default_permission = READ
+database_uri = $auth_db
+admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+INI
+export MLFLOW_AUTH_CONFIG_PATH="$ini"
+exec mlflow server --host "${MLFLOW_HOST:-127.0.0.1}" --port "$port" --backend-store-uri "$db" \
+  --artifacts-destination "$artifacts" --serve-artifacts --app-name basic-auth \
+  --workers "${MLFLOW_WORKERS:-2}" \
   --allowed-hosts "127.0.0.1,127.0.0.1:$port,localhost,localhost:$port"
