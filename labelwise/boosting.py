@@ -57,6 +57,24 @@ class LabelJob:
 ChunkRunner = Callable[[Callable[[list], None], list[list]], None]
 
 
+@dataclass
+class RemoteRunner:
+    """A runner whose chunks run in other processes or machines (a Dask cluster).
+
+    ``call(step, fit_remote_chunk, payloads)`` must return ``fit_remote_chunk(p)`` for every
+    payload, in order. Nothing is shared with those processes: each payload carries the binned
+    training data (LightGBM's binary Dataset file, so workers never re-bin), the label columns
+    of its chunk and the job parameters; boosters come back as LightGBM model text.
+    """
+
+    call: Callable[[str, Callable[[dict], list], list[dict]], list]
+    n_workers: int = 2
+    step: str = ""
+
+    def for_step(self, step: str) -> RemoteRunner:
+        return RemoteRunner(self.call, self.n_workers, step)
+
+
 class Checkpoint:
     """Per-label models of one training step on disk, so a killed fit resumes where it died.
 
@@ -102,7 +120,8 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                     refit: bool, fallback_rounds: int = 100, n_jobs: int = 1,
                     on_done: Callable[[int, LabelModel], None] | None = None,
                     checkpoint: Checkpoint | None = None,
-                    runner: ChunkRunner | None = None,
+                    runner: ChunkRunner | RemoteRunner | None = None,
+                    X_valid: np.ndarray | None = None,
                     ) -> tuple[dict[int, LabelModel], np.ndarray | None]:
     """Train one model per job on the shared constructed Dataset ``base`` (all rows of ``X``).
 
@@ -114,9 +133,16 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     With ``checkpoint``, each finished model is written at once and models found there are
     reused instead of retrained (resuming a killed fit). With ``runner``, the labels are cut
     into chunks and ``runner(run_chunk, chunks)`` must call ``run_chunk`` on every chunk (in
-    any threads it likes, e.g. Prefect tasks) and return when all are done.
+    any threads it likes, e.g. Prefect tasks) and return when all are done; a
+    :class:`RemoteRunner` gets picklable chunks instead. ``X_valid`` replaces ``X[valid_idx]``
+    (then ``X`` may be None).
     """
     import lightgbm as lgb
+
+    if isinstance(runner, RemoteRunner):
+        return _train_remote(base, Y, X, train_idx, valid_idx, jobs, num_boost_round,
+                             early_stopping_rounds, refit, fallback_rounds, on_done,
+                             checkpoint, runner)
 
     n_all = base.num_data()
     all_idx = np.arange(n_all)
@@ -133,7 +159,8 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
             full = base.subset(all_idx).construct() if (refit and has_valid) else None
         return tr, va, full
 
-    X_valid = X[valid_idx] if has_valid else None
+    if X_valid is None and has_valid:
+        X_valid = X[valid_idx]
     P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
     results: dict[int, LabelModel] = {}
     todo: queue.Queue[tuple[int, LabelJob]] = queue.Queue()
@@ -235,6 +262,87 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     if errors:
         raise errors[0]
     return results, P_valid
+
+
+def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
+                  valid_idx: np.ndarray | None, jobs: Sequence[LabelJob],
+                  num_boost_round: int, early_stopping_rounds: int | None, refit: bool,
+                  fallback_rounds: int, on_done: Callable[[int, LabelModel], None] | None,
+                  checkpoint: Checkpoint | None, runner: RemoteRunner
+                  ) -> tuple[dict[int, LabelModel], np.ndarray | None]:
+    """train_per_label with the chunks shipped to ``runner`` (see :class:`RemoteRunner`)."""
+    import tempfile
+
+    import lightgbm as lgb
+
+    has_valid = valid_idx is not None and len(valid_idx) > 0
+    X_valid = X[valid_idx] if has_valid else None
+    P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
+    results: dict[int, LabelModel] = {}
+
+    def finish(pos: int, index: int, model: LabelModel, fresh: bool) -> None:
+        if checkpoint is not None and fresh:
+            checkpoint.save(index, model)
+        results[index] = model
+        if has_valid:
+            P_valid[:, pos] = model.predict(X_valid)
+        if on_done is not None:
+            on_done(index, model)
+
+    todo = []
+    for pos, job in enumerate(jobs):
+        done = checkpoint.load(job.index) if checkpoint is not None else None
+        if done is not None:
+            finish(pos, job.index, done, fresh=False)
+        else:
+            todo.append((pos, job))
+    if not todo:
+        return results, P_valid
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.bin"
+        base.save_binary(str(path))
+        data = path.read_bytes()
+    n_chunks = min(len(todo), max(2 * runner.n_workers, -(-len(todo) // 64)))
+    chunks = [todo[i::n_chunks] for i in range(n_chunks)]
+    common = {"data": data, "dataset_params": dict(base.params or {}), "train_idx": train_idx,
+              "valid_idx": valid_idx, "X_valid": X_valid, "num_boost_round": num_boost_round,
+              "early_stopping_rounds": early_stopping_rounds, "refit": refit,
+              "fallback_rounds": fallback_rounds}
+    payloads = [common | {"Y": Y[:, [job.index for _, job in chunk]],
+                          "jobs": [LabelJob(k, job.params, job.rounds)
+                                   for k, (_, job) in enumerate(chunk)]} for chunk in chunks]
+    for chunk, out in zip(chunks, runner.call(runner.step, fit_remote_chunk, payloads),
+                          strict=True):
+        for (pos, job), (text, constant, best) in zip(chunk, out, strict=True):
+            booster = lgb.Booster(model_str=text) if text is not None else None
+            finish(pos, job.index, LabelModel(booster, constant, best), fresh=True)
+    return results, P_valid
+
+
+def fit_remote_chunk(payload: dict) -> list[tuple[str | None, float | None, int]]:
+    """Runs in a worker process: load the binned data, train the chunk's labels, return each
+    model as (LightGBM text or None, constant or None, best iteration)."""
+    import tempfile
+
+    import lightgbm as lgb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.bin"
+        path.write_bytes(payload["data"])
+        base = lgb.Dataset(str(path), params=payload["dataset_params"]).construct()
+    models, _ = train_per_label(
+        base, payload["Y"], None, payload["train_idx"], payload["valid_idx"], payload["jobs"],
+        payload["num_boost_round"], payload["early_stopping_rounds"], payload["refit"],
+        payload["fallback_rounds"], n_jobs=1, X_valid=payload["X_valid"])
+    out = []
+    for k in range(len(payload["jobs"])):
+        m = models[k]
+        if m.booster is None:
+            out.append((None, m.constant, 0))
+        else:
+            text = m.booster.model_to_string(num_iteration=m.best_iteration or None)
+            out.append((text, None, m.best_iteration))
+    return out
 
 
 def predict_per_label(models: Sequence[LabelModel], X: np.ndarray, n_jobs: int = 1

@@ -36,6 +36,7 @@ from labelwise.boosting import (
     Checkpoint,
     LabelJob,
     LabelModel,
+    RemoteRunner,
     predict_per_label,
     train_per_label,
 )
@@ -258,7 +259,7 @@ class LabelwiseClassifier(BaseEstimator):
             categorical_features: Sequence[int] | None = None,
             progress: Callable[[int, int, str], None] | None = None,
             checkpoint_dir: str | os.PathLike[str] | None = None,
-            runner: Callable[[str, Callable, list], None] | None = None,
+            runner: Callable[[str, Callable, list], None] | RemoteRunner | None = None,
             ) -> LabelwiseClassifier:
         """Fit on features ``X`` (polars/pandas frame or array) and 0/1 labels ``Y`` (n x L).
 
@@ -269,7 +270,9 @@ class LabelwiseClassifier(BaseEstimator):
         directory must not be shared between different data or parameters). ``runner(step,
         run_chunk, chunks)`` hands the per-label work to an orchestrator: it must call
         ``run_chunk(chunk)`` for every chunk of labels (threads of the same process) — the
-        Prefect flow uses it to make every chunk a visible task.
+        Prefect flow uses it to make every chunk a visible task. A :class:`RemoteRunner`
+        instead ships self-contained chunks to other processes (a Dask cluster); the models
+        are the same as a local fit's.
         """
         import lightgbm as lgb
 
@@ -391,7 +394,10 @@ class LabelwiseClassifier(BaseEstimator):
         root = getattr(self, "_checkpoint_dir", None)
         checkpoint = Checkpoint(root, step) if root is not None else None
         outer = getattr(self, "_runner", None)
-        runner = None if outer is None else (lambda fn, chunks: outer(step, fn, chunks))
+        if outer is None or isinstance(outer, RemoteRunner):
+            runner = outer.for_step(step) if outer is not None else None
+        else:
+            runner = lambda fn, chunks: outer(step, fn, chunks)  # noqa: E731
 
         models, P = train_per_label(
             base, Ya, Xa, train_idx, valid_idx, jobs, num_boost_round=self.n_estimators,

@@ -70,6 +70,32 @@ def test_parallel_equals_serial(data):
     assert np.allclose(a.thresholds_, b.thresholds_)
 
 
+@pytest.mark.parametrize("strategy", ["binary_relevance", "chain"])
+def test_remote_runner_equals_local(data, strategy):
+    """Chunks shipped to other processes (the Dask path, here a process pool) train the same
+    models as the in-process fit: same probabilities, same thresholds."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from labelwise.boosting import RemoteRunner
+
+    X, Y, Xt, _ = data
+    steps: list[str] = []
+    import multiprocessing
+
+    # spawn, as Dask's worker processes do: a forked child of an OpenMP parent can hang
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        def call(step, fn, payloads):
+            steps.append(step)
+            return list(pool.map(fn, payloads))
+
+        params = dict(strategy=strategy, n_estimators=60, cv_folds=2, n_jobs=1)
+        remote = LabelwiseClassifier(**params).fit(X, Y, runner=RemoteRunner(call, n_workers=2))
+    local = LabelwiseClassifier(**params).fit(X, Y)
+    assert steps  # the work did go through the runner
+    assert np.allclose(local.predict_proba(Xt), remote.predict_proba(Xt))
+    assert np.allclose(local.thresholds_, remote.thresholds_)
+
+
 @pytest.mark.parametrize("strategy", ["stacking", "chain", "chain_ensemble"])
 def test_dependency_strategies(data, strategy, tmp_path):
     X, Y, Xt, Yt = data
