@@ -98,7 +98,7 @@ def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from flows.train import train_flow
-        from tasks import train as train_tasks
+        from tasks import progress
 
         with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/"
                       "{task.total} per-label models"), TimeElapsedColumn(),
@@ -108,12 +108,12 @@ def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
             def listen(done: int, planned: int, _label: str) -> None:
                 bar.update(tid, completed=done, total=planned)
 
-            train_tasks.LISTENERS.append(listen)
+            progress.LISTENERS.append(listen)
             try:
                 return train_flow(str(config), overrides=_overrides(preset, strategy),
                                   register_version=not no_register)
             finally:
-                train_tasks.LISTENERS.remove(listen)
+                progress.LISTENERS.remove(listen)
 
     res = _run(body, debug)
     m = res["metrics"]

@@ -159,6 +159,11 @@ class MonitoringConfig(_Section):
                           f1_drop=self.f1_drop, min_support=self.min_support)
 
 
+# settings that change how or when a job runs, never the model it makes
+EXECUTION_KEYS = {"monitoring", "schedule", "task_runner", "dask_address", "dask_workers",
+                  "n_jobs"}
+
+
 class Config(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig
@@ -171,8 +176,13 @@ class Config(_Section):
     promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
-    task_runner: Literal["thread", "dask"] = "thread"
-    dask_address: str | None = None
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread", description="where per-label models train: threads of the flow's process, "
+        "or a Dask cluster (prefect-dask)")
+    dask_address: str | None = Field(
+        None, description="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786; "
+        "unset: a local cluster of dask_workers processes for the run")
+    dask_workers: int | None = Field(None, ge=1, description="local cluster size (CPUs)")
     n_jobs: int = -1
 
     @property
@@ -185,9 +195,9 @@ class Config(_Section):
 
     def digest(self) -> str:
         """Stable hash of the validated config (paths as given): a cache and lineage key.
-        Monitoring and scheduling do not change the model, so they are left out."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"monitoring", "schedule"}),
-                          sort_keys=True)
+        Monitoring, scheduling and where the work runs do not change the model, so they are
+        left out (a run resumed on a Dask cluster reuses what threads finished, and back)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude=EXECUTION_KEYS), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def flat(self) -> dict[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,6 @@ from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE
 
 from labelwise.config import Config
-
-# in-process listeners of training progress (the CLI's progress bar): (done, planned, label)
-LISTENERS: list[Any] = []
 
 
 def read_xy(cfg: Config, path: str, labels: list[str] | None = None
@@ -50,6 +49,46 @@ def prefect_runner(step: str, run_chunk: Any, chunks: list[list]) -> None:
         f.result()  # re-raises a chunk's error
 
 
+@task(name="train-labels-remote", task_run_name="train-labels-{step}-chunk{index}",
+      cache_policy=NO_CACHE, persist_result=False, retries=1)
+def train_label_chunk_remote(payload: dict, step: str, index: int) -> list:
+    """One self-contained chunk of per-label models, run on a Dask worker (see RemoteRunner).
+    A retry covers a worker lost mid-chunk; the chunk holds everything it needs."""
+    from labelwise.boosting import fit_remote_chunk
+
+    return fit_remote_chunk(payload)
+
+
+@contextmanager
+def dask_runner(cfg: Config) -> Iterator[Any]:
+    """A RemoteRunner on a Dask cluster for one fit: the cluster at ``cfg.dask_address``, or a
+    local cluster of ``cfg.dask_workers`` single-threaded worker processes (LightGBM is
+    pinned to one thread per chunk, so processes, not threads, are the unit of parallelism)."""
+    import os
+
+    from prefect_dask import DaskTaskRunner
+
+    from labelwise.boosting import RemoteRunner
+
+    if cfg.dask_address:
+        runner = DaskTaskRunner(address=cfg.dask_address)
+    else:
+        n = cfg.dask_workers or os.cpu_count() or 2
+        runner = DaskTaskRunner(cluster_kwargs={
+            "n_workers": n, "threads_per_worker": 1, "processes": True,
+            "dashboard_address": None})
+    with runner:
+        n_workers = max(1, len(runner.client.scheduler_info()["workers"]))
+
+        def call(step: str, _fn: Any, payloads: list[dict]) -> list:
+            futures = [runner.submit(train_label_chunk_remote,
+                                     {"payload": p, "step": step, "index": i})
+                       for i, p in enumerate(payloads)]
+            return [f.result() for f in futures]  # re-raises a chunk's error
+
+        yield RemoteRunner(call, n_workers=n_workers)
+
+
 @task(name="train-model", cache_policy=INPUTS, persist_result=True)
 def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) -> dict[str, Any]:
     """Fit the configured estimator on the training table; save it; return its directory.
@@ -59,6 +98,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     from labelwise.data import FeatureEncoder
+    from tasks.progress import notify  # imported here so it is never pickled with the task
 
     X, Y, labels = read_xy(cfg, train_path)
     # the estimator fits its own encoder; this pass only makes type errors name the file
@@ -72,13 +112,15 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
         if pct - state["last"] >= 2 or done == planned:  # bound the number of API calls
             state["last"] = pct
             update_progress_artifact(art, pct)
-        for listen in list(LISTENERS):
-            listen(done, planned, _label)
+        notify(done, planned, _label)
 
     t0 = time.perf_counter()
-    # per-label checkpoints: a killed run restarted with the same config and data resumes
-    clf.fit(X, Y, labels=labels, progress=progress,
-            checkpoint_dir=Path(workdir) / "checkpoints", runner=prefect_runner)
+    with ExitStack() as stack:
+        runner = (stack.enter_context(dask_runner(cfg)) if cfg.task_runner == "dask"
+                  else prefect_runner)
+        # per-label checkpoints: a killed run restarted with the same config and data resumes
+        clf.fit(X, Y, labels=labels, progress=progress,
+                checkpoint_dir=Path(workdir) / "checkpoints", runner=runner)
     fit_s = time.perf_counter() - t0
     model_dir = Path(workdir) / "model"
     clf.save(model_dir)

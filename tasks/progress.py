@@ -1,0 +1,18 @@
+"""In-process listeners of training progress (the CLI's progress bar).
+
+Kept out of tasks/train.py on purpose: prefect-dask pickles the running task (by value) into
+every chunk it ships to a Dask worker, and a listener holding a live progress bar (locks,
+a terminal) must not travel with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LISTENERS: list[Callable[[int, int, str], None]] = []
+
+
+def notify(done: int, planned: int, label: str) -> None:
+    """Tell every listener that ``done`` of ``planned`` per-label models are trained."""
+    for listen in list(LISTENERS):
+        listen(done, planned, label)
