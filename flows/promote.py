@@ -3,6 +3,7 @@ gate passes. Rollback: put the previous champion back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -52,9 +53,34 @@ def _evaluate(cfg: Config, model_dir: str, test_path: str) -> dict[str, Any]:
     return {"metrics": evaluate(Y, P, S), "per_label": per_label_table(Y, P, None, clf.labels_)}
 
 
+def registry_lock(name: str, timeout_s: float = 900) -> Any:
+    """One promotion or rollback of a registered model at a time, on any worker: a Prefect
+    global concurrency limit of 1 slot per model (created on first use). The MLflow registry
+    has no compare-and-set, so racing promotions are serialised here; the loser then finds
+    the challenger already champion and records nothing."""
+    import re
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    key = "labelwise-registry-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)
+    with get_client(sync_client=True) as c, contextlib.suppress(ObjectAlreadyExists):
+        c.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=key, limit=1))
+    return concurrency(key, occupy=1, timeout_seconds=timeout_s, strict=True)
+
+
 @flow(name="labelwise-promote", log_prints=True)
 def promote_flow(config_path: str, data_path: str | None = None) -> dict[str, Any]:
     """Score champion and challenger on the same data in one run; move champion if better."""
+    configure_environment()  # a worker's run gets the same client defaults as the CLI
+    cfg = load_config(config_path)
+    with registry_lock(cfg.registered_model):
+        return _promote(cfg, data_path)
+
+
+def _promote(cfg: Config, data_path: str | None) -> dict[str, Any]:
     import mlflow
 
     from flows.train import workdir_for
@@ -62,8 +88,6 @@ def promote_flow(config_path: str, data_path: str | None = None) -> dict[str, An
     from tasks.registry import download_model_dir, move_champion
     from tasks.tracking import client, experiment_id, tracking_uri
 
-    configure_environment()  # a worker's run gets the same client defaults as the CLI
-    cfg = load_config(config_path)
     uri = tracking_uri(cfg)
     name = cfg.registered_model
     champ_v, champ_dir = download_model_dir(uri, f"models:/{name}@champion")
@@ -124,14 +148,21 @@ def promote_flow(config_path: str, data_path: str | None = None) -> dict[str, An
 @flow(name="labelwise-rollback", log_prints=True)
 def rollback_flow(config_path: str) -> dict[str, Any]:
     """Put the previous champion back (from the champion history kept by promotions)."""
-    from labelwise.errors import RegistryError
-    from tasks.registry import HISTORY_TAG, champion_history, resolve_version
-    from tasks.tracking import client, tracking_uri
+    from tasks.tracking import tracking_uri
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path)
     uri = tracking_uri(cfg)
     name = cfg.registered_model
+    with registry_lock(name):
+        return _rollback(cfg, uri, name)
+
+
+def _rollback(cfg: Config, uri: str, name: str) -> dict[str, Any]:
+    from labelwise.errors import RegistryError
+    from tasks.registry import HISTORY_TAG, champion_history, resolve_version
+    from tasks.tracking import client
+
     current = resolve_version(uri, f"models:/{name}@champion")
     history = champion_history(uri, name)
     if not history:

@@ -40,14 +40,16 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
         log_results,
         register_model,
         start_run,
+        unreachable_server,
     )
     from tasks.train import evaluate_model, profile_model, train_model
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path, overrides)
     info = inspect_data(cfg)
-    run_id = start_run(cfg, info)
+    run_id = None
     try:
+        run_id = start_run(cfg, info)
         for part in ("train", "test"):
             if part in info:
                 report = validate_contract(cfg, info[part]["path"], part)
@@ -63,10 +65,23 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
         model_uri = log_model(cfg, run_id, trained["model_dir"], paths["test"])
         version = register_model(cfg, run_id, model_uri, metrics) if register_version else None
     except BaseException as exc:
-        _record_failure(cfg, run_id, exc)
-        finish_run(cfg, run_id, "FAILED")
+        marked = run_id is not None and finish_run(
+            cfg, run_id, "FAILED", error=f"{type(exc).__name__}: {exc}",
+            report=getattr(exc, "report", None))
+        server = unreachable_server(cfg, exc)
+        if server:
+            from labelwise.errors import TrackingServerError
+
+            state = ("the run is marked FAILED and registered nothing" if marked else
+                     "the next run of this config marks a run left RUNNING as FAILED")
+            raise TrackingServerError(
+                f"the MLflow tracking server {server} stopped answering (run {run_id}), after "
+                f"the bounded retries; {state}. Check the server, then run the same command "
+                "again: the finished per-label models are reused") from exc
         raise
     finish_run(cfg, run_id, "FINISHED")
+    for msg in trained.get("warnings", []):
+        print(f"warning: {msg}")
     print(f"run {run_id}: test f1_micro={metrics['f1_micro']:.4f} "
           f"f1_macro={metrics['f1_macro']:.4f}" + (f"; registered {version['name']} "
                                                     f"v{version['version']}" if version else ""))
@@ -75,18 +90,4 @@ def train_flow(config_path: str, overrides: dict[str, Any] | None = None,
     return {"run_id": run_id, "metrics": metrics, "model_uri": model_uri,
             "flow_run_id": str(flow_run.id),
             "version": version, "model_dir": trained["model_dir"],
-            "fit_seconds": trained["fit_seconds"]}
-
-
-def _record_failure(cfg: Config, run_id: str, exc: BaseException) -> None:
-    """Keep the reason (and a failed contract's report) on the FAILED run."""
-    from tasks.tracking import client
-
-    try:
-        c = client(cfg)
-        c.set_tag(run_id, "labelwise.error", f"{type(exc).__name__}: {exc}"[:5000])
-        report = getattr(exc, "report", None)
-        if report:
-            c.log_dict(run_id, report, "contract/failed.json")
-    except Exception:  # never hide the original error behind a tracking error
-        pass
+            "fit_seconds": trained["fit_seconds"], "warnings": trained.get("warnings", [])}

@@ -117,6 +117,8 @@ def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
 
     res = _run(body, debug)
     m = res["metrics"]
+    for msg in res.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     out.print(f"[green]trained[/] run {res['run_id']}  test micro-F1 {m['f1_micro']:.4f}  "
               f"macro-F1 {m['f1_macro']:.4f}  samples-F1 {m['f1_samples']:.4f}  "
               f"Hamming {m['hamming_loss']:.4f}")

@@ -166,7 +166,8 @@ def _indicator(s: pl.Series, source: str) -> np.ndarray:
 def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str] | None,
                        source: str) -> tuple[np.ndarray, list[str]]:
     where = f"{source}: label-set column {s.name!r}"
-    if s.dtype == pl.String:
+    from_strings = s.dtype == pl.String
+    if from_strings:
         if separator is None:
             raise DataError(f"{where} holds strings: set `separator` (e.g. '|') to split them")
         s = s.str.split(separator).list.eval(pl.element().str.strip_chars())
@@ -178,10 +179,16 @@ def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str
     s = s.cast(pl.List(pl.String))
     flat = s.explode().drop_nulls()
     flat = flat.filter(flat != "")
+    odd = flat.filter(flat.str.contains(r"^[\[\({]|[\]\)}]$|^['\"]|['\"]$")).unique()
+    if from_strings and odd.len():
+        raise DataError(f"{where} has label name(s) like {odd.head(3).to_list()}: the strings "
+                        f"look like serialized lists, not {separator!r}-separated names; store "
+                        "a list column, or plain names joined by the separator")
     if labels is None:
         labels = sorted(flat.unique().to_list())
         if not labels:
-            raise DataError(f"{where} holds no label at all")
+            raise DataError(f"{where} holds no label at all (every row is empty); check the "
+                            "column and the separator")
     index = {lab: j for j, lab in enumerate(labels)}
     unknown = sorted(set(flat.unique().to_list()) - set(index))
     if unknown:
@@ -210,6 +217,7 @@ class FeatureEncoder:
     features: list[str] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)
     unseen_counts: dict[str, int] = field(default_factory=dict)
+    warnings_: list[str] = field(default_factory=list)  # what fit warned about, for reports
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -245,10 +253,13 @@ class FeatureEncoder:
             elif not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
                 raise DataError(f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
                                 "use numbers, booleans or strings/categories")
+        self.warnings_ = []
         for what, cols in (("entirely null", empty), ("constant", constant)):
             if cols:
-                warnings.warn(f"{source}: {len(cols)} feature column(s) are {what} and carry no "
-                              f"information: {_preview(cols, 10)}", DataWarning, stacklevel=2)
+                msg = (f"{source}: {len(cols)} feature column(s) are {what} and carry no "
+                       f"information: {_preview(cols, 10)}")
+                self.warnings_.append(msg)
+                warnings.warn(msg, DataWarning, stacklevel=2)
         return self
 
     def transform(self, df: pl.DataFrame, source: str = "table") -> np.ndarray:

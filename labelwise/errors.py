@@ -41,3 +41,7 @@ class DriftError(LabelwiseError):
     def __init__(self, message: str, report: dict | None = None) -> None:
         super().__init__(message)
         self.report = report or {}
+
+
+class TrackingServerError(LabelwiseError, ConnectionError):
+    """The MLflow tracking server could not be reached, even after the bounded retries."""

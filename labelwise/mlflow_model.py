@@ -13,6 +13,10 @@ from mlflow.pyfunc import PythonModel
 
 
 class LabelwisePyfunc(PythonModel):
+    # the logged signature is the input contract; MLflow's predict()-type-hint validation
+    # (and its warning on every load that there are no hints) is not used
+    _skip_type_hint_validation = True
+
     def load_context(self, context):
         from labelwise.model import LabelwiseClassifier
 

@@ -287,13 +287,19 @@ class LabelwiseClassifier(BaseEstimator):
         self.labels_ = list(labels) if labels is not None else names
         if len(self.labels_) != Ya.shape[1]:
             raise DataError(f"{len(self.labels_)} label names for {Ya.shape[1]} label columns")
-        check_multiclass(Ya)
+        # what a report should show the user besides Python's warnings (which a worker's
+        # logging may swallow): the encoder's, plus the label set's
+        self.warnings_ = list(self.encoder_.warnings_)
+        if check_multiclass(Ya):
+            self.warnings_.append("every row carries exactly one label: the labels are "
+                                  "mutually exclusive (a multi-class problem)")
         if Ya.shape[1] == 1:
             import warnings
 
-            warnings.warn("one label only: this is binary classification; labelwise handles it, "
-                          "but thresholds and metrics are per label anyway", UserWarning,
-                          stacklevel=2)
+            msg = ("one label only: this is binary classification; labelwise handles it, "
+                   "but thresholds and metrics are per label anyway")
+            self.warnings_.append(msg)
+            warnings.warn(msg, UserWarning, stacklevel=2)
         cat = (list(categorical_features) if categorical_features is not None
                else self.encoder_.categorical_indices)
         self.categorical_features_ = cat

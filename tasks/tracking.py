@@ -4,7 +4,9 @@ pyfunc logging needs the fluent API, inside one task's own thread."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -71,15 +73,88 @@ def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) ->
             "mlflow.source.name": "labelwise train"}
     if "test" in info:
         tags["data.test.digest"] = info["test"]["digest"]
-    run = c.create_run(experiment_id(cfg), run_name=run_name, tags=tags)
+    # who owns the run while it is RUNNING: a later run can tell it was abandoned
+    tags.update({"labelwise.host": socket.gethostname(), "labelwise.pid": str(os.getpid())})
+    exp = experiment_id(cfg)
+    fail_abandoned_runs(c, exp, cfg.name)
+    run = c.create_run(exp, run_name=run_name, tags=tags)
     params = [Param(k[:250], v[:6000]) for k, v in cfg.flat().items()]
-    for i in range(0, len(params), 100):
-        c.log_batch(run.info.run_id, params=params[i:i + 100])
+    try:
+        for i in range(0, len(params), 100):
+            c.log_batch(run.info.run_id, params=params[i:i + 100])
+    except BaseException as exc:  # a retry makes a new run: this one must not stay RUNNING
+        finish_run(cfg, run.info.run_id, "FAILED", error=f"{type(exc).__name__}: {exc}")
+        raise
     return run.info.run_id
 
 
-def finish_run(cfg: Config, run_id: str, status: str) -> None:
-    client(cfg).set_terminated(run_id, status)
+def fail_abandoned_runs(c: Any, experiment: str, config_name: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of this config whose process (on this host) is gone: a
+    run killed with -9, or one that could not reach the server to say it failed."""
+    host = socket.gethostname()
+    runs = c.search_runs([experiment], filter_string=(
+        f"attributes.status = 'RUNNING' and tags.`config.name` = '{config_name}'"),
+        max_results=200)
+    failed = []
+    for r in runs:
+        tags = r.data.tags
+        pid = tags.get("labelwise.pid", "")
+        if tags.get("labelwise.host") != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        c.set_tag(r.info.run_id, "labelwise.error",
+                  f"abandoned: process {pid} on {host} ended without finishing the run")
+        c.set_terminated(r.info.run_id, "FAILED")
+        failed.append(r.info.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def finish_run(cfg: Config, run_id: str, status: str, error: str | None = None,
+               report: dict[str, Any] | None = None, patience_s: float = 60.0) -> bool:
+    """End the run (with the error and a failed contract's report when it failed). A flow that
+    failed because the server went away keeps trying for ``patience_s`` so the run does not
+    stay RUNNING; returns False when the server never came back (the next run of this config
+    on this host marks it FAILED, see :func:`fail_abandoned_runs`)."""
+    import time
+
+    delay, deadline = 1.0, time.monotonic() + patience_s
+    while True:
+        try:
+            c = client(cfg)
+            if error:
+                c.set_tag(run_id, "labelwise.error", error[:5000])
+            if report:
+                c.log_dict(run_id, report, "contract/failed.json")
+            if status == "FAILED":  # the registry never keeps a failed run's model
+                for mv in c.search_model_versions(
+                        f"name='{cfg.registered_model}' and run_id='{run_id}'"):
+                    c.delete_model_version(mv.name, mv.version)
+            c.set_terminated(run_id, status)
+            return True
+        except Exception:
+            if time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def unreachable_server(cfg: Config, exc: BaseException) -> str | None:
+    """The tracking URI (without credentials) when ``exc`` says the MLflow server could not be
+    reached, else None."""
+    text = f"{type(exc).__name__}: {exc}"
+    if re.search(r"Max retries exceeded|Connection refused|ConnectionError|"
+                 r"Failed to establish a new connection|Read timed out", text):
+        return re.sub(r"//[^/@]*@", "//", tracking_uri(cfg))
+    return None
 
 
 @task(name="log-contract", retries=2, retry_delay_seconds=2)
@@ -130,6 +205,7 @@ def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
     for k, v in test_metrics.items():
         values[f"test/{k}"] = v
     values["fit_seconds"] = train_info["fit_seconds"]
+    values["models_resumed"] = train_info.get("models_resumed", 0)
     table = Path(report_dir) / "test_per_label.csv"
     if table.exists():
         for row in pl.read_csv(table).iter_rows(named=True):
@@ -143,6 +219,8 @@ def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
     c.log_dict(run_id, {"label_weights": train_info["label_weights"],
                         "best_iterations": train_info["best_iterations"]},
                "training/labels.json")
+    if train_info.get("warnings"):  # shown in the run's tags, the MLflow UI's first screen
+        c.set_tag(run_id, "labelwise.warnings", " | ".join(train_info["warnings"])[:5000])
 
 
 @task(name="log-model", retries=1, retry_delay_seconds=2)
@@ -212,7 +290,10 @@ def register_model(cfg: Config, run_id: str, model_uri: str,
     tags.update({"config.digest": cfg.digest(), "labelwise.run_id": run_id})
     # a logged model's URI is models:/<model id>; a tracking server wants the id named too
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    mv = c.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    # idempotent: a retry after a lost answer must not register the run twice
+    mine = c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    mv = mine[0] if mine else c.create_model_version(name, model_uri, run_id=run_id, tags=tags,
+                                                     model_id=model_id)
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
     first = False
     try:

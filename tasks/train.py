@@ -126,7 +126,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     clf.save(model_dir)
     return {"model_dir": str(model_dir), "fit_seconds": fit_s, "labels": labels,
             "n_train": int(Y.shape[0]), "validation_metrics": clf.validation_metrics_,
-            "models_resumed": clf.n_models_resumed_,
+            "models_resumed": clf.n_models_resumed_, "warnings": clf.warnings_,
             "validation_per_label": clf.validation_per_label_,
             "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
             "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True))}

@@ -98,6 +98,14 @@ TRAIN_CASES: list[tuple[str, Callable | None, Callable | None, list[str]]] = [
         pl.Series("tags", _cycle([1, 2], d.height))).drop(LABELS),
      lambda c: c["data"].update(labels={"set_column": "tags", "separator": "|"}),
      ["tags", "expected list[str] or a delimited string"]),
+    ("label set column all empty", lambda d: d.with_columns(
+        pl.Series("tags", [""] * d.height)).drop(LABELS),
+     lambda c: c["data"].update(labels={"set_column": "tags", "separator": "|"}),
+     ["tags", "no label at all"]),
+    ("label set column malformed", lambda d: d.with_columns(
+        pl.Series("tags", _cycle(['["a", "b"]', "['b']"], d.height))).drop(LABELS),
+     lambda c: c["data"].update(labels={"set_column": "tags", "separator": "|"}),
+     ["tags", "serialized lists"]),
     ("label regex matches nothing", None,
      lambda c: c["data"].update(labels={"regex": "tag_.*"}), ["tag_.*"]),
     ("too few rows", lambda d: d.head(10), None, ["row_count", "10"]),
@@ -131,6 +139,38 @@ def test_corrupt_parquet_and_duplicate_csv_columns(tmp_path, prefect_api):
                                                        labels={"columns": ["label_00"]}))
     res = runner.invoke(app, ["train", "-c", str(cfg2)])
     assert res.exit_code == 2 and "duplicate column" in res.output and "x00" in res.output
+
+
+# usable but suspicious: training goes on (exit 0) and the user is told, naming the column
+WARN_CASES: list[tuple[str, Callable | None, Callable | None, list[str]]] = [
+    ("constant feature", lambda d: _col(d, "x00", [3.0] * d.height), None,
+     ["x00", "constant"]),
+    ("all-null feature", lambda d: _col(d, "x01", pl.Series([None] * d.height,
+                                                            dtype=pl.Float64)), None,
+     ["x01", "entirely null"]),
+    ("mutually exclusive labels", lambda d: d.with_columns(
+        [pl.Series(lab, [int(i % len(LABELS) == j) for i in range(d.height)])
+         for j, lab in enumerate(LABELS)]), None, ["mutually exclusive"]),
+    ("single label", None, lambda c: c["data"].update(labels={"columns": ["label_00"]}),
+     ["one label"]),
+]
+
+
+@pytest.mark.parametrize("case, edit, cfg_edit, words", WARN_CASES,
+                         ids=[c[0] for c in WARN_CASES])
+def test_suspicious_input_warns_and_trains(tmp_path, base_table, prefect_api, case, edit,
+                                           cfg_edit, words):
+    df = edit(base_table) if edit else base_table
+    cfg, uri = _job(tmp_path, df, cfg_edit, name="warn")
+    res = runner.invoke(app, ["train", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())  # rich wraps long lines
+    for w in words:
+        assert w in text, (w, res.output)
+    from mlflow import MlflowClient
+
+    c = MlflowClient(uri, registry_uri=uri)
+    assert [v.version for v in c.search_model_versions("name='warn'")] == ["1"]
 
 
 @pytest.mark.parametrize("text, words", [

@@ -206,3 +206,86 @@ def test_unknown_alias_and_model_are_named(job):
         resolve_version(job["uri"], "models:/flowtest@nope")
     with pytest.raises(RegistryError, match="does not exist"):
         resolve_version(job["uri"], "models:/ghost@champion")
+
+
+def _task_runs(flow_run_id: str, prefix: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as pc:
+        runs = pc.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
+    return [t for t in runs if t.name.startswith(prefix)]
+
+
+def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
+    """Fault injection: the first read of the table fails like a flaky network disk; Prefect
+    retries the task and the run completes. A labelwise error is never retried."""
+    import tasks.data
+    from flows.train import train_flow
+    from labelwise.errors import DataError
+
+    real, calls = tasks.data.file_digest, []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error (injected)", str(path))
+        return real(path)
+
+    monkeypatch.setattr(tasks.data, "file_digest", flaky)
+    ok = train_flow(job["config"], register_version=False)
+    [inspect] = _task_runs(ok["flow_run_id"], "inspect-data")
+    assert inspect.run_count == 2 and inspect.state.is_completed()
+    assert _client(job["uri"]).get_run(ok["run_id"]).info.status == "FINISHED"
+
+    def broken(path):
+        calls.append(path)
+        raise DataError(f"{path}: not a table (injected)")
+
+    monkeypatch.setattr(tasks.data, "file_digest", broken)
+    calls.clear()
+    with pytest.raises(DataError, match="injected"):
+        train_flow(job["config"], register_version=False)
+    assert len(calls) == 1  # no retry of a labelwise error
+
+
+def test_racing_promotions_leave_one_consistent_decision(job, tmp_path: Path):
+    """Two `labelwise promote` processes on the same registry at once (as two workers would):
+    exactly one moves the champion, to a valid version, and the records agree with it."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.train import train_flow
+
+    cfg = yaml.safe_load(Path(job["config"]).read_text())
+    cfg["name"] = "race"
+    for part in ("train", "test"):
+        cfg["data"][part] = str(job["root"] / f"{part}.parquet")
+    (tmp_path / "race.yaml").write_text(yaml.safe_dump(cfg))
+    weak = {"model.params": {"n_estimators": 1, "cv_folds": None, "validation_fraction": 0.0}}
+    train_flow(str(tmp_path / "race.yaml"), overrides=weak)  # v1: champion
+    train_flow(str(tmp_path / "race.yaml"))  # v2: a better challenger
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # one Prefect API
+    procs = [subprocess.Popen([sys.executable, "-m", "labelwise.cli", "promote", "-c",
+                               str(tmp_path / "race.yaml")], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    said = "\n".join(o + e for o, e in outs)
+    assert said.count("promoted v2 over v1") == 1, said
+    assert "already the champion" in said, said
+
+    c = _client(job["uri"])
+    assert str(c.get_model_version_by_alias("race", "champion").version) == "2"
+    for v in ("1", "2"):
+        assert "promoted v2 over v1" in c.get_model_version("race", v).tags[
+            "promotion.decision"]
+    exp = c.get_experiment_by_name("race-promotion")
+    runs = c.search_runs([exp.experiment_id])
+    assert [r.data.tags["promotion.decision"] for r in runs] == ["promoted v2 over v1"]
+    assert all(r.info.status == "FINISHED" for r in runs)

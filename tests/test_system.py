@@ -80,3 +80,61 @@ def test_deploy_trigger_worker_registers_a_challenger(stack: Stack, tmp_path: Pa
     blob = repr(params) + repr(body["run"]["data"].get("tags", []))
     assert stack.mlflow_password not in blob and stack.prefect_auth not in blob
     assert stack.mlflow_password not in worker.stdout + worker.stderr
+
+
+def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
+    """The MLflow server dies while a training run is RUNNING and stays down longer than the
+    client's bounded retries: `labelwise train` fails with a message naming the server, and
+    once the server is back the run is FAILED and no version is registered."""
+    import subprocess
+    import time
+
+    from tests.servers import BIN, wait_until
+
+    name = f"fault-{secrets.token_hex(3)}"
+    job = _job(tmp_path, name, rows=3000)
+    # a small retry budget keeps the test short; the defaults allow ~1 min of outage
+    fast = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    proc = subprocess.Popen([str(BIN / "labelwise"), "train", "-c", str(job)],
+                            env=stack.client_env(tmp_path) | fast, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def running_run() -> dict | None:
+        status, body = stack.mlflow_get("experiments/get-by-name", experiment_name=name)
+        if status != 200:
+            return None
+        _, found = stack.mlflow_post("runs/search", {
+            "experiment_ids": [body["experiment"]["experiment_id"]]})
+        runs = (found or {}).get("runs", [])
+        # started, with its params logged: the flow is past start-run, into the pipeline
+        return runs[0] if runs and runs[0]["info"]["status"] == "RUNNING" and \
+            runs[0]["data"].get("params") else None
+
+    deadline = time.monotonic() + 300
+    while running_run() is None:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    stack.mlflow.stop()  # the tracking server goes away mid-run
+    time.sleep(20)  # longer than the client's retries
+    stack.start_mlflow()
+    wait_until(lambda: http(f"{stack.mlflow_url}/health")[0] == 200, "mlflow server",
+               stack.mlflow)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2, out + err
+    said = " ".join(err.split())
+    assert stack.mlflow_url in said and "stopped answering" in said, said
+    assert stack.mlflow_password not in out + err
+
+    status, body = stack.mlflow_get("experiments/get-by-name", experiment_name=name)
+    _, found = stack.mlflow_post("runs/search", {
+        "experiment_ids": [body["experiment"]["experiment_id"]]})
+    [run] = found["runs"]
+    assert run["info"]["status"] == "FAILED"
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert "labelwise.error" in tags
+    status, body = stack.mlflow_get("registered-models/get", name=name)
+    versions = body.get("registered_model", {}).get("latest_versions", []) if status == 200 \
+        else []
+    assert versions == [], body
