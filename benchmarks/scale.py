@@ -2,6 +2,7 @@
 
     python -m benchmarks.scale [--config configs/delicious.yaml] [--labels 100,300,983]
                                [--rows 0.25,0.5,1.0] [--rows-labels 100] [--json OUT]
+                               [--skip-end-to-end]    (an empty --labels/--rows skips those)
 
 Every measurement runs in its own process; its peak memory is the largest total RSS of that
 process and all its children (Dask workers, Prefect's ephemeral server), polled every 0.1 s.
@@ -134,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         for runner in ("thread", "dask"):
             out["end_to_end"].append(end_to_end(args.config.resolve(), runner))
             print(out["end_to_end"][-1], flush=True)
-    for k in map(int, args.labels.split(",")):
+    for k in [int(x) for x in args.labels.split(",") if x]:
         out["labels"].append(one(args.config.resolve(), k, 1.0))
         print(out["labels"][-1], flush=True)
-    for frac in map(float, args.rows.split(",")):
+    for frac in [float(x) for x in args.rows.split(",") if x]:
         out["rows"].append(one(args.config.resolve(), args.rows_labels, frac))
         print(out["rows"][-1], flush=True)
     print(markdown(out))

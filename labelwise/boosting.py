@@ -79,8 +79,11 @@ class Checkpoint:
     """Per-label models of one training step on disk, so a killed fit resumes where it died.
 
     ``root/<step>/<label index>.txt`` is the booster (LightGBM text) or ``.json`` a constant
-    model; files are written to a temporary name and renamed, so a half-written model is never
-    read back. The caller keys ``root`` by data and parameters (the flow's work directory is).
+    model, and ``<label index>.valid.npy`` its held-out probabilities (those of the model
+    *before* the refit on all rows: the refitted model has seen the held-out rows, so its
+    predictions there would leak into the thresholds). Files are written to a temporary name
+    and renamed, predictions first, so a half-written model is never read back. The caller
+    keys ``root`` by data and parameters (the flow's work directory is).
     """
 
     def __init__(self, root: str | os.PathLike[str], step: str) -> None:
@@ -88,7 +91,13 @@ class Checkpoint:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.loaded: list[int] = []  # labels reused from disk (list.append is thread-safe)
 
-    def save(self, index: int, model: LabelModel) -> None:
+    def save(self, index: int, model: LabelModel, p_valid: np.ndarray | None = None) -> None:
+        if p_valid is not None:
+            target = self.dir / f"{index}.valid.npy"
+            tmp = target.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(p_valid, dtype=np.float64))
+            os.replace(tmp, target)
         if model.booster is None:
             target, text = self.dir / f"{index}.json", json.dumps({"constant": model.constant})
         else:
@@ -112,6 +121,16 @@ class Checkpoint:
             return None
         self.loaded.append(index)
         return model
+
+    def held_out(self, index: int, model: LabelModel, X_valid: np.ndarray) -> np.ndarray:
+        """The saved held-out probabilities of a reused model (its own, for a checkpoint
+        written before they were kept)."""
+        path = self.dir / f"{index}.valid.npy"
+        if path.exists():
+            p = np.load(path)
+            if p.shape == (len(X_valid),):
+                return p
+        return model.predict(X_valid)
 
 
 def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
@@ -175,7 +194,7 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
             done = checkpoint.load(job.index)
             if done is not None:  # finished before a crash: reuse, do not retrain
                 if has_valid:
-                    P_valid[:, pos] = done.predict(X_valid)
+                    P_valid[:, pos] = checkpoint.held_out(job.index, done, X_valid)
                 _finish(job.index, done, fresh=False)
                 return
         y_all = Y[:, job.index].astype(np.float64)
@@ -185,7 +204,7 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
             model = LabelModel(None, float(pos_all > 0), 0)
             if has_valid:
                 P_valid[:, pos] = model.constant
-            _finish(job.index, model)
+            _finish(job.index, model, p_valid=P_valid[:, pos] if has_valid else None)
             return
         params = dict(job.params)
         if has_valid and 0 < y_tr.sum() < len(y_tr):
@@ -217,11 +236,12 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                 model = LabelModel(booster, None, rounds)
             if has_valid:
                 P_valid[:, pos] = model.predict(X_valid)
-        _finish(job.index, model)
+        _finish(job.index, model, p_valid=P_valid[:, pos] if has_valid else None)
 
-    def _finish(index: int, model: LabelModel, fresh: bool = True) -> None:
+    def _finish(index: int, model: LabelModel, fresh: bool = True,
+                p_valid: np.ndarray | None = None) -> None:
         if checkpoint is not None and fresh:
-            checkpoint.save(index, model)
+            checkpoint.save(index, model, p_valid)
         with lock:
             results[index] = model
         if on_done is not None:
@@ -280,12 +300,13 @@ def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
     results: dict[int, LabelModel] = {}
 
-    def finish(pos: int, index: int, model: LabelModel, fresh: bool) -> None:
+    def finish(pos: int, index: int, model: LabelModel, p_valid: np.ndarray | None,
+               fresh: bool) -> None:
         if checkpoint is not None and fresh:
-            checkpoint.save(index, model)
+            checkpoint.save(index, model, p_valid)
         results[index] = model
         if has_valid:
-            P_valid[:, pos] = model.predict(X_valid)
+            P_valid[:, pos] = p_valid
         if on_done is not None:
             on_done(index, model)
 
@@ -293,7 +314,8 @@ def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     for pos, job in enumerate(jobs):
         done = checkpoint.load(job.index) if checkpoint is not None else None
         if done is not None:
-            finish(pos, job.index, done, fresh=False)
+            held = checkpoint.held_out(job.index, done, X_valid) if has_valid else None
+            finish(pos, job.index, done, held, fresh=False)
         else:
             todo.append((pos, job))
     if not todo:
@@ -311,17 +333,20 @@ def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     payloads = [common | {"Y": Y[:, [job.index for _, job in chunk]],
                           "jobs": [LabelJob(k, job.params, job.rounds)
                                    for k, (_, job) in enumerate(chunk)]} for chunk in chunks]
-    for chunk, out in zip(chunks, runner.call(runner.step, fit_remote_chunk, payloads),
-                          strict=True):
-        for (pos, job), (text, constant, best) in zip(chunk, out, strict=True):
+    for chunk, (out, P_chunk) in zip(chunks, runner.call(runner.step, fit_remote_chunk,
+                                                          payloads), strict=True):
+        for k, ((pos, job), (text, constant, best)) in enumerate(zip(chunk, out, strict=True)):
             booster = lgb.Booster(model_str=text) if text is not None else None
-            finish(pos, job.index, LabelModel(booster, constant, best), fresh=True)
+            finish(pos, job.index, LabelModel(booster, constant, best),
+                   P_chunk[:, k] if has_valid else None, fresh=True)
     return results, P_valid
 
 
-def fit_remote_chunk(payload: dict) -> list[tuple[str | None, float | None, int]]:
-    """Runs in a worker process: load the binned data, train the chunk's labels, return each
-    model as (LightGBM text or None, constant or None, best iteration)."""
+def fit_remote_chunk(payload: dict
+                     ) -> tuple[list[tuple[str | None, float | None, int]], np.ndarray | None]:
+    """Runs in a worker process: load the binned data, train the chunk's labels; return each
+    model as (LightGBM text or None, constant or None, best iteration), and the chunk's
+    held-out probabilities (computed before any refit, as in-process training does)."""
     import tempfile
 
     import lightgbm as lgb
@@ -330,7 +355,7 @@ def fit_remote_chunk(payload: dict) -> list[tuple[str | None, float | None, int]
         path = Path(tmp) / "train.bin"
         path.write_bytes(payload["data"])
         base = lgb.Dataset(str(path), params=payload["dataset_params"]).construct()
-    models, _ = train_per_label(
+    models, P_valid = train_per_label(
         base, payload["Y"], None, payload["train_idx"], payload["valid_idx"], payload["jobs"],
         payload["num_boost_round"], payload["early_stopping_rounds"], payload["refit"],
         payload["fallback_rounds"], n_jobs=1, X_valid=payload["X_valid"])
@@ -342,7 +367,7 @@ def fit_remote_chunk(payload: dict) -> list[tuple[str | None, float | None, int]
         else:
             text = m.booster.model_to_string(num_iteration=m.best_iteration or None)
             out.append((text, None, m.best_iteration))
-    return out
+    return out, P_valid
 
 
 def predict_per_label(models: Sequence[LabelModel], X: np.ndarray, n_jobs: int = 1

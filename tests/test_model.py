@@ -70,10 +70,12 @@ def test_parallel_equals_serial(data):
     assert np.allclose(a.thresholds_, b.thresholds_)
 
 
-@pytest.mark.parametrize("strategy", ["binary_relevance", "chain"])
-def test_remote_runner_equals_local(data, strategy):
+@pytest.mark.parametrize("strategy, cv_folds", [("binary_relevance", 2), ("chain", 2),
+                                                ("binary_relevance", None)])
+def test_remote_runner_equals_local(data, strategy, cv_folds):
     """Chunks shipped to other processes (the Dask path, here a process pool) train the same
-    models as the in-process fit: same probabilities, same thresholds."""
+    models as the in-process fit: same probabilities, same thresholds (with cross-fitting,
+    and with a hold-out + refit, where the thresholds must come from the pre-refit models)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from labelwise.boosting import RemoteRunner
@@ -88,7 +90,7 @@ def test_remote_runner_equals_local(data, strategy):
             steps.append(step)
             return list(pool.map(fn, payloads))
 
-        params = dict(strategy=strategy, n_estimators=60, cv_folds=2, n_jobs=1)
+        params = dict(strategy=strategy, n_estimators=60, cv_folds=cv_folds, n_jobs=1)
         remote = LabelwiseClassifier(**params).fit(X, Y, runner=RemoteRunner(call, n_workers=2))
     local = LabelwiseClassifier(**params).fit(X, Y)
     assert steps  # the work did go through the runner

@@ -27,7 +27,10 @@ def _data():
     return df.drop(["id", *labels]), df.select(labels)
 
 
-def test_killed_fit_resumes_without_retraining(tmp_path: Path):
+@pytest.mark.parametrize("cv_folds, kill_at", [("auto", 17), (None, 5)])
+def test_killed_fit_resumes_without_retraining(tmp_path: Path, cv_folds, kill_at):
+    """Cross-fitted, and hold-out + refit (where a reused model must bring back the held-out
+    predictions of its pre-refit model, or the thresholds would differ)."""
     ckpt = tmp_path / "ckpt"
     script = textwrap.dedent(f"""
         import os, signal, sys
@@ -36,22 +39,22 @@ def test_killed_fit_resumes_without_retraining(tmp_path: Path):
         from labelwise.model import LabelwiseClassifier
         X, Y = _data()
         def progress(done, planned, label):
-            if done == 17:  # some labels of some folds are on disk: die the hard way
+            if done == {kill_at}:  # some labels are on disk: die the hard way
                 os.kill(os.getpid(), signal.SIGKILL)
-        LabelwiseClassifier(n_estimators=40, n_jobs=1).fit(
+        LabelwiseClassifier(n_estimators=40, n_jobs=1, cv_folds={cv_folds!r}).fit(
             X, Y, progress=progress, checkpoint_dir={str(ckpt)!r})
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
     saved = list(ckpt.rglob("*.txt")) + list(ckpt.rglob("*.json"))
-    assert len(saved) == 17 and not list(ckpt.rglob("*.tmp"))
+    assert len(saved) == kill_at and not list(ckpt.rglob("*.tmp"))
 
     X, Y = _data()
     planned = []
-    resumed = LabelwiseClassifier(n_estimators=40, n_jobs=1).fit(
+    resumed = LabelwiseClassifier(n_estimators=40, n_jobs=1, cv_folds=cv_folds).fit(
         X, Y, checkpoint_dir=ckpt, progress=lambda d, p, _l: planned.append(p))
-    assert resumed.n_models_resumed_ == 17
-    fresh = LabelwiseClassifier(n_estimators=40, n_jobs=1).fit(X, Y)
+    assert resumed.n_models_resumed_ == kill_at
+    fresh = LabelwiseClassifier(n_estimators=40, n_jobs=1, cv_folds=cv_folds).fit(X, Y)
     assert fresh.n_models_resumed_ == 0
     assert np.allclose(resumed.predict_proba(X), fresh.predict_proba(X))
     assert np.allclose(resumed.thresholds_, fresh.thresholds_)

@@ -81,6 +81,30 @@ def test_deploy_trigger_worker_registers_a_challenger(stack: Stack, tmp_path: Pa
     assert stack.mlflow_password not in blob and stack.prefect_auth not in blob
     assert stack.mlflow_password not in worker.stdout + worker.stderr
 
+    # monitoring on the same servers: a batch whose truth has lost three labels -> the monitor
+    # deployment's run ends FAILED naming them, and starts the retrain deployment
+    import polars as pl
+
+    batch = pl.concat([pl.read_parquet(tmp_path / f"{p}.parquet") for p in ("train", "test")]
+                      ).with_columns([pl.lit(0).alias(f"label_{j:02d}") for j in range(3)])
+    batch.write_parquet(tmp_path / "batch.parquet")
+    res = stack.run(["prefect", "deployment", "run", f"labelwise-monitor/{name}-monitor",
+                     "--param", f"batch_path={tmp_path / 'batch.parquet'}",
+                     "--param", "retrain=true"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    monitor_run_id = re.search(r"UUID: ([0-9a-f-]{36})", res.stdout).group(1)
+    worker = stack.run(["prefect", "worker", "start", "--pool", pool, "--type", "process",
+                        "--run-once"], tmp_path, timeout=900)
+    status, run = http(f"{stack.prefect_api}/flow_runs/{monitor_run_id}",
+                       auth=stack.prefect_auth)
+    assert run["state"]["type"] == "FAILED", worker.stdout[-6000:] + worker.stderr[-6000:]
+    message = run["state"]["message"]
+    assert "DriftError" in message and any(f"label_{j:02d}" in message for j in range(3)), message
+    status, runs = stack.prefect_post("flow_runs/filter", {
+        "deployments": {"id": {"any_": [retrain["id"]]}},
+        "flow_runs": {"tags": {"all_": ["drift-retrain"]}}})
+    assert status == 200 and len(runs) == 1, runs
+
 
 def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
     """The MLflow server dies while a training run is RUNNING and stays down longer than the
