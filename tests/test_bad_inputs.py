@@ -170,7 +170,7 @@ def test_suspicious_input_warns_and_trains(tmp_path, base_table, prefect_api, ca
     from mlflow import MlflowClient
 
     c = MlflowClient(uri, registry_uri=uri)
-    assert [v.version for v in c.search_model_versions("name='warn'")] == ["1"]
+    assert [str(v.version) for v in c.search_model_versions("name='warn'")] == ["1"]
 
 
 @pytest.mark.parametrize("text, words", [

@@ -1,5 +1,5 @@
-"""Property-based fuzzing of encode -> fit -> predict: any table ends in a result or in
-labelwise's own error type, never in another exception."""
+"""Property-based fuzzing of contract -> encode -> fit -> predict: any table ends in a result or
+in labelwise's own error type, never in another exception."""
 
 from __future__ import annotations
 
@@ -71,3 +71,41 @@ def test_encode_fit_predict_never_crashes_outside_labelwise_errors(train, new):
         except LabelwiseError:
             return
         assert out.shape[1] == enc.Y.shape[1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(table())
+def test_contract_then_training_never_crashes_outside_labelwise_errors(df):
+    """The real contract task (great-expectations) on a parquet file of the generated table,
+    then the training path behind it: a pass, or labelwise's own error naming the problem."""
+    import tempfile
+    from pathlib import Path
+
+    from labelwise.config import Config
+    from tasks.contract import validate_contract
+
+    cfg = Config.model_validate({"name": "fuzz", "data": {"train": "t.parquet",
+                                                          "labels": {"prefix": "y"}},
+                                 "contract": {"min_rows": 5, "min_positives_per_label": 1}})
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(tmp) / "t.parquet"
+        df.write_parquet(path)
+        try:
+            report = validate_contract.fn(cfg, str(path), "train")
+        except LabelwiseError as exc:
+            assert str(path) in str(exc) or "y" in str(exc)
+            return
+        assert report["success"]
+        # the contract passed: the labels are clean 0/1, so encoding them cannot fail
+        from labelwise.data import encode_labels
+
+        Y, _ = encode_labels(df, LabelSpec(prefix="y"), source=str(path))
+        assert Y.shape == (df.height, len([c for c in df.columns if c.startswith("y")]))
+        assert set(np.unique(Y)) <= {0, 1} and (Y.sum(axis=0) >= 1).all()
+        try:
+            enc = encode_table(df, LabelSpec(prefix="y"))
+            LabelwiseClassifier(n_estimators=3, cv_folds=None, validation_fraction=0.3,
+                                n_jobs=1).fit(df.select(enc.features), enc.Y)
+        except LabelwiseError:
+            return

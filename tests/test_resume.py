@@ -79,7 +79,9 @@ def test_killed_train_command_resumes_and_registers_once(tmp_path: Path):
     def train(state: Path, **kw):
         env = {**os.environ, "LABELWISE_HOME": str(state),
                "PREFECT_HOME": str(state / "prefect")}
-        env.pop("PREFECT_API_URL", None)
+        # MLflow exports set_tracking_uri() to the environment: earlier tests' URIs must not leak
+        for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            env.pop(k, None)
         return subprocess.Popen([sys.executable, "-m", "labelwise.cli", "train", "-c",
                                  str(tmp_path / "job.yaml")], env=env, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -109,7 +111,7 @@ def test_killed_train_command_resumes_and_registers_once(tmp_path: Path):
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
     assert "abandoned" in runs[0].data.tags["labelwise.error"]
     assert runs[1].data.metrics["models_resumed"] >= done_before >= 8
-    assert [v.version for v in c.search_model_versions("name='resume'")] == ["1"]
+    assert [str(v.version) for v in c.search_model_versions("name='resume'")] == ["1"]
     resumed = LabelwiseClassifier.load(next(home.glob("runs/resume/*/model")))
     fresh = LabelwiseClassifier.load(next((tmp_path / "scratch").glob("runs/resume/*/model")))
     X = df.tail(500).drop(["id", *[c for c in df.columns if c.startswith("label_")]])

@@ -118,7 +118,7 @@ def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
     name = f"fault-{secrets.token_hex(3)}"
     job = _job(tmp_path, name, rows=3000)
     # a small retry budget keeps the test short; the defaults allow ~1 min of outage
-    fast = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    fast = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     proc = subprocess.Popen([str(BIN / "labelwise"), "train", "-c", str(job)],
                             env=stack.client_env(tmp_path) | fast, cwd=tmp_path,
