@@ -263,8 +263,13 @@ def test_cli_errors_have_no_traceback_in_a_real_process(tmp_path):
 
 
 def test_unknown_registry_names(tmp_path, base_table):
+    from mlflow import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    for model, words in (("models:/ghost@champion", ["ghost", "does not exist"]),):
+    MlflowClient(uri, registry_uri=uri).create_registered_model("known")
+    for model, words in (("models:/ghost@champion", ["ghost", "does not exist"]),
+                         ("models:/known@nope", ["known", "no alias 'nope'"]),
+                         ("models:/known/7", ["known", "no version '7'"])):
         inp = tmp_path / "in.parquet"
         base_table.write_parquet(inp)
         res = runner.invoke(app, ["predict", "-m", model, "-i", str(inp), "-o",
