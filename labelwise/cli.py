@@ -58,6 +58,8 @@ def _env(debug: bool = False) -> None:
 
     # our own error message is the user's answer; Prefect's task tracebacks only with --debug
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if debug else "CRITICAL"
+    if not debug:  # MLflow sets its loggers' level from this when it is imported
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     configure_environment()
     import logging
     import warnings

@@ -59,11 +59,15 @@ def load_suite(path: Path) -> list[dict[str, Any]]:
 
 def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """Validate a polars frame with great-expectations; return a JSON-able report."""
+    import logging
+
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
     )
 
+    # GE sets this logger to INFO on import and announces a temporary docs folder per context
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     ctx = gx.get_context(mode="ephemeral")
     with contextlib.suppress(Exception):  # progress bars are cosmetic
         ctx.variables.progress_bars = {"globally": False}
