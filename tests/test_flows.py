@@ -148,6 +148,7 @@ def test_dask_fan_out_equals_local(job, tmp_path: Path, monkeypatch):
     """task_runner: dask trains the per-label models on a LocalCluster of two worker
     processes through prefect-dask: Prefect sees every chunk, the model predicts as the
     threads' one does."""
+    from distributed import LocalCluster
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -156,23 +157,33 @@ def test_dask_fan_out_equals_local(job, tmp_path: Path, monkeypatch):
 
     small = {"model.params": {"n_estimators": 40, "cv_folds": 2}, "model.strategy": "chain"}
     runs = {}
-    for mode, extra in (("thread", {}), ("dask", {"dask_workers": 2})):
-        # a state folder each, so neither run reuses the other's per-label checkpoints
-        monkeypatch.setenv("LABELWISE_HOME", str(tmp_path / mode))
-        runs[mode] = train_flow(job["config"], overrides={**small, "task_runner": mode, **extra},
-                                register_version=False)
-    with get_client(sync_client=True) as pc:
-        tasks = pc.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[runs["dask"]["flow_run_id"]])), limit=200)
-    remote = [t for t in tasks if t.task_key.startswith("train_label_chunk_remote")]
-    assert remote and all(t.state.is_completed() for t in remote)
-    steps = {t.name.split("-chunk")[0] for t in remote}
-    assert "train-labels-L1m0" in steps and any(s.startswith("train-labels-L2c") for s in steps)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        for mode, extra in (("thread", {}), ("dask", {"dask_workers": 2}),
+                            ("address", {"dask_address": cluster.scheduler_address})):
+            # a state folder each, so no run reuses another's per-label checkpoints
+            monkeypatch.setenv("LABELWISE_HOME", str(tmp_path / mode))
+            runner = "thread" if mode == "thread" else "dask"
+            runs[mode] = train_flow(job["config"], register_version=False,
+                                    overrides={**small, "task_runner": runner, **extra})
+        # the address run's chunks ran on the given cluster
+        assert any(p.startswith("train_label_chunk_remote")
+                   for p in cluster.scheduler.task_prefixes), cluster.scheduler.task_prefixes
     fresh = pl.read_parquet(job["root"] / "fresh.parquet").drop("id")
-    local, dask = (LabelwiseClassifier.load(runs[m]["model_dir"]) for m in ("thread", "dask"))
-    assert np.allclose(local.predict_proba(fresh), dask.predict_proba(fresh))
-    assert np.allclose(local.thresholds_, dask.thresholds_)
-    assert runs["dask"]["metrics"] == runs["thread"]["metrics"]
+    local = LabelwiseClassifier.load(runs["thread"]["model_dir"])
+    for mode in ("dask", "address"):
+        with get_client(sync_client=True) as pc:
+            tasks = pc.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[runs[mode]["flow_run_id"]])), limit=200)
+        remote = [t for t in tasks if t.task_key.startswith("train_label_chunk_remote")]
+        assert remote and all(t.state.is_completed() for t in remote)
+        steps = {t.name.split("-chunk")[0] for t in remote}
+        assert "train-labels-L1m0" in steps
+        assert any(s.startswith("train-labels-L2c") for s in steps)
+        dask = LabelwiseClassifier.load(runs[mode]["model_dir"])
+        assert np.allclose(local.predict_proba(fresh), dask.predict_proba(fresh))
+        assert np.allclose(local.thresholds_, dask.thresholds_)
+        assert runs[mode]["metrics"] == runs["thread"]["metrics"]
 
 
 def test_failing_contract_registers_nothing(job, tmp_path: Path):
