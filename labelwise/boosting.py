@@ -20,9 +20,10 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,13 +62,14 @@ ChunkRunner = Callable[[Callable[[list], None], list[list]], None]
 class RemoteRunner:
     """A runner whose chunks run in other processes or machines (a Dask cluster).
 
-    ``call(step, fit_remote_chunk, payloads)`` must return ``fit_remote_chunk(p)`` for every
-    payload, in order. Nothing is shared with those processes: each payload carries the binned
+    ``call(step, fit_remote_chunk, payloads)`` must return, or better yield as they finish
+    (each chunk's models are checkpointed as soon as they arrive), ``fit_remote_chunk(p)`` for
+    every payload, in order. Nothing is shared with those processes: each payload carries the binned
     training data (LightGBM's binary Dataset file, so workers never re-bin), the label columns
     of its chunk and the job parameters; boosters come back as LightGBM model text.
     """
 
-    call: Callable[[str, Callable[[dict], list], list[dict]], list]
+    call: Callable[[str, Callable[[dict], Any], list[dict]], Iterable[Any]]
     n_workers: int = 2
     step: str = ""
 

@@ -80,11 +80,12 @@ def dask_runner(cfg: Config) -> Iterator[Any]:
     with runner:
         n_workers = max(1, len(runner.client.scheduler_info()["workers"]))
 
-        def call(step: str, _fn: Any, payloads: list[dict]) -> list:
+        def call(step: str, _fn: Any, payloads: list[dict]) -> Iterator[Any]:
             futures = [runner.submit(train_label_chunk_remote,
                                      {"payload": p, "step": step, "index": i})
                        for i, p in enumerate(payloads)]
-            return [f.result() for f in futures]  # re-raises a chunk's error
+            for f in futures:  # in order, each as soon as it is done: checkpointed at once
+                yield f.result()  # re-raises a chunk's error
 
         yield RemoteRunner(call, n_workers=n_workers)
 

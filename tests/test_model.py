@@ -88,7 +88,7 @@ def test_remote_runner_equals_local(data, strategy, cv_folds):
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         def call(step, fn, payloads):
             steps.append(step)
-            return list(pool.map(fn, payloads))
+            return pool.map(fn, payloads)  # lazily, in order, as the flow does
 
         params = dict(strategy=strategy, n_estimators=60, cv_folds=cv_folds, n_jobs=1)
         remote = LabelwiseClassifier(**params).fit(X, Y, runner=RemoteRunner(call, n_workers=2))
