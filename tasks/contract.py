@@ -73,23 +73,40 @@ def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict
         ctx.variables.progress_bars = {"globally": False}
     asset = ctx.data_sources.add_pandas("labelwise").add_dataframe_asset(name)
     batch_def = asset.add_batch_definition_whole_dataframe("all")
-    try:
-        confs = [ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}),
-                                          meta=e.get("meta")).to_domain_obj()
-                 for e in expectations]
-    except Exception as exc:
-        raise ConfigError(f"contract {name}: invalid expectation ({exc})") from None
-    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=confs))
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def,
-                                                                suite=suite))
-    # only the columns the expectations name go to pandas, unless one looks at the whole table
-    needed = {e.get("kwargs", {}).get("column") for e in expectations} - {None}
-    whole = any("table_column" in e["type"] for e in expectations)
-    cols = df.columns if whole else ([c for c in df.columns if c in needed] or df.columns[:1])
-    result = vd.run(batch_parameters={"dataframe": df.select(cols).to_pandas()},
-                    result_format="SUMMARY")
+
+    def validate(suite_name: str, exps: list[dict[str, Any]], result_format: str) -> Any:
+        try:
+            confs = [ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}),
+                                              meta=e.get("meta")).to_domain_obj()
+                     for e in exps]
+        except Exception as exc:
+            raise ConfigError(f"contract {name}: invalid expectation ({exc})") from None
+        suite = ctx.suites.add(gx.ExpectationSuite(name=suite_name, expectations=confs))
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(
+            name=suite_name, data=batch_def, suite=suite))
+        # only the columns the expectations name go to pandas (GE checks every named column
+        # against the frame's columns), unless one looks at the whole table
+        needed = {e.get("kwargs", {}).get("column") for e in exps} - {None}
+        whole = any("table_column" in e["type"] for e in exps)
+        cols = df.columns if whole else ([c for c in df.columns if c in needed]
+                                         or df.columns[:1])
+        return vd.run(batch_parameters={"dataframe": df.select(cols).to_pandas()},
+                      result_format=result_format)
+
+    # pass / fail alone is about half of GE's cost on a wide table (tested: 3,933 expectations
+    # on delicious, 12 s instead of 22 s); only a failing table pays for the details, and only
+    # for its failed expectations
+    result = validate(name, expectations, "BOOLEAN_ONLY")
+    stats = result.statistics
+    details = []
+    if not result.success:
+        again = [{"type": r.expectation_config.type, "meta": r.expectation_config.meta,
+                  "kwargs": {k: v for k, v in r.expectation_config.kwargs.items()
+                             if k != "batch_id"}}
+                 for r in result.results if not r.success]
+        details = validate(f"{name}-failed", again, "SUMMARY").results
     failures = []
-    for r in result.results:
+    for r in details:
         if r.success:
             continue
         conf = r.expectation_config
@@ -105,7 +122,6 @@ def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict
                          "observed": _plain(observed),
                          "expected": {k: _plain(v) for k, v in conf.kwargs.items()
                                       if k not in ("column", "batch_id")}})
-    stats = result.statistics
     return {"suite": name, "success": bool(result.success), "failures": failures,
             "evaluated": int(stats["evaluated_expectations"]),
             "successful": int(stats["successful_expectations"])}
