@@ -51,7 +51,7 @@ def prefect_runner(step: str, run_chunk: Any, chunks: list[list]) -> None:
 
 @task(name="train-labels-remote", task_run_name="train-labels-{step}-chunk{index}",
       cache_policy=NO_CACHE, persist_result=False, retries=1)
-def train_label_chunk_remote(payload: dict, step: str, index: int) -> list:
+def train_label_chunk_remote(payload: dict, step: str, index: int) -> tuple:
     """One self-contained chunk of per-label models, run on a Dask worker (see RemoteRunner).
     A retry covers a worker lost mid-chunk; the chunk holds everything it needs."""
     from labelwise.boosting import fit_remote_chunk
