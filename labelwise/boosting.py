@@ -103,8 +103,7 @@ class Checkpoint:
         if model.booster is None:
             target, text = self.dir / f"{index}.json", json.dumps({"constant": model.constant})
         else:
-            target = self.dir / f"{index}.txt"
-            text = model.booster.model_to_string(num_iteration=model.best_iteration or None)
+            target, text = self.dir / f"{index}.txt", _model_text(model)
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, target)
@@ -133,6 +132,46 @@ class Checkpoint:
             if p.shape == (len(X_valid),):
                 return p
         return model.predict(X_valid)
+
+
+class _Collector:
+    """Where finished per-label models go, for the in-process and the remote path alike: the
+    checkpoint (fresh models only), the results, their column of held-out probabilities and
+    the progress callback. Thread-safe."""
+
+    def __init__(self, n_valid: int, n_jobs: int, checkpoint: Checkpoint | None,
+                 on_done: Callable[[int, LabelModel], None] | None) -> None:
+        self.P_valid = np.zeros((n_valid, n_jobs)) if n_valid else None
+        self.results: dict[int, LabelModel] = {}
+        self.checkpoint, self.on_done = checkpoint, on_done
+        self._lock = threading.Lock()
+
+    def reuse(self, pos: int, index: int, X_valid: np.ndarray | None) -> bool:
+        """Take a model finished before a crash from the checkpoint; False if there is none."""
+        done = self.checkpoint.load(index) if self.checkpoint is not None else None
+        if done is None:
+            return False
+        held = (self.checkpoint.held_out(index, done, X_valid) if self.P_valid is not None
+                else None)
+        self.add(pos, index, done, held, fresh=False)
+        return True
+
+    def add(self, pos: int, index: int, model: LabelModel, p_valid: np.ndarray | float | None,
+            fresh: bool = True) -> None:
+        if self.P_valid is not None:
+            self.P_valid[:, pos] = p_valid
+        if self.checkpoint is not None and fresh:
+            held = self.P_valid[:, pos] if self.P_valid is not None else None
+            self.checkpoint.save(index, model, held)
+        with self._lock:
+            self.results[index] = model
+        if self.on_done is not None:
+            self.on_done(index, model)
+
+
+def _model_text(model: LabelModel) -> str:
+    """A booster as LightGBM model text, cut at its best iteration."""
+    return model.booster.model_to_string(num_iteration=model.best_iteration or None)
 
 
 def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
@@ -182,32 +221,24 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
 
     if X_valid is None and has_valid:
         X_valid = X[valid_idx]
-    P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
-    results: dict[int, LabelModel] = {}
+    out = _Collector(len(valid_idx) if has_valid else 0, len(jobs), checkpoint, on_done)
     todo: queue.Queue[tuple[int, LabelJob]] = queue.Queue()
     for pos, job in enumerate(jobs):
         todo.put((pos, job))
-    lock = threading.Lock()
     errors: list[BaseException] = []
 
     def fit_one(view, pos: int, job: LabelJob) -> None:
         tr, va, full = view
-        if checkpoint is not None:
-            done = checkpoint.load(job.index)
-            if done is not None:  # finished before a crash: reuse, do not retrain
-                if has_valid:
-                    P_valid[:, pos] = checkpoint.held_out(job.index, done, X_valid)
-                _finish(job.index, done, fresh=False)
-                return
+        if out.reuse(pos, job.index, X_valid):  # finished before a crash: do not retrain
+            return
         y_all = Y[:, job.index].astype(np.float64)
         y_tr = y_all[train_idx]
         pos_all = y_all.sum()
         if pos_all == 0 or pos_all == n_all:
             model = LabelModel(None, float(pos_all > 0), 0)
-            if has_valid:
-                P_valid[:, pos] = model.constant
-            _finish(job.index, model, p_valid=P_valid[:, pos] if has_valid else None)
+            out.add(pos, job.index, model, model.constant)
             return
+        p_valid = None
         params = dict(job.params)
         if has_valid and 0 < y_tr.sum() < len(y_tr):
             tr.set_label(y_tr)
@@ -218,7 +249,8 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
             booster = lgb.train(params, tr, num_boost_round=num_boost_round, valid_sets=[va],
                                 valid_names=["valid"], callbacks=callbacks)
             best = booster.best_iteration or booster.current_iteration()
-            P_valid[:, pos] = booster.predict(X_valid, num_iteration=best, num_threads=1)
+            # held-out probabilities of the model that has not seen those rows
+            p_valid = booster.predict(X_valid, num_iteration=best, num_threads=1)
             if refit:
                 rounds = max(1, round(best * n_all / len(train_idx)))
                 full.set_label(y_all)
@@ -237,17 +269,8 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
                 booster = lgb.train(params, target, num_boost_round=rounds)
                 model = LabelModel(booster, None, rounds)
             if has_valid:
-                P_valid[:, pos] = model.predict(X_valid)
-        _finish(job.index, model, p_valid=P_valid[:, pos] if has_valid else None)
-
-    def _finish(index: int, model: LabelModel, fresh: bool = True,
-                p_valid: np.ndarray | None = None) -> None:
-        if checkpoint is not None and fresh:
-            checkpoint.save(index, model, p_valid)
-        with lock:
-            results[index] = model
-        if on_done is not None:
-            on_done(index, model)
+                p_valid = model.predict(X_valid)
+        out.add(pos, job.index, model, p_valid)
 
     def worker(view) -> None:
         while not errors:
@@ -283,7 +306,7 @@ def train_per_label(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
             t.join()
     if errors:
         raise errors[0]
-    return results, P_valid
+    return out.results, out.P_valid
 
 
 def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
@@ -299,29 +322,10 @@ def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
 
     has_valid = valid_idx is not None and len(valid_idx) > 0
     X_valid = X[valid_idx] if has_valid else None
-    P_valid = np.zeros((len(valid_idx), len(jobs))) if has_valid else None
-    results: dict[int, LabelModel] = {}
-
-    def finish(pos: int, index: int, model: LabelModel, p_valid: np.ndarray | None,
-               fresh: bool) -> None:
-        if checkpoint is not None and fresh:
-            checkpoint.save(index, model, p_valid)
-        results[index] = model
-        if has_valid:
-            P_valid[:, pos] = p_valid
-        if on_done is not None:
-            on_done(index, model)
-
-    todo = []
-    for pos, job in enumerate(jobs):
-        done = checkpoint.load(job.index) if checkpoint is not None else None
-        if done is not None:
-            held = checkpoint.held_out(job.index, done, X_valid) if has_valid else None
-            finish(pos, job.index, done, held, fresh=False)
-        else:
-            todo.append((pos, job))
+    out = _Collector(len(valid_idx) if has_valid else 0, len(jobs), checkpoint, on_done)
+    todo = [(pos, job) for pos, job in enumerate(jobs) if not out.reuse(pos, job.index, X_valid)]
     if not todo:
-        return results, P_valid
+        return out.results, out.P_valid
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.bin"
         base.save_binary(str(path))
@@ -335,13 +339,14 @@ def _train_remote(base, Y: np.ndarray, X: np.ndarray, train_idx: np.ndarray,
     payloads = [common | {"Y": Y[:, [job.index for _, job in chunk]],
                           "jobs": [LabelJob(k, job.params, job.rounds)
                                    for k, (_, job) in enumerate(chunk)]} for chunk in chunks]
-    for chunk, (out, P_chunk) in zip(chunks, runner.call(runner.step, fit_remote_chunk,
-                                                          payloads), strict=True):
-        for k, ((pos, job), (text, constant, best)) in enumerate(zip(chunk, out, strict=True)):
+    for chunk, (models, P_chunk) in zip(chunks, runner.call(runner.step, fit_remote_chunk,
+                                                             payloads), strict=True):
+        for k, ((pos, job), (text, constant, best)) in enumerate(zip(chunk, models,
+                                                                     strict=True)):
             booster = lgb.Booster(model_str=text) if text is not None else None
-            finish(pos, job.index, LabelModel(booster, constant, best),
-                   P_chunk[:, k] if has_valid else None, fresh=True)
-    return results, P_valid
+            out.add(pos, job.index, LabelModel(booster, constant, best),
+                    P_chunk[:, k] if has_valid else None)
+    return out.results, out.P_valid
 
 
 def fit_remote_chunk(payload: dict
@@ -362,13 +367,9 @@ def fit_remote_chunk(payload: dict
         payload["num_boost_round"], payload["early_stopping_rounds"], payload["refit"],
         payload["fallback_rounds"], n_jobs=1, X_valid=payload["X_valid"])
     out = []
-    for k in range(len(payload["jobs"])):
-        m = models[k]
-        if m.booster is None:
-            out.append((None, m.constant, 0))
-        else:
-            text = m.booster.model_to_string(num_iteration=m.best_iteration or None)
-            out.append((text, None, m.best_iteration))
+    for m in (models[k] for k in range(len(payload["jobs"]))):
+        out.append((None, m.constant, 0) if m.booster is None
+                   else (_model_text(m), None, m.best_iteration))
     return out, P_valid
 
 

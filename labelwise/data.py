@@ -179,8 +179,9 @@ def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str
     s = s.cast(pl.List(pl.String))
     flat = s.explode().drop_nulls()
     flat = flat.filter(flat != "")
-    odd = flat.filter(flat.str.contains(r"^[\[\({]|[\]\)}]$|^['\"]|['\"]$")).unique()
-    if from_strings and odd.len():
+    odd = (flat.filter(flat.str.contains(r"^[\[\({]|[\]\)}]$|^['\"]|['\"]$")).unique()
+           if from_strings else flat.clear())
+    if odd.len():
         raise DataError(f"{where} has label name(s) like {odd.head(3).to_list()}: the strings "
                         f"look like serialized lists, not {separator!r}-separated names; store "
                         "a list column, or plain names joined by the separator")

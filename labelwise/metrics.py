@@ -192,13 +192,16 @@ def label_statistics(Y: np.ndarray) -> dict[str, Any]:
             "cooccurrence": (Yf.T @ Yf).astype(np.int64)}
 
 
+MULTICLASS_MESSAGE = ("every row carries exactly one label: the labels are mutually exclusive, "
+                      "so this is a multi-class problem; a multi-class model (softmax) fits it "
+                      "better than independent per-label models")
+
+
 def check_multiclass(Y: np.ndarray) -> bool:
     """Warn (and return True) when every row has exactly one label."""
     Y = np.asarray(Y)
     if Y.shape[0] and Y.shape[1] > 1 and np.all(Y.sum(axis=1) == 1):
-        warnings.warn("every row carries exactly one label: the labels are mutually exclusive, "
-                      "so this is a multi-class problem; a multi-class model (softmax) fits it "
-                      "better than independent per-label models", MulticlassWarning, stacklevel=2)
+        warnings.warn(MULTICLASS_MESSAGE, MulticlassWarning, stacklevel=2)
         return True
     return False
 

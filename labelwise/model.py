@@ -43,7 +43,12 @@ from labelwise.boosting import (
 from labelwise.calibration import LabelCalibrator
 from labelwise.data import FeatureEncoder
 from labelwise.errors import DataError, NotFittedError
-from labelwise.metrics import check_multiclass, classification_metrics, per_label_table
+from labelwise.metrics import (
+    MULTICLASS_MESSAGE,
+    check_multiclass,
+    classification_metrics,
+    per_label_table,
+)
 from labelwise.split import iterative_stratification, stratified_kfold
 from labelwise.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
 from labelwise.weights import label_weights
@@ -291,8 +296,7 @@ class LabelwiseClassifier(BaseEstimator):
         # logging may swallow): the encoder's, plus the label set's
         self.warnings_ = list(self.encoder_.warnings_)
         if check_multiclass(Ya):
-            self.warnings_.append("every row carries exactly one label: the labels are "
-                                  "mutually exclusive (a multi-class problem)")
+            self.warnings_.append(MULTICLASS_MESSAGE)
         if Ya.shape[1] == 1:
             import warnings
 
@@ -400,8 +404,10 @@ class LabelwiseClassifier(BaseEstimator):
         root = getattr(self, "_checkpoint_dir", None)
         checkpoint = Checkpoint(root, step) if root is not None else None
         outer = getattr(self, "_runner", None)
-        if outer is None or isinstance(outer, RemoteRunner):
-            runner = outer.for_step(step) if outer is not None else None
+        if outer is None:
+            runner = None
+        elif isinstance(outer, RemoteRunner):
+            runner = outer.for_step(step)
         else:
             runner = lambda fn, chunks: outer(step, fn, chunks)  # noqa: E731
 
