@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/labelwise: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,22 @@ $(BIN)/labelwise: pyproject.toml
 demo: $(BIN)/labelwise
 	$(BIN)/labelwise demo
 
+# the whole suite: unit, flow (ephemeral Prefect + SQLite MLflow) and system (real servers)
 test: $(BIN)/labelwise
 	$(BIN)/python -m pytest -q
 
+# the engine's unit tests alone (no Prefect, MLflow or servers): about two minutes
+test-fast: $(BIN)/labelwise
+	$(BIN)/python -m pytest -q -m "not slow and not system" tests/test_model.py \
+		tests/test_data.py tests/test_split.py tests/test_thresholds_weights.py \
+		tests/test_metrics.py tests/test_promotion_gate.py tests/test_config_cli.py
+
+# ruff lint + format check, mypy on the engine, the import-layering contracts
 lint: $(BIN)/labelwise
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(BIN)/labelwise
 	$(BIN)/python -m pip install -q -e ".[pipeline,server,dev,bench]"

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def engine_fit(config: Path) -> float:
-    from labelwise.config import load_config
-    from tasks.train import read_xy
+    from labelwise.pipeline.config import load_config
+    from labelwise.tasks.train import read_xy
 
     cfg = load_config(config)
     t0 = time.perf_counter()
@@ -40,12 +40,17 @@ def cli_train(config: Path, home: str) -> tuple[float, float]:
     env = {**os.environ, "LABELWISE_HOME": home}
     env.pop("MLFLOW_TRACKING_URI", None)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "labelwise.cli", "train", "-c", str(config)],
-                   check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "labelwise.cli", "train", "-c", str(config)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     wall = time.perf_counter() - t0
     from mlflow import MlflowClient
 
-    from labelwise.config import load_config
+    from labelwise.pipeline.config import load_config
 
     uri = f"sqlite:///{Path(home) / 'mlflow.db'}"
     c = MlflowClient(uri)
@@ -66,14 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in [ROOT / c for c in args.configs.split(",")]:
         fit = engine_fit(cfg)
         wall, logged_fit = cli_train(cfg, home)
-        rows.append({"config": cfg.name, "engine_fit_s": fit, "labelwise_train_s": wall,
-                     "fit_inside_pipeline_s": logged_fit, "ratio": wall / fit,
-                     "fixed_cost_s": wall - logged_fit})
+        rows.append(
+            {
+                "config": cfg.name,
+                "engine_fit_s": fit,
+                "labelwise_train_s": wall,
+                "fit_inside_pipeline_s": logged_fit,
+                "ratio": wall / fit,
+                "fixed_cost_s": wall - logged_fit,
+            }
+        )
     print("| config | engine fit s | `labelwise train` s | ratio | pipeline cost beyond fit s |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['config']} | {r['engine_fit_s']:.1f} | {r['labelwise_train_s']:.1f} | "
-              f"{r['ratio']:.2f}x | {r['fixed_cost_s']:.1f} |")
+        print(
+            f"| {r['config']} | {r['engine_fit_s']:.1f} | {r['labelwise_train_s']:.1f} | "
+            f"{r['ratio']:.2f}x | {r['fixed_cost_s']:.1f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=1))
     return 0

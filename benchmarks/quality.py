@@ -34,10 +34,21 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
 DATASETS = ["emotions", "yeast", "scene", "enron", "bibtex", "corel5k", "delicious", "tmc2007-500"]
-LABELWISE_VARIANTS = ["labelwise", "labelwise-fast", "labelwise-stacking", "labelwise-chain",
-                      "labelwise-chain_ensemble", "labelwise-accurate"]
-PEERS = ["sklearn-br", "sklearn-cc", "xgboost-multi-output-tree", "xgboost-per-label",
-         "catboost-multilogloss"]
+LABELWISE_VARIANTS = [
+    "labelwise",
+    "labelwise-fast",
+    "labelwise-stacking",
+    "labelwise-chain",
+    "labelwise-chain_ensemble",
+    "labelwise-accurate",
+]
+PEERS = [
+    "sklearn-br",
+    "sklearn-cc",
+    "xgboost-multi-output-tree",
+    "xgboost-per-label",
+    "catboost-multilogloss",
+]
 SYSTEMS = LABELWISE_VARIANTS + PEERS
 
 
@@ -45,15 +56,21 @@ def load(root: Path, name: str) -> dict[str, Any]:
     meta = json.loads((root / name / "meta.json").read_text())
     tr = pl.read_parquet(root / name / "train.parquet")
     te = pl.read_parquet(root / name / "test.parquet")
-    return {"meta": meta, "Xtr": tr.select(meta["features"]), "Ytr": tr.select(meta["labels"]),
-            "Xte": te.select(meta["features"]), "Yte": te.select(meta["labels"]).to_numpy()}
+    return {
+        "meta": meta,
+        "Xtr": tr.select(meta["features"]),
+        "Ytr": tr.select(meta["labels"]),
+        "Xte": te.select(meta["features"]),
+        "Yte": te.select(meta["labels"]).to_numpy(),
+    }
 
 
 def _numeric(X: pl.DataFrame, cats: list[str]) -> np.ndarray:
     """Peers get categorical columns as integer codes (their common denominator)."""
     if cats:
-        X = X.with_columns([pl.col(c).cast(pl.String).cast(pl.Categorical).to_physical()
-                            for c in cats])
+        X = X.with_columns(
+            [pl.col(c).cast(pl.String).cast(pl.Categorical).to_physical() for c in cats]
+        )
     return X.to_numpy().astype(np.float32)
 
 
@@ -91,20 +108,25 @@ def make_peer(system: str) -> Any:
     if system.startswith("xgboost"):
         from xgboost import XGBClassifier
 
-        strategy = ("multi_output_tree" if system == "xgboost-multi-output-tree"
-                    else "one_output_per_tree")
-        return _Guarded(lambda: XGBClassifier(tree_method="hist", multi_strategy=strategy,
-                                              random_state=0))
+        strategy = (
+            "multi_output_tree" if system == "xgboost-multi-output-tree" else "one_output_per_tree"
+        )
+        return _Guarded(
+            lambda: XGBClassifier(tree_method="hist", multi_strategy=strategy, random_state=0)
+        )
     if system == "catboost-multilogloss":
         from catboost import CatBoostClassifier
 
-        return _Guarded(lambda: CatBoostClassifier(loss_function="MultiLogloss", verbose=0,
-                                                   random_seed=0, allow_writing_files=False))
+        return _Guarded(
+            lambda: CatBoostClassifier(
+                loss_function="MultiLogloss", verbose=0, random_seed=0, allow_writing_files=False
+            )
+        )
     raise ValueError(f"unknown system {system!r}; choose from {SYSTEMS}")
 
 
 def make_labelwise(system: str) -> Any:
-    from labelwise.model import PRESETS, STRATEGIES, LabelwiseClassifier
+    from labelwise.engine.classifier import PRESETS, STRATEGIES, LabelwiseClassifier
 
     variant = system.removeprefix("labelwise").lstrip("-") or "default"
     if variant in PRESETS:
@@ -138,7 +160,7 @@ class PeakRSS:
 
 
 def run_one(data: dict[str, Any], system: str) -> dict[str, Any]:
-    from labelwise.metrics import classification_metrics
+    from labelwise.engine.metrics import classification_metrics
 
     cats = data["meta"].get("categorical_features", [])
     gc.collect()
@@ -157,23 +179,40 @@ def run_one(data: dict[str, Any], system: str) -> dict[str, Any]:
         P = np.asarray(model.predict(Xte)).astype(np.uint8)
         pred_s = time.perf_counter() - t0
     m = classification_metrics(data["Yte"], P)
-    return {"dataset": data["meta"]["name"], "system": system, "micro_f1": m["f1_micro"],
-            "macro_f1": m["f1_macro"], "samples_f1": m["f1_samples"],
-            "hamming_loss": m["hamming_loss"], "subset_accuracy": m["subset_accuracy"],
-            "fit_seconds": fit_s, "predict_seconds": pred_s, "peak_rss_mb": rss.peak / 2**20}
+    return {
+        "dataset": data["meta"]["name"],
+        "system": system,
+        "micro_f1": m["f1_micro"],
+        "macro_f1": m["f1_macro"],
+        "samples_f1": m["f1_samples"],
+        "hamming_loss": m["hamming_loss"],
+        "subset_accuracy": m["subset_accuracy"],
+        "fit_seconds": fit_s,
+        "predict_seconds": pred_s,
+        "peak_rss_mb": rss.peak / 2**20,
+    }
 
 
 # Best published results of 28 methods (Bogatinovski et al. 2022; their own splits: a ballpark)
-PUBLISHED = {"emotions": (0.719, 0.698), "yeast": (0.682, 0.483), "scene": (0.792, 0.800),
-             "enron": (0.610, 0.229), "bibtex": (0.457, 0.340), "corel5k": (0.257, 0.069),
-             "delicious": (0.369, 0.179), "tmc2007-500": (0.792, 0.710)}
+PUBLISHED = {
+    "emotions": (0.719, 0.698),
+    "yeast": (0.682, 0.483),
+    "scene": (0.792, 0.800),
+    "enron": (0.610, 0.229),
+    "bibtex": (0.457, 0.340),
+    "corel5k": (0.257, 0.069),
+    "delicious": (0.369, 0.179),
+    "tmc2007-500": (0.792, 0.710),
+}
 
 
 def summary(rows: list[dict[str, Any]], baseline: str = "sklearn-br") -> str:
     """Per dataset: labelwise defaults vs the best peer and the published targets."""
-    out = ["| dataset | labelwise micro / macro | best peer micro / macro | published best "
-           "micro / macro | fit / sklearn-br | fast: fit / sklearn-br, micro / macro |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| dataset | labelwise micro / macro | best peer micro / macro | published best "
+        "micro / macro | fit / sklearn-br | fast: fit / sklearn-br, micro / macro |",
+        "|---|---|---|---|---|---|",
+    ]
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         sub = {r["system"]: r for r in rows if r["dataset"] == ds and not r.get("error")}
         lw, fast, base = sub.get("labelwise"), sub.get("labelwise-fast"), sub.get(baseline)
@@ -188,13 +227,19 @@ def summary(rows: list[dict[str, Any]], baseline: str = "sklearn-br") -> str:
             return f"**{v:.3f}**" if v >= ref else f"{v:.3f}"
 
         ratio = f"{lw['fit_seconds'] / base['fit_seconds']:.2f}x" if base else "-"
-        fast_s = (f"{fast['fit_seconds'] / base['fit_seconds']:.2f}x, {fast['micro_f1']:.3f} / "
-                  f"{fast['macro_f1']:.3f}" if fast and base else "-")
-        out.append(f"| {ds} | {mark(lw['micro_f1'], bm['micro_f1'])} / "
-                   f"{mark(lw['macro_f1'], bM['macro_f1'])} | {bm['micro_f1']:.3f} "
-                   f"({bm['system']}) / {bM['macro_f1']:.3f} ({bM['system']}) | "
-                   + (f"{pub[0]:.3f} / {pub[1]:.3f}" if pub else "-")
-                   + f" | {ratio} | {fast_s} |")
+        fast_s = (
+            f"{fast['fit_seconds'] / base['fit_seconds']:.2f}x, {fast['micro_f1']:.3f} / "
+            f"{fast['macro_f1']:.3f}"
+            if fast and base
+            else "-"
+        )
+        out.append(
+            f"| {ds} | {mark(lw['micro_f1'], bm['micro_f1'])} / "
+            f"{mark(lw['macro_f1'], bM['macro_f1'])} | {bm['micro_f1']:.3f} "
+            f"({bm['system']}) / {bM['macro_f1']:.3f} ({bM['system']}) | "
+            + (f"{pub[0]:.3f} / {pub[1]:.3f}" if pub else "-")
+            + f" | {ratio} | {fast_s} |"
+        )
     return "\n".join(out) + "\n\nBold: at or above the best peer in this run.\n"
 
 
@@ -205,32 +250,46 @@ def markdown(rows: list[dict[str, Any]], baseline: str = "sklearn-br") -> str:
         sub = [r for r in rows if r["dataset"] == ds]
         base = next((r for r in sub if r["system"] == baseline), None)
         out.append(f"\n### {ds}\n")
-        out.append("| system | micro-F1 | macro-F1 | samples-F1 | Hamming | subset acc. | fit s | "
-                   f"fit / {baseline} | predict s | peak RSS MB |")
+        out.append(
+            "| system | micro-F1 | macro-F1 | samples-F1 | Hamming | subset acc. | fit s | "
+            f"fit / {baseline} | predict s | peak RSS MB |"
+        )
         out.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in sub:
-            ratio = (f"{r['fit_seconds'] / base['fit_seconds']:.2f}x"
-                     if base and r.get("fit_seconds") is not None else "-")
+            ratio = (
+                f"{r['fit_seconds'] / base['fit_seconds']:.2f}x"
+                if base and r.get("fit_seconds") is not None
+                else "-"
+            )
             if r.get("error"):
                 out.append(f"| {r['system']} | failed: {r['error'][:60]} |||||||||")
                 continue
-            out.append(f"| {r['system']} | {r['micro_f1']:.4f} | {r['macro_f1']:.4f} | "
-                       f"{r['samples_f1']:.4f} | {r['hamming_loss']:.4f} | "
-                       f"{r['subset_accuracy']:.4f} | {r['fit_seconds']:.2f} | {ratio} | "
-                       f"{r['predict_seconds']:.2f} | {r['peak_rss_mb']:.0f} |")
+            out.append(
+                f"| {r['system']} | {r['micro_f1']:.4f} | {r['macro_f1']:.4f} | "
+                f"{r['samples_f1']:.4f} | {r['hamming_loss']:.4f} | "
+                f"{r['subset_accuracy']:.4f} | {r['fit_seconds']:.2f} | {ratio} | "
+                f"{r['predict_seconds']:.2f} | {r['peak_rss_mb']:.0f} |"
+            )
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--systems", default="labelwise,labelwise-fast," + ",".join(PEERS))
     ap.add_argument("--json", type=Path, help="write {'rows': [...]} here")
     ap.add_argument("--markdown", type=Path, help="write the tables here")
-    ap.add_argument("--from-json", type=Path, nargs="+",
-                    help="do not run: rebuild the markdown from earlier --json outputs")
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="do not run: rebuild the markdown from earlier --json outputs",
+    )
     args = ap.parse_args(argv)
     if args.from_json:
         rows = [r for f in args.from_json for r in json.loads(f.read_text())["rows"]]
@@ -246,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for name in [d for d in args.datasets.split(",") if d]:
         if not (args.data_root / name / "meta.json").is_file():
-            ap.error(f"{args.data_root / name}: no meta.json (expected <name>/train.parquet, "
-                     "test.parquet, meta.json)")
+            ap.error(
+                f"{args.data_root / name}: no meta.json (expected <name>/train.parquet, "
+                "test.parquet, meta.json)"
+            )
         data = load(args.data_root, name)
         for system in systems:
             try:

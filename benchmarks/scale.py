@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak tree RSS in MB, stdout) of a command."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     root = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -71,31 +72,40 @@ def absolute_config(config: Path, out: Path, **changes: object) -> Path:
 def end_to_end(config: Path, task_runner: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="labelwise-scale-"))
     cfg = absolute_config(config, tmp / config.name, task_runner=task_runner)
-    env = {**os.environ, "LABELWISE_HOME": str(tmp / "state"),
-           "PREFECT_HOME": str(tmp / "state" / "prefect")}
+    env = {
+        **os.environ,
+        "LABELWISE_HOME": str(tmp / "state"),
+        "PREFECT_HOME": str(tmp / "state" / "prefect"),
+    }
     for k in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
         env.pop(k, None)
-    wall, peak, _ = measure([sys.executable, "-m", "labelwise.cli", "train", "-c", str(cfg),
-                             "--no-register"], env)
+    wall, peak, _ = measure(
+        [sys.executable, "-m", "labelwise.cli", "train", "-c", str(cfg), "--no-register"], env
+    )
     from mlflow import MlflowClient
 
-    from labelwise.config import load_config
+    from labelwise.pipeline.config import load_config
 
     c = MlflowClient(f"sqlite:///{tmp / 'state' / 'mlflow.db'}")
     exp = c.get_experiment_by_name(load_config(cfg).experiment)
     run = c.search_runs([exp.experiment_id])[0]
     m = run.data.metrics
-    return {"task_runner": task_runner, "wall_s": wall, "peak_rss_mb": peak,
-            "fit_s": m["fit_seconds"], "micro_f1": m["test/f1_micro"],
-            "macro_f1": m["test/f1_macro"]}
+    return {
+        "task_runner": task_runner,
+        "wall_s": wall,
+        "peak_rss_mb": peak,
+        "fit_s": m["fit_seconds"],
+        "micro_f1": m["test/f1_micro"],
+        "macro_f1": m["test/f1_macro"],
+    }
 
 
 def engine_fit(config: Path, n_labels: int, row_fraction: float) -> dict:
     """Runs in a child process (``--one``): read, encode and fit; prints a JSON line."""
     import numpy as np
 
-    from labelwise.config import load_config
-    from tasks.train import read_xy
+    from labelwise.pipeline.config import load_config
+    from labelwise.tasks.train import read_xy
 
     cfg = load_config(config)
     t0 = time.perf_counter()
@@ -104,13 +114,19 @@ def engine_fit(config: Path, n_labels: int, row_fraction: float) -> dict:
     X, Y = X.head(n), np.ascontiguousarray(Y[:n, :n_labels])
     rss_data = psutil.Process().memory_info().rss / 2**20
     clf = cfg.estimator().fit(X, Y, labels=labels[:n_labels])
-    return {"labels": int(Y.shape[1]), "rows": n, "fit_s": time.perf_counter() - t0,
-            "rss_after_data_mb": rss_data, "models": len(clf.labels_)}
+    return {
+        "labels": int(Y.shape[1]),
+        "rows": n,
+        "fit_s": time.perf_counter() - t0,
+        "rss_after_data_mb": rss_data,
+        "models": len(clf.labels_),
+    }
 
 
 def one(config: Path, n_labels: int, row_fraction: float) -> dict:
-    wall, peak, out = measure([sys.executable, "-m", "benchmarks.scale", "--one",
-                               f"{config}:{n_labels}:{row_fraction}"])
+    wall, peak, out = measure(
+        [sys.executable, "-m", "benchmarks.scale", "--one", f"{config}:{n_labels}:{row_fraction}"]
+    )
     res = json.loads(out.strip().splitlines()[-1])
     return res | {"wall_s": wall, "peak_rss_mb": peak}
 
@@ -151,26 +167,35 @@ def markdown(out: dict) -> str:
     lines = []
     if out["end_to_end"]:
         base = out["end_to_end"][0]
-        lines += ["| task_runner | `labelwise train` wall s | fit s | vs thread (fit) | "
-                  "peak RSS MB (tree) | test micro-F1 | test macro-F1 |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['task_runner']} | {r['wall_s']:.1f} | {r['fit_s']:.1f} | "
-                  f"{r['fit_s'] / base['fit_s']:.2f}x | {r['peak_rss_mb']:.0f} | "
-                  f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f} |" for r in out["end_to_end"]]
+        lines += [
+            "| task_runner | `labelwise train` wall s | fit s | vs thread (fit) | "
+            "peak RSS MB (tree) | test micro-F1 | test macro-F1 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['task_runner']} | {r['wall_s']:.1f} | {r['fit_s']:.1f} | "
+            f"{r['fit_s'] / base['fit_s']:.2f}x | {r['peak_rss_mb']:.0f} | "
+            f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f} |"
+            for r in out["end_to_end"]
+        ]
         lines.append("")
     for key in ("labels", "rows"):
         rs = out[key]
         if not rs:
             continue
         first = rs[0]
-        lines += ["| labels | rows | read + fit s | s per label | time vs first | "
-                  "RSS after data MB | peak RSS MB | peak - data MB |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['labels']} | {r['rows']} | "
-                  f"{r['fit_s']:.1f} | {r['fit_s'] / r['labels']:.3f} | "
-                  f"{r['fit_s'] / first['fit_s']:.2f}x | {r['rss_after_data_mb']:.0f} | "
-                  f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_after_data_mb']:.0f} |"
-                  for r in rs]
+        lines += [
+            "| labels | rows | read + fit s | s per label | time vs first | "
+            "RSS after data MB | peak RSS MB | peak - data MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['labels']} | {r['rows']} | "
+            f"{r['fit_s']:.1f} | {r['fit_s'] / r['labels']:.3f} | "
+            f"{r['fit_s'] / first['fit_s']:.2f}x | {r['rss_after_data_mb']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_after_data_mb']:.0f} |"
+            for r in rs
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelwise.split import iterative_stratification, label_share_spread
+from labelwise.engine.split import iterative_stratification, label_share_spread
 
 
 def make_labels(n: int, n_labels: int, seed: int = 0) -> np.ndarray:
@@ -41,25 +41,37 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     fold = iterative_stratification(Y, [1.0] * args.folds, seed=0)
-    rows.append({"system": "labelwise", "seconds": time.perf_counter() - t0,
-                 "spread": label_share_spread(Y, fold)})
+    rows.append(
+        {
+            "system": "labelwise",
+            "seconds": time.perf_counter() - t0,
+            "spread": label_share_spread(Y, fold),
+        }
+    )
 
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     t0 = time.perf_counter()
     other = np.empty(len(Y), dtype=np.int16)
     X = np.zeros((len(Y), 1))
-    for j, (_, te) in enumerate(MultilabelStratifiedKFold(args.folds, shuffle=True,
-                                                          random_state=0).split(X, Y)):
+    for j, (_, te) in enumerate(
+        MultilabelStratifiedKFold(args.folds, shuffle=True, random_state=0).split(X, Y)
+    ):
         other[te] = j
-    rows.append({"system": "iterative-stratification", "seconds": time.perf_counter() - t0,
-                 "spread": label_share_spread(Y, other)})
+    rows.append(
+        {
+            "system": "iterative-stratification",
+            "seconds": time.perf_counter() - t0,
+            "spread": label_share_spread(Y, other),
+        }
+    )
     rnd = np.random.default_rng(0).integers(0, args.folds, len(Y))
-    rows.append({"system": "random", "seconds": float("nan"),
-                 "spread": label_share_spread(Y, rnd)})
+    rows.append({"system": "random", "seconds": float("nan"), "spread": label_share_spread(Y, rnd)})
     speedup = rows[1]["seconds"] / rows[0]["seconds"]
-    print(f"{args.rows} rows x {args.labels} labels, {args.folds} folds; "
-          f"labels with positives: {int((Y.sum(0) > 0).sum())}")
+    print(
+        f"{args.rows} rows x {args.labels} labels, {args.folds} folds; "
+        f"labels with positives: {int((Y.sum(0) > 0).sum())}"
+    )
     print("| system | seconds | spread (lower is more even) |\n|---|---|---|")
     for r in rows:
         print(f"| {r['system']} | {r['seconds']:.2f} | {r['spread']:.5f} |")

@@ -13,9 +13,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-app = typer.Typer(name="labelwise", no_args_is_help=True, add_completion=False,
-                  help="Multi-label classification: train, validate, promote and serve "
-                       "per-label LightGBM models tracked in MLflow, orchestrated by Prefect.")
+app = typer.Typer(
+    name="labelwise",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Multi-label classification: train, validate, promote and serve "
+    "per-label LightGBM models tracked in MLflow, orchestrated by Prefect.",
+)
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
@@ -23,12 +27,16 @@ out = Console()
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", "-d", help="labelled table (default: the config's test table)"),
+]
 
 
 def _run(fn: Any, debug: bool) -> Any:
     """Run a command body: labelwise's own errors become a message and exit code 2 (a drift
     alert of the monitor: 3; anything unexpected: 1)."""
-    from labelwise.errors import DriftError, LabelwiseError
+    from labelwise.engine.errors import DriftError, LabelwiseError
 
     try:
         return fn()
@@ -48,13 +56,16 @@ def _run(fn: Any, debug: bool) -> Any:
     except Exception as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-                      "(run again with --debug for the traceback)", highlight=False)
+        console.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+            "(run again with --debug for the traceback)",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
 
 
 def _env(debug: bool = False) -> None:
-    from labelwise.runtime import configure_environment
+    from labelwise.pipeline.environment import configure_environment
 
     # our own error message is the user's answer; Prefect's task tracebacks only with --debug
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if debug else "CRITICAL"
@@ -85,26 +96,35 @@ def _overrides(preset: str | None, strategy: str | None) -> dict[str, Any]:
 
 
 @app.command()
-def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
-              help="override model.preset (default | fast | accurate)")] = None,
-          strategy: Annotated[str | None, typer.Option(help="override model.strategy")] = None,
-          no_register: Annotated[bool, typer.Option("--no-register")] = False,
-          debug: DebugOpt = False) -> None:
+def train(
+    config: ConfigOpt,
+    preset: Annotated[
+        str | None, typer.Option(help="override model.preset (default | fast | accurate)")
+    ] = None,
+    strategy: Annotated[str | None, typer.Option(help="override model.strategy")] = None,
+    no_register: Annotated[bool, typer.Option("--no-register")] = False,
+    debug: DebugOpt = False,
+) -> dict[str, Any]:
     """Validate, split, train, evaluate, track in MLflow and register (alias challenger)."""
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from labelwise.config import load_config
+        from labelwise.pipeline.config import load_config
 
         load_config(config, _overrides(preset, strategy))  # fail fast, before Prefect starts
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from flows.train import train_flow
-        from tasks import progress
+        from labelwise.flows.train import train_flow
+        from labelwise.tasks import progress
 
-        with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/"
-                      "{task.total} per-label models"), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("training"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} per-label models"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             tid = bar.add_task("fit", total=None)
 
             def listen(done: int, planned: int, _label: str) -> None:
@@ -112,22 +132,38 @@ def train(config: ConfigOpt, preset: Annotated[str | None, typer.Option(
 
             progress.LISTENERS.append(listen)
             try:
-                return train_flow(str(config), overrides=_overrides(preset, strategy),
-                                  register_version=not no_register)
+                return train_flow(
+                    str(config),
+                    overrides=_overrides(preset, strategy),
+                    register_version=not no_register,
+                )
             finally:
                 progress.LISTENERS.remove(listen)
 
-    res = _run(body, debug)
+    res: dict[str, Any] = _run(body, debug)
+    if res.get("identical"):
+        same = res["identical"]
+        out.print(
+            f"[yellow]identical[/] to {same['name']} v{same['version']} (run {same['run_id']}): "
+            "same config and data, nothing trained or registered",
+            soft_wrap=True,
+        )
+        return res
     m = res["metrics"]
     for msg in res.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
-    out.print(f"[green]trained[/] run {res['run_id']}  test micro-F1 {m['f1_micro']:.4f}  "
-              f"macro-F1 {m['f1_macro']:.4f}  samples-F1 {m['f1_samples']:.4f}  "
-              f"Hamming {m['hamming_loss']:.4f}")
+    out.print(
+        f"[green]trained[/] run {res['run_id']}  test micro-F1 {m['f1_micro']:.4f}  "
+        f"macro-F1 {m['f1_macro']:.4f}  samples-F1 {m['f1_samples']:.4f}  "
+        f"Hamming {m['hamming_loss']:.4f}"
+    )
     if res["version"]:
         v = res["version"]
-        out.print(f"registered [bold]{v['name']}[/] v{v['version']} as challenger"
-                  + (" and champion (first version)" if v["champion"] else ""))
+        out.print(
+            f"registered [bold]{v['name']}[/] v{v['version']} as challenger"
+            + (" and champion (first version)" if v["champion"] else "")
+        )
+    return res
 
 
 @app.command()
@@ -136,8 +172,8 @@ def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
     _env(debug)
 
     def body() -> list[dict[str, Any]]:
-        from labelwise.config import load_config
-        from tasks.contract import validate_contract
+        from labelwise.pipeline.config import load_config
+        from labelwise.tasks.contract import validate_contract
 
         cfg = load_config(config)
         reports = []
@@ -152,21 +188,24 @@ def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
 
 
 @app.command()
-def evaluate(model: Annotated[str, typer.Option("--model", "-m", help="models:/name@alias or "
-                                                "a model directory")],
-             config: ConfigOpt, data: Annotated[Path | None, typer.Option(
-                 "--data", "-d", help="labelled table (default: the config's test table)")] = None,
-             debug: DebugOpt = False) -> None:
+def evaluate(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="models:/name@alias or a model directory")
+    ],
+    config: ConfigOpt,
+    data: DataOpt = None,
+    debug: DebugOpt = False,
+) -> None:
     """Score a labelled table with a model and print the multi-label metrics."""
     _env(debug)
 
     def body() -> dict[str, float]:
-        from flows.predict import load_model
-        from labelwise.config import load_config
-        from labelwise.errors import ConfigError
-        from labelwise.metrics import evaluate as ev
-        from tasks.tracking import tracking_uri
-        from tasks.train import score_table
+        from labelwise.engine.errors import ConfigError
+        from labelwise.engine.metrics import evaluate as ev
+        from labelwise.pipeline.config import load_config
+        from labelwise.pipeline.tables import score_table
+        from labelwise.tasks.registry import load_model
+        from labelwise.tasks.tracking import tracking_uri
 
         cfg = load_config(config)
         path = data or cfg.data.test
@@ -180,24 +219,35 @@ def evaluate(model: Annotated[str, typer.Option("--model", "-m", help="models:/n
 
 
 @app.command()
-def promote(config: ConfigOpt, data: Annotated[Path | None, typer.Option(
-                "--data", "-d", help="evaluation table (default: the config's test data)")] = None,
-            debug: DebugOpt = False) -> None:
+def promote(
+    config: ConfigOpt,
+    data: DataOpt = None,
+    include_rejected: Annotated[
+        bool,
+        typer.Option(help="also consider a challenger that a rollback rejected before"),
+    ] = False,
+    fail_if_refused: Annotated[
+        bool, typer.Option(help="exit with code 4 when the champion stays (for CI jobs)")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
     """Challenger vs champion on the same data; move champion only if the gate passes."""
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from flows.promote import promote_flow
-        from labelwise.config import load_config
+        from labelwise.flows.promote import promote_flow
+        from labelwise.pipeline.config import load_config
 
         load_config(config)
-        return promote_flow(str(config), str(data) if data else None)
+        return promote_flow(str(config), str(data) if data else None, include_rejected)
 
     res = _run(body, debug)
     colour = "green" if res.get("promote") else "yellow"
-    out.print(f"[{colour}]{res.get('decision', res['reasons'][0])}[/]")
+    out.print(f"[{colour}]{res.get('decision', res['reasons'][0])}[/]", soft_wrap=True)
     for r in res.get("reasons", []):
-        out.print(f"  - {r}")
+        out.print(f"  - {r}", soft_wrap=True)
+    if fail_if_refused and not res.get("promote"):
+        raise typer.Exit(4)
 
 
 @app.command()
@@ -206,8 +256,8 @@ def rollback(config: ConfigOpt, debug: DebugOpt = False) -> None:
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from flows.promote import rollback_flow
-        from labelwise.config import load_config
+        from labelwise.flows.promote import rollback_flow
+        from labelwise.pipeline.config import load_config
 
         load_config(config)
         return rollback_flow(str(config))
@@ -217,108 +267,140 @@ def rollback(config: ConfigOpt, debug: DebugOpt = False) -> None:
 
 
 @app.command()
-def predict(model: Annotated[str, typer.Option("--model", "-m", help="models:/name@alias, "
-                                               "models:/name/<version> or a model directory")],
-            input: Annotated[Path, typer.Option("--input", "-i", help="table to score")],
-            output: Annotated[Path, typer.Option("--output", "-o", help="parquet to write")],
-            chunk_rows: Annotated[int, typer.Option(min=1)] = 100_000,
-            tracking_uri: Annotated[str | None, typer.Option(
-                envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)")] = None,
-            debug: DebugOpt = False) -> None:
+def predict(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="models:/name@alias, models:/name/<version> or a model directory"
+        ),
+    ],
+    input: Annotated[Path, typer.Option("--input", "-i", help="table to score")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="parquet to write")],
+    chunk_rows: Annotated[int, typer.Option(min=1)] = 100_000,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)"),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
     """Batch-score a table: one probability column per label plus the predicted label set."""
     _env(debug)
 
     def body() -> dict[str, Any]:
         if model.startswith("models:/"):  # fail fast, before Prefect starts
-            from labelwise.runtime import default_tracking_uri
-            from tasks.registry import resolve_version
+            from labelwise.pipeline.environment import default_tracking_uri
+            from labelwise.tasks.registry import resolve_version
 
             resolve_version(tracking_uri or default_tracking_uri(), model)
-        from flows.predict import predict_flow
+        from labelwise.flows.predict import predict_flow
 
         return predict_flow(model, str(input), str(output), chunk_rows, tracking_uri)
 
     res = _run(body, debug)
     out.print(f"[green]scored[/] {res['rows']} rows with {res['model']} -> {res['output']}")
     if res["unseen_categories"]:
-        out.print(f"[yellow]unseen categories (scored as missing):[/] "
-                  f"{res['unseen_categories']}")
+        out.print(f"[yellow]unseen categories (scored as missing):[/] {res['unseen_categories']}")
 
 
 @app.command()
-def monitor(config: ConfigOpt,
-            batch: Annotated[Path | None, typer.Option(
-                "--batch", "-b", help="table to check (default: monitoring.batch)")] = None,
-            model: Annotated[str | None, typer.Option(
-                "--model", "-m", help="default: models:/<name>@champion")] = None,
-            retrain: Annotated[bool | None, typer.Option(
-                "--retrain/--no-retrain", help="start the retrain deployment on drift "
-                "(default: monitoring.retrain_on_drift)")] = None,
-            debug: DebugOpt = False) -> None:
+def monitor(
+    config: ConfigOpt,
+    batch: Annotated[
+        Path | None,
+        typer.Option("--batch", "-b", help="table to check (default: monitoring.batch)"),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="default: models:/<name>@champion")
+    ] = None,
+    retrain: Annotated[
+        bool | None,
+        typer.Option(
+            "--retrain/--no-retrain",
+            help="start the retrain deployment on drift (default: monitoring.retrain_on_drift)",
+        ),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
     """Label-wise drift of a batch against the model's training data; exit code 3 on drift."""
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from flows.monitor import monitor_flow
+        from labelwise.flows.monitor import monitor_flow
 
         return monitor_flow(str(config), str(batch) if batch else None, model, retrain)
 
     res = _run(body, debug)
-    out.print(f"[green]no drift[/] in {res['rows']} rows against {res['model']} "
-              f"(MLflow run {res['run_id']})")
+    out.print(
+        f"[green]no drift[/] in {res['rows']} rows against {res['model']} "
+        f"(MLflow run {res['run_id']})"
+    )
 
 
 @app.command()
-def deploy(config: ConfigOpt, work_pool: Annotated[str, typer.Option(
-               help="Prefect process work pool (created if missing)")] = "labelwise",
-           debug: DebugOpt = False) -> None:
+def deploy(
+    config: ConfigOpt,
+    work_pool: Annotated[
+        str, typer.Option(help="Prefect process work pool (created if missing)")
+    ] = "labelwise",
+    debug: DebugOpt = False,
+) -> None:
     """Create the scheduled retraining and the promotion deployments on a Prefect server."""
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from labelwise.config import load_config
-        from labelwise.errors import ConfigError
+        from labelwise.engine.errors import ConfigError
+        from labelwise.pipeline.config import load_config
 
         load_config(config)
         if not os.environ.get("PREFECT_API_URL"):
-            raise ConfigError("deploy needs a Prefect server: set PREFECT_API_URL (the "
-                              "embedded ephemeral API keeps no schedules)")
-        from flows.deploy import deploy as make
+            raise ConfigError(
+                "deploy needs a Prefect server: set PREFECT_API_URL (the "
+                "embedded ephemeral API keeps no schedules)"
+            )
+        from labelwise.tasks.deployments import deploy as make
 
         return make(str(config), work_pool)
 
     res = _run(body, debug)
-    out.print(f"[green]deployed[/] retrain ({res['cron'] or 'no schedule'}) and promote to "
-              f"work pool {res['work_pool']!r}; start a worker with:\n"
-              f"  prefect worker start --pool {res['work_pool']}")
+    out.print(
+        f"[green]deployed[/] retrain ({res['cron'] or 'no schedule'}) and promote to "
+        f"work pool {res['work_pool']!r}; start a worker with:\n"
+        f"  prefect worker start --pool {res['work_pool']}"
+    )
 
 
 @config_app.command("check")
-def config_check(config: Annotated[Path, typer.Argument(help="YAML config file")],
-                 debug: DebugOpt = False) -> None:
+def config_check(
+    config: Annotated[Path, typer.Argument(help="YAML config file")], debug: DebugOpt = False
+) -> None:
     """Validate a config file and print it resolved."""
+
     def body() -> Any:
-        from labelwise.config import load_config
+        from labelwise.pipeline.config import load_config
 
         return load_config(config)
 
     cfg = _run(body, debug)
-    out.print(f"[green]ok[/] {config}: job {cfg.name!r}, registered model "
-              f"{cfg.registered_model!r}, experiment {cfg.experiment!r}")
+    out.print(
+        f"[green]ok[/] {config}: job {cfg.name!r}, registered model "
+        f"{cfg.registered_model!r}, experiment {cfg.experiment!r}"
+    )
     out.print_json(cfg.model_dump_json())
 
 
 @app.command()
-def demo(rows: Annotated[int, typer.Option(min=200)] = 4000,
-         config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/demo.yaml"),
-         debug: DebugOpt = False) -> None:
+def demo(
+    rows: Annotated[int, typer.Option(min=200)] = 4000,
+    config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/demo.yaml"),
+    debug: DebugOpt = False,
+) -> None:
     """The whole cycle on a generated table: train (twice), promote, predict."""
     _env(debug)
 
     def body() -> None:
-        from labelwise.config import load_config
-        from labelwise.runtime import default_tracking_uri, state_dir
-        from labelwise.synthetic import make_multilabel_table
+        from labelwise.engine.synthetic import make_multilabel_table
+        from labelwise.pipeline.config import load_config
+        from labelwise.pipeline.environment import default_tracking_uri, state_dir
 
         cfg = load_config(config)
         df = make_multilabel_table(n_rows=rows + rows // 4, seed=0)
@@ -329,29 +411,43 @@ def demo(rows: Annotated[int, typer.Option(min=200)] = 4000,
         fresh = cfg.data.train.parent / "fresh.parquet"
         labels = [c for c in df.columns if c.startswith("label_")]
         df.tail(rows // 4).drop(labels).write_parquet(fresh)
-        out.print(f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in "
-                  f"{cfg.data.train.parent}")
+        out.print(
+            f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in "
+            f"{cfg.data.train.parent}"
+        )
         out.print("[bold]2/4[/] train v1 with the fast preset, then v2 with the defaults")
-        train(config, preset="fast", strategy=None, no_register=False, debug=debug)
-        train(config, preset=None, strategy=None, no_register=False, debug=debug)
+        runs = [
+            train(config, preset=p, strategy=None, no_register=False, debug=debug)
+            for p in ("fast", None)
+        ]
         out.print("[bold]3/4[/] promote: challenger vs champion on the same test table")
         promote(config, data=None, debug=debug)
         out.print("[bold]4/4[/] batch-score fresh rows with the champion")
         scored = cfg.data.train.parent / "scored.parquet"
-        predict(f"models:/{cfg.registered_model}@champion", fresh, scored, 100_000,
-                cfg.tracking.tracking_uri, debug)
+        predict(
+            f"models:/{cfg.registered_model}@champion",
+            fresh,
+            scored,
+            100_000,
+            cfg.tracking.tracking_uri,
+            debug,
+        )
         uri = cfg.tracking.tracking_uri or default_tracking_uri()
-        out.print(f"\nState in {state_dir()}. Open the MLflow UI on it with:\n"
-                  f"  [bold]mlflow ui --backend-store-uri {uri}[/]\n"
-                  f"then open http://127.0.0.1:5000 (experiment {cfg.experiment!r}, model "
-                  f"{cfg.registered_model!r}).")
+        new = [f"v{r['version']['version']}" for r in runs if r.get("version")]
+        same = [f"v{r['identical']['version']}" for r in runs if r.get("identical")]
+        out.print(
+            f"\nRegistered {cfg.registered_model!r} "
+            + (", ".join(new) if new else "no new version")
+            + (f" (unchanged: {', '.join(same)})" if same else "")
+            + f"; state in {state_dir()}. Open the MLflow UI on it with:\n"
+            f"  [bold]{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri}[/]\n"
+            f"then open http://127.0.0.1:5000 (experiment {cfg.experiment!r}, model "
+            f"{cfg.registered_model!r}).",
+            soft_wrap=True,
+        )
 
     _run(body, debug)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+if __name__ == "__main__":  # `python -m labelwise.cli ...`, as the console script does
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

@@ -10,121 +10,155 @@ from typing import Any
 
 from prefect import task
 
-from labelwise.config import Config
-from labelwise.errors import ConfigError, ContractError, DataError
+from labelwise.engine.errors import ConfigError, ContractError, DataError
+from labelwise.pipeline.config import Config, read_document
 
 
 def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]:
     """The expectations a config implies, as suite-JSON entries (type + kwargs)."""
     try:
-        label_cols = cfg.data.labels.spec().source_columns(columns)
+        label_cols = cfg.data.labels.source_columns(columns)
     except DataError:  # absent: expect the declared ones, so the report names what is missing
         lab = cfg.data.labels
         label_cols = list(lab.columns or []) or ([lab.set_column] if lab.set_column else [])
         if not label_cols:  # a prefix / regex that matches nothing: its own message says so
             raise
-    exp: list[dict[str, Any]] = [{"type": "expect_table_row_count_to_be_between",
-                                  "kwargs": {"min_value": cfg.contract.min_rows}}]
+    exp: list[dict[str, Any]] = [
+        {
+            "type": "expect_table_row_count_to_be_between",
+            "kwargs": {"min_value": cfg.contract.min_rows},
+        }
+    ]
     for c in cfg.data.features or []:
         exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
     for c in label_cols:
         exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
         exp.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}})
         if not cfg.data.labels.set_column:
-            exp.append({"type": "expect_column_values_to_be_in_set",
-                        "kwargs": {"column": c, "value_set": [0, 1, True, False]}})
+            exp.append(
+                {
+                    "type": "expect_column_values_to_be_in_set",
+                    "kwargs": {"column": c, "value_set": [0, 1, True, False]},
+                }
+            )
             if cfg.contract.min_positives_per_label > 0:
-                exp.append({"type": "expect_column_sum_to_be_between",
-                            "kwargs": {"column": c,
-                                       "min_value": cfg.contract.min_positives_per_label}})
+                exp.append(
+                    {
+                        "type": "expect_column_sum_to_be_between",
+                        "kwargs": {"column": c, "min_value": cfg.contract.min_positives_per_label},
+                    }
+                )
             if cfg.contract.min_negatives_per_label > 0:  # a label that is always on
-                exp.append({"type": "expect_column_min_to_be_between",
-                            "kwargs": {"column": c, "max_value": 0}})
+                exp.append(
+                    {
+                        "type": "expect_column_min_to_be_between",
+                        "kwargs": {"column": c, "max_value": 0},
+                    }
+                )
     return exp
 
 
 def load_suite(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise ConfigError(f"contract.suite: {path} not found")
-    try:
-        suite = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    """The expectations of a suite file (``{"expectations": [{type, kwargs}, ...]}``)."""
+    suite = read_document(path, json.loads, "JSON", "contract.suite file")
     exps = suite.get("expectations") if isinstance(suite, dict) else None
-    if not isinstance(exps, list) or any(not isinstance(e, dict) or "type" not in e
-                                         for e in exps):
+    if not isinstance(exps, list) or any(not isinstance(e, dict) or "type" not in e for e in exps):
         raise ConfigError(f"{path}: a suite needs an 'expectations' list of {{type, kwargs}}")
     return exps
 
 
 def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """Validate a polars frame with great-expectations; return a JSON-able report."""
-    import logging
-
-    import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import (
-        ExpectationConfiguration,
-    )
-
-    # GE sets this logger to INFO on import and announces a temporary docs folder per context
-    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
-    ctx = gx.get_context(mode="ephemeral")
-    with contextlib.suppress(Exception):  # progress bars are cosmetic
-        ctx.variables.progress_bars = {"globally": False}
-    asset = ctx.data_sources.add_pandas("labelwise").add_dataframe_asset(name)
-    batch_def = asset.add_batch_definition_whole_dataframe("all")
-
-    def validate(suite_name: str, exps: list[dict[str, Any]], result_format: str) -> Any:
-        try:
-            confs = [ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}),
-                                              meta=e.get("meta")).to_domain_obj()
-                     for e in exps]
-        except Exception as exc:
-            raise ConfigError(f"contract {name}: invalid expectation ({exc})") from None
-        suite = ctx.suites.add(gx.ExpectationSuite(name=suite_name, expectations=confs))
-        vd = ctx.validation_definitions.add(gx.ValidationDefinition(
-            name=suite_name, data=batch_def, suite=suite))
-        # only the columns the expectations name go to pandas (GE checks every named column
-        # against the frame's columns), unless one looks at the whole table
-        needed = {e.get("kwargs", {}).get("column") for e in exps} - {None}
-        whole = any("table_column" in e["type"] for e in exps)
-        cols = df.columns if whole else ([c for c in df.columns if c in needed]
-                                         or df.columns[:1])
-        return vd.run(batch_parameters={"dataframe": df.select(cols).to_pandas()},
-                      result_format=result_format)
-
+    suite = _Suite(df, name)
     # pass / fail alone is about half of GE's cost on a wide table (tested: 3,933 expectations
     # on delicious, 12 s instead of 22 s); only a failing table pays for the details, and only
     # for its failed expectations
-    result = validate(name, expectations, "BOOLEAN_ONLY")
+    result = suite.validate(name, expectations, "BOOLEAN_ONLY")
     stats = result.statistics
     details = []
     if not result.success:
-        again = [{"type": r.expectation_config.type, "meta": r.expectation_config.meta,
-                  "kwargs": {k: v for k, v in r.expectation_config.kwargs.items()
-                             if k != "batch_id"}}
-                 for r in result.results if not r.success]
-        details = validate(f"{name}-failed", again, "SUMMARY").results
-    failures = []
-    for r in details:
-        if r.success:
-            continue
-        conf = r.expectation_config
-        res = r.result or {}
-        observed = res.get("observed_value")
-        if observed is None and "unexpected_count" in res:
-            observed = (f"{res['unexpected_count']} unexpected, e.g. "
-                        f"{res.get('partial_unexpected_list', [])[:3]}")
-        if observed is None and r.exception_info and r.exception_info.get("raised_exception"):
-            observed = "column missing" if conf.kwargs.get("column") not in df.columns else (
-                str(r.exception_info.get("exception_message"))[:200])
-        failures.append({"expectation": conf.type, "column": conf.kwargs.get("column"),
-                         "observed": _plain(observed),
-                         "expected": {k: _plain(v) for k, v in conf.kwargs.items()
-                                      if k not in ("column", "batch_id")}})
-    return {"suite": name, "success": bool(result.success), "failures": failures,
-            "evaluated": int(stats["evaluated_expectations"]),
-            "successful": int(stats["successful_expectations"])}
+        again = [_as_entry(r.expectation_config) for r in result.results if not r.success]
+        details = suite.validate(f"{name}-failed", again, "SUMMARY").results
+    return {
+        "suite": name,
+        "success": bool(result.success),
+        "failures": [_failure(r, df.columns) for r in details if not r.success],
+        "evaluated": int(stats["evaluated_expectations"]),
+        "successful": int(stats["successful_expectations"]),
+    }
+
+
+class _Suite:
+    """An ephemeral great-expectations context holding one frame, validated suite by suite."""
+
+    def __init__(self, df: Any, name: str) -> None:
+        import logging
+
+        import great_expectations as gx
+
+        # GE sets this logger to INFO on import and announces a temporary docs folder
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+        self.ctx = gx.get_context(mode="ephemeral")
+        with contextlib.suppress(Exception):  # progress bars are cosmetic
+            self.ctx.variables.progress_bars = {"globally": False}
+        asset = self.ctx.data_sources.add_pandas("labelwise").add_dataframe_asset(name)
+        self.batch_def = asset.add_batch_definition_whole_dataframe("all")
+        self.df, self.name = df, name
+
+    def validate(self, suite_name: str, exps: list[dict[str, Any]], result_format: str) -> Any:
+        import great_expectations as gx
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
+
+        try:
+            confs = [
+                ExpectationConfiguration(
+                    type=e["type"], kwargs=e.get("kwargs", {}), meta=e.get("meta")
+                ).to_domain_obj()
+                for e in exps
+            ]
+        except Exception as exc:
+            raise ConfigError(f"contract {self.name}: invalid expectation ({exc})") from None
+        suite = self.ctx.suites.add(gx.ExpectationSuite(name=suite_name, expectations=confs))
+        vd = self.ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=self.batch_def, suite=suite)
+        )
+        # only the columns the expectations name go to pandas (GE checks every named column
+        # against the frame's columns), unless one looks at the whole table
+        needed = {e.get("kwargs", {}).get("column") for e in exps} - {None}
+        cols = self.df.columns
+        if not any("table_column" in e["type"] for e in exps):
+            cols = [c for c in cols if c in needed] or cols[:1]
+        frame = self.df.select(cols).to_pandas()
+        return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+
+
+def _as_entry(conf: Any) -> dict[str, Any]:
+    """An expectation configuration back as a suite-JSON entry."""
+    kwargs = {k: v for k, v in conf.kwargs.items() if k != "batch_id"}
+    return {"type": conf.type, "meta": conf.meta, "kwargs": kwargs}
+
+
+def _failure(r: Any, columns: list[str]) -> dict[str, Any]:
+    """One failed expectation, as the report and the error message show it."""
+    conf, res = r.expectation_config, r.result or {}
+    observed = res.get("observed_value")
+    if observed is None and "unexpected_count" in res:
+        examples = res.get("partial_unexpected_list", [])[:3]
+        observed = f"{res['unexpected_count']} unexpected, e.g. {examples}"
+    if observed is None and r.exception_info and r.exception_info.get("raised_exception"):
+        missing = conf.kwargs.get("column") not in columns
+        observed = (
+            "column missing" if missing else str(r.exception_info.get("exception_message"))[:200]
+        )
+    expected = {k: _plain(v) for k, v in conf.kwargs.items() if k not in ("column", "batch_id")}
+    return {
+        "expectation": conf.type,
+        "column": conf.kwargs.get("column"),
+        "observed": _plain(observed),
+        "expected": expected,
+    }
 
 
 def _plain(v: Any) -> Any:
@@ -136,12 +170,15 @@ def _plain(v: Any) -> Any:
 
 
 def format_report(report: dict[str, Any], source: str) -> str:
-    lines = [f"{source}: data contract '{report['suite']}' failed "
-             f"({len(report['failures'])} of {report['evaluated']} expectations)"]
+    lines = [
+        f"{source}: data contract '{report['suite']}' failed "
+        f"({len(report['failures'])} of {report['evaluated']} expectations)"
+    ]
     for f in report["failures"][:25]:
         col = f" column {f['column']!r}" if f["column"] else ""
-        lines.append(f"  - {f['expectation']}{col}: observed {f['observed']}; "
-                     f"expected {f['expected']}")
+        lines.append(
+            f"  - {f['expectation']}{col}: observed {f['observed']}; expected {f['expected']}"
+        )
     if len(report["failures"]) > 25:
         lines.append(f"  … and {len(report['failures']) - 25} more")
     lines.append("Fix the data (or the contract in data_contracts/) and run again.")
@@ -151,13 +188,17 @@ def format_report(report: dict[str, Any], source: str) -> str:
 @task(name="validate-contract", task_run_name="validate-contract-{label}")
 def validate_contract(cfg: Config, path: str, label: str = "train") -> dict[str, Any]:
     """Check one table against its contract; raise ContractError with a readable summary."""
-    from labelwise.data import read_table
+    from labelwise.engine.data import read_table
 
     df = read_table(path)
     expectations = config_expectations(cfg, df.columns)
     if label != "train":  # a test table may have fewer positives; keep the structural checks
-        expectations = [e for e in expectations if e["type"] not in (
-            "expect_column_sum_to_be_between", "expect_column_min_to_be_between")]
+        expectations = [
+            e
+            for e in expectations
+            if e["type"]
+            not in ("expect_column_sum_to_be_between", "expect_column_min_to_be_between")
+        ]
     if cfg.contract.suite is not None:
         expectations += load_suite(cfg.contract.suite)
     report = run_contract(df, expectations, f"{cfg.name}-{label}")
@@ -172,11 +213,18 @@ def _publish(report: dict[str, Any], label: str) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     rows = ["| expectation | column | observed | expected |", "|---|---|---|---|"]
-    rows += [f"| {f['expectation']} | {f['column'] or ''} | {f['observed']} | {f['expected']} |"
-             for f in report["failures"][:100]]
+    rows += [
+        f"| {f['expectation']} | {f['column'] or ''} | {f['observed']} | {f['expected']} |"
+        for f in report["failures"][:100]
+    ]
     status = "passed" if report["success"] else "FAILED"
-    body = (f"### Data contract `{report['suite']}`: {status}\n\n"
-            f"{report['successful']} of {report['evaluated']} expectations met.\n\n"
-            + ("\n".join(rows) if report["failures"] else ""))
-    create_markdown_artifact(body, key=f"contract-{label}".lower().replace("_", "-"),
-                             description=f"data contract ({label})")
+    body = (
+        f"### Data contract `{report['suite']}`: {status}\n\n"
+        f"{report['successful']} of {report['evaluated']} expectations met.\n\n"
+        + ("\n".join(rows) if report["failures"] else "")
+    )
+    create_markdown_artifact(
+        body,
+        key=f"contract-{label}".lower().replace("_", "-"),
+        description=f"data contract ({label})",
+    )

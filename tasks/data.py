@@ -10,7 +10,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import INPUTS
 
-from labelwise.config import Config
+from labelwise.pipeline.config import Config
 
 
 def file_digest(path: str | Path) -> str:
@@ -21,9 +21,9 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def transient(task: Any, task_run: Any, state: Any) -> bool:
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     """Retry I/O hiccups, not labelwise's own errors (a missing column stays missing)."""
-    from labelwise.errors import LabelwiseError
+    from labelwise.engine.errors import LabelwiseError
 
     try:
         state.result()
@@ -34,12 +34,17 @@ def transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(name="inspect-data", retries=2, retry_delay_seconds=1, retry_condition_fn=transient)
+@task(
+    name="inspect-data",
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=retry_unless_user_error,
+)
 def inspect_data(cfg: Config) -> dict[str, Any]:
     """Check the tables can be read; return their paths, digests and shapes."""
     import polars as pl
 
-    from labelwise.data import scan_table
+    from labelwise.engine.data import scan_table
 
     out: dict[str, Any] = {}
     for part in ("train", "test"):
@@ -47,9 +52,12 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
         if path is None:
             continue
         lf = scan_table(path)
-        out[part] = {"path": str(path), "digest": file_digest(path),
-                     "columns": lf.collect_schema().names(),
-                     "rows": int(lf.select(pl.len()).collect().item())}
+        out[part] = {
+            "path": str(path),
+            "digest": file_digest(path),
+            "columns": lf.collect_schema().names(),
+            "rows": int(lf.select(pl.len()).collect().item()),
+        }
     return out
 
 
@@ -58,15 +66,15 @@ def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str
     """Train/test tables as files: the given test table, or an iteratively stratified split."""
     import polars as pl
 
-    from labelwise.data import encode_labels, read_table
-    from labelwise.split import iterative_stratification
+    from labelwise.engine.data import encode_labels, read_table
+    from labelwise.engine.split import iterative_stratification
 
     out = Path(workdir) / "data"
     out.mkdir(parents=True, exist_ok=True)
     if "test" in info:
         return {"train": info["train"]["path"], "test": info["test"]["path"]}
     df = read_table(info["train"]["path"])
-    Y, _ = encode_labels(df, cfg.data.labels.spec(), source=info["train"]["path"])
+    Y, _ = encode_labels(df, cfg.data.labels, source=info["train"]["path"])
     frac = cfg.split.test_fraction
     fold = iterative_stratification(Y, [1 - frac, frac], cfg.split.seed)
     df = df.with_columns(pl.Series("__fold", fold))

@@ -6,16 +6,33 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 
-from labelwise.errors import RegistryError
+from labelwise.engine.errors import RegistryError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.pipeline.config import Config
+
+
+def tracking_uri_of(cfg: Config) -> str:
+    """The config's tracking URI, else the environment's, else the embedded SQLite store."""
+    from labelwise.pipeline.environment import default_tracking_uri
+
+    return cfg.tracking.tracking_uri or default_tracking_uri()
+
 
 HISTORY_TAG = "labelwise.champion_history"
+CHALLENGER, CHAMPION = "challenger", "champion"
 
 
-def _client(tracking_uri: str) -> Any:
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    """The one way labelwise talks to MLflow: tracking and registry at the same URI."""
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri, registry_uri=tracking_uri)
@@ -24,8 +41,10 @@ def _client(tracking_uri: str) -> Any:
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/name@alias`` or ``models:/name/3`` -> (name, alias, version)."""
     if not uri.startswith("models:/"):
-        raise RegistryError(f"{uri!r} is not a registry URI; use models:/<name>@<alias> or "
-                            "models:/<name>/<version> (or a local model directory)")
+        raise RegistryError(
+            f"{uri!r} is not a registry URI; use models:/<name>@<alias> or "
+            "models:/<name>/<version> (or a local model directory)"
+        )
     rest = uri.removeprefix("models:/")
     if "@" in rest:
         name, alias = rest.split("@", 1)
@@ -36,26 +55,30 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     raise RegistryError(f"{uri!r}: name an alias (models:/{rest}@champion) or a version")
 
 
-def resolve_version(tracking_uri: str, uri: str) -> Any:
+def resolve_version(tracking_uri: str, uri: str) -> ModelVersion:
     """The ModelVersion a registry URI points at, with errors that say what exists."""
     from mlflow.exceptions import MlflowException
 
-    c = _client(tracking_uri)
+    c = mlflow_client(tracking_uri)
     name, alias, version = parse_model_uri(uri)
     try:
         model = c.get_registered_model(name)
     except MlflowException:
         names = [m.name for m in c.search_registered_models(max_results=50)]
-        raise RegistryError(f"registered model {name!r} does not exist at {tracking_uri} "
-                            f"(known: {names or 'none'}); train and register it first") from None
+        raise RegistryError(
+            f"registered model {name!r} does not exist at {tracking_uri} "
+            f"(known: {names or 'none'}); train and register it first"
+        ) from None
     try:
         if alias is not None:
             return c.get_model_version_by_alias(name, alias)
         return c.get_model_version(name, version)
     except MlflowException:
         what = f"alias {alias!r}" if alias else f"version {version!r}"
-        raise RegistryError(f"model {name!r} has no {what} (aliases: "
-                            f"{sorted(model.aliases) if model.aliases else 'none'})") from None
+        raise RegistryError(
+            f"model {name!r} has no {what} (aliases: "
+            f"{sorted(model.aliases) if model.aliases else 'none'})"
+        ) from None
 
 
 def download_model_dir(tracking_uri: str, uri: str, dst: str | None = None) -> tuple[Any, Path]:
@@ -66,17 +89,68 @@ def download_model_dir(tracking_uri: str, uri: str, dst: str | None = None) -> t
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     dst = dst or tempfile.mkdtemp(prefix="labelwise-model-")
-    local = Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=dst))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=dst
+        )
+    )
     found = sorted(local.rglob("manifest.json"))
     if not found:
-        raise RegistryError(f"{uri}: version {mv.version} holds no labelwise model "
-                            "(manifest.json missing)")
+        raise RegistryError(
+            f"{uri}: version {mv.version} holds no labelwise model (manifest.json missing)"
+        )
     return mv, found[0].parent
 
 
+def locate_model(model: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """(local directory, description) of ``models:/name@alias``, ``models:/name/3`` or a
+    directory; registry models are downloaded."""
+    if not model.startswith("models:/"):
+        return model, model
+    from labelwise.pipeline.environment import default_tracking_uri
+
+    mv, model_dir = download_model_dir(tracking_uri or default_tracking_uri(), model)
+    return str(model_dir), f"{mv.name} v{mv.version}"
+
+
+def load_model(model: str, tracking_uri: str | None = None) -> tuple[LabelwiseClassifier, str]:
+    """A fitted LabelwiseClassifier from a registry URI or a model directory."""
+    from labelwise.engine.classifier import LabelwiseClassifier
+
+    model_dir, what = locate_model(model, tracking_uri)
+    return LabelwiseClassifier.load(model_dir), what
+
+
+def lineage_tags(cfg: Config, info: dict[str, Any]) -> dict[str, str]:
+    """What makes two trainings the same: the config digest and the tables' digests."""
+    tags = {"config.digest": cfg.digest(), "data.train.digest": info["train"]["digest"]}
+    if "test" in info:
+        tags["data.test.digest"] = info["test"]["digest"]
+    return tags
+
+
+def identical_version(cfg: Config, info: dict[str, Any]) -> Any | None:
+    """The registered version trained from the same config on the same tables, if any: a
+    retrain of an unchanged job would only register it again."""
+    from mlflow.exceptions import MlflowException
+
+    want = lineage_tags(cfg, info)
+    c = mlflow_client(tracking_uri_of(cfg))
+    try:
+        versions = c.search_model_versions(f"name='{cfg.registered_model}'")
+    except MlflowException:
+        return None
+    same = [
+        v
+        for v in versions
+        if all((v.tags or {}).get(k) == x for k, x in want.items())
+        and (v.tags or {}).get("data.test.digest") == want.get("data.test.digest")
+    ]
+    return max(same, key=lambda v: int(v.version)) if same else None
+
+
 def champion_history(tracking_uri: str, name: str) -> list[str]:
-    model = _client(tracking_uri).get_registered_model(name)
+    model = mlflow_client(tracking_uri).get_registered_model(name)
     try:
         return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))
     except json.JSONDecodeError:
@@ -84,20 +158,21 @@ def champion_history(tracking_uri: str, name: str) -> list[str]:
 
 
 @task(name="move-champion", retries=2, retry_delay_seconds=1)
-def move_champion(tracking_uri: str, name: str, new_version: str, expected_current: str,
-                  reason: str) -> bool:
+def move_champion(
+    tracking_uri: str, name: str, new_version: str, expected_current: str, reason: str
+) -> bool:
     """Point ``champion`` at ``new_version`` if it still points at ``expected_current``.
 
     The registry has no compare-and-set, so this re-reads the alias right before moving it: a
     promotion that lost a race to another one refuses to move (and says so) instead of
     overwriting the other's decision.
     """
-    c = _client(tracking_uri)
-    current = c.get_model_version_by_alias(name, "champion").version
+    c = mlflow_client(tracking_uri)
+    current = c.get_model_version_by_alias(name, CHAMPION).version
     if str(current) != str(expected_current):
         return False
     history = [*champion_history(tracking_uri, name), str(current)]
     c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-50:]))
-    c.set_registered_model_alias(name, "champion", new_version)
+    c.set_registered_model_alias(name, CHAMPION, new_version)
     c.set_model_version_tag(name, new_version, "promotion.champion_since_reason", reason)
     return True

@@ -9,29 +9,63 @@ import re
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 
-from labelwise.config import Config
+from labelwise.pipeline.config import Config
 
-CHALLENGER, CHAMPION = "challenger", "champion"
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+from labelwise.tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    lineage_tags,
+    mlflow_client,
+    tracking_uri_of,
+)
 
 
 def tracking_uri(cfg: Config) -> str:
-    from labelwise.runtime import default_tracking_uri
-
-    return cfg.tracking.tracking_uri or default_tracking_uri()
+    return tracking_uri_of(cfg)
 
 
-def client(cfg: Config) -> Any:
-    from mlflow import MlflowClient
+def client(cfg: Config) -> MlflowClient:
+    return mlflow_client(tracking_uri(cfg))
 
-    return MlflowClient(tracking_uri(cfg), registry_uri=tracking_uri(cfg))
+
+def log_metrics(
+    c: Any,
+    run_id: str,
+    values: dict[str, float | int | None],
+    step: int = 0,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Batched metrics (1,000 a call; a single call each would cost ~20 ms) under MLflow-safe
+    keys, at this time and ``step``; NaN, inf and None are left out. ``params`` and ``tags``
+    travel with the first batch."""
+    import math
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(metric_key(k), float(v), now, step)
+        for k, v in values.items()
+        if v is not None and math.isfinite(float(v))
+    ]
+    extra = {
+        "params": [Param(k, v) for k, v in (params or {}).items()],
+        "tags": [RunTag(k, v) for k, v in (tags or {}).items()],
+    }
+    for i in range(0, max(len(metrics), 1), 1000):
+        c.log_batch(run_id, metrics=metrics[i : i + 1000], **(extra if i == 0 else {}))
 
 
 def experiment_id(cfg: Config, name: str | None = None) -> str:
-    from labelwise.runtime import artifact_root
+    from labelwise.pipeline.environment import artifact_root
 
     c = client(cfg)
     name = name or cfg.experiment
@@ -45,8 +79,16 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or "unknown"
+        )
     except Exception:
         return "unknown"
 
@@ -66,11 +108,16 @@ def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) ->
     from labelwise import __version__
 
     c = client(cfg)
-    tags = {"labelwise.version": __version__, "lightgbm.version": lightgbm.__version__,
-            "mlflow.version": mlflow.__version__, "git.commit": git_commit(),
-            "config.digest": cfg.digest(), "config.name": cfg.name,
-            "data.train.digest": info["train"]["digest"],
-            "mlflow.source.name": "labelwise train"}
+    tags = {
+        "labelwise.version": __version__,
+        "lightgbm.version": lightgbm.__version__,
+        "mlflow.version": mlflow.__version__,
+        "git.commit": git_commit(),
+        "config.digest": cfg.digest(),
+        "config.name": cfg.name,
+        "data.train.digest": info["train"]["digest"],
+        "mlflow.source.name": "labelwise train",
+    }
     if "test" in info:
         tags["data.test.digest"] = info["test"]["digest"]
     # who owns the run while it is RUNNING: a later run can tell it was abandoned
@@ -81,7 +128,7 @@ def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) ->
     params = [Param(k[:250], v[:6000]) for k, v in cfg.flat().items()]
     try:
         for i in range(0, len(params), 100):
-            c.log_batch(run.info.run_id, params=params[i:i + 100])
+            c.log_batch(run.info.run_id, params=params[i : i + 100])
     except BaseException as exc:  # a retry makes a new run: this one must not stay RUNNING
         finish_run(cfg, run.info.run_id, "FAILED", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -92,17 +139,22 @@ def fail_abandoned_runs(c: Any, experiment: str, config_name: str) -> list[str]:
     """Mark FAILED the RUNNING runs of this config whose process (on this host) is gone: a
     run killed with -9, or one that could not reach the server to say it failed."""
     host = socket.gethostname()
-    runs = c.search_runs([experiment], filter_string=(
-        f"attributes.status = 'RUNNING' and tags.`config.name` = '{config_name}'"),
-        max_results=200)
+    runs = c.search_runs(
+        [experiment],
+        filter_string=(f"attributes.status = 'RUNNING' and tags.`config.name` = '{config_name}'"),
+        max_results=200,
+    )
     failed = []
     for r in runs:
         tags = r.data.tags
         pid = tags.get("labelwise.pid", "")
         if tags.get("labelwise.host") != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        c.set_tag(r.info.run_id, "labelwise.error",
-                  f"abandoned: process {pid} on {host} ended without finishing the run")
+        c.set_tag(
+            r.info.run_id,
+            "labelwise.error",
+            f"abandoned: process {pid} on {host} ended without finishing the run",
+        )
         c.set_terminated(r.info.run_id, "FAILED")
         failed.append(r.info.run_id)
     return failed
@@ -118,8 +170,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def finish_run(cfg: Config, run_id: str, status: str, error: str | None = None,
-               report: dict[str, Any] | None = None, patience_s: float = 60.0) -> bool:
+def finish_run(
+    cfg: Config,
+    run_id: str,
+    status: str,
+    error: str | None = None,
+    report: dict[str, Any] | None = None,
+    patience_s: float = 60.0,
+) -> bool:
     """End the run (with the error and a failed contract's report when it failed). A flow that
     failed because the server went away keeps trying for ``patience_s`` so the run does not
     stay RUNNING; returns False when the server never came back (the next run of this config
@@ -136,7 +194,8 @@ def finish_run(cfg: Config, run_id: str, status: str, error: str | None = None,
                 c.log_dict(run_id, report, "contract/failed.json")
             if status == "FAILED":  # the registry never keeps a failed run's model
                 for mv in c.search_model_versions(
-                        f"name='{cfg.registered_model}' and run_id='{run_id}'"):
+                    f"name='{cfg.registered_model}' and run_id='{run_id}'"
+                ):
                     c.delete_model_version(mv.name, mv.version)
             c.set_terminated(run_id, status)
             return True
@@ -147,14 +206,37 @@ def finish_run(cfg: Config, run_id: str, status: str, error: str | None = None,
             delay = min(delay * 2, 15.0)
 
 
-def unreachable_server(cfg: Config, exc: BaseException) -> str | None:
-    """The tracking URI (without credentials) when ``exc`` says the MLflow server could not be
-    reached, else None."""
+def fail_run(cfg: Config, run_id: str | None, exc: BaseException) -> Exception | None:
+    """Mark the run FAILED after ``exc`` (its error and a failed contract's report kept on it);
+    when ``exc`` says the tracking server stopped answering, the TrackingServerError to raise
+    instead (naming the server without its credentials), else None."""
+    marked = run_id is not None and finish_run(
+        cfg,
+        run_id,
+        "FAILED",
+        error=f"{type(exc).__name__}: {exc}",
+        report=getattr(exc, "report", None),
+    )
     text = f"{type(exc).__name__}: {exc}"
-    if re.search(r"Max retries exceeded|Connection refused|ConnectionError|"
-                 r"Failed to establish a new connection|Read timed out", text):
-        return re.sub(r"//[^/@]*@", "//", tracking_uri(cfg))
-    return None
+    lost = (
+        r"Max retries exceeded|Connection refused|ConnectionError|"
+        r"Failed to establish a new connection|Read timed out"
+    )
+    if not re.search(lost, text):
+        return None
+    from labelwise.engine.errors import TrackingServerError
+
+    server = re.sub(r"//[^/@]*@", "//", tracking_uri(cfg))
+    state = (
+        "the run is marked FAILED and registered nothing"
+        if marked
+        else "the next run of this config marks a run left RUNNING as FAILED"
+    )
+    return TrackingServerError(
+        f"the MLflow tracking server {server} stopped answering (run {run_id}), after the "
+        f"bounded retries; {state}. Check the server, then run the same command again: the "
+        "finished per-label models are reused"
+    )
 
 
 @task(name="log-contract", retries=2, retry_delay_seconds=2)
@@ -169,33 +251,39 @@ def log_datasets(cfg: Config, run_id: str, paths: dict[str, str], info: dict[str
     import polars as pl
     from mlflow.entities import DatasetInput, InputTag
 
-    from labelwise.data import scan_table
+    from labelwise.engine.data import scan_table
 
     inputs = []
     for part, path in paths.items():
         # lineage needs the schema and a profile, not the whole table: read 1,000 rows
         df = scan_table(path).head(1000).collect()
         sample = df.with_columns(
-            [pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_integer()])
-        ds = mlflow.data.from_polars(sample, source=str(path), name=f"{cfg.name}-{part}",
-                                     digest=(info.get(part) or info["train"])["digest"][:16])
-        inputs.append(DatasetInput(ds._to_mlflow_entity(),
-                                   tags=[InputTag("mlflow.data.context", part)]))
+            [pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_integer()]
+        )
+        ds = mlflow.data.from_polars(
+            sample,
+            source=str(path),
+            name=f"{cfg.name}-{part}",
+            digest=(info.get(part) or info["train"])["digest"][:16],
+        )
+        inputs.append(
+            DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", part)])
+        )
     client(cfg).log_inputs(run_id, datasets=inputs)
 
 
 @task(name="log-results", retries=2, retry_delay_seconds=2)
-def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
-                test_metrics: dict[str, float], report_dir: str) -> None:
+def log_results(
+    cfg: Config,
+    run_id: str,
+    train_info: dict[str, Any],
+    test_metrics: dict[str, float],
+    report_dir: str,
+) -> None:
     """Batched metrics (valid/…, test/…, per label), the report folder and training facts."""
-    import math
-    import time
-
     import polars as pl
-    from mlflow.entities import Metric
 
     c = client(cfg)
-    now = int(time.time() * 1000)
     values: dict[str, float] = {}
     for k, v in train_info["validation_metrics"].items():
         values[f"valid/{k}"] = v
@@ -211,14 +299,16 @@ def log_results(cfg: Config, run_id: str, train_info: dict[str, Any],
         for row in pl.read_csv(table).iter_rows(named=True):
             for m in ("f1", "precision", "recall", "pr_auc"):
                 values[f"test/label/{metric_key(str(row['label']))}/{m}"] = row[m]
-    metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in values.items()
-               if v is not None and math.isfinite(float(v))]
-    for i in range(0, len(metrics), 1000):
-        c.log_batch(run_id, metrics=metrics[i:i + 1000])
+    log_metrics(c, run_id, values)
     c.log_artifacts(run_id, report_dir, "evaluation")
-    c.log_dict(run_id, {"label_weights": train_info["label_weights"],
-                        "best_iterations": train_info["best_iterations"]},
-               "training/labels.json")
+    c.log_dict(
+        run_id,
+        {
+            "label_weights": train_info["label_weights"],
+            "best_iterations": train_info["best_iterations"],
+        },
+        "training/labels.json",
+    )
     if train_info.get("warnings"):  # shown in the run's tags, the MLflow UI's first screen
         c.set_tag(run_id, "labelwise.warnings", " | ".join(train_info["warnings"])[:5000])
 
@@ -232,15 +322,15 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
     from mlflow.models import infer_signature
 
     import labelwise
-    from labelwise.data import read_table
-    from labelwise.model import LabelwiseClassifier
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.data import read_table
 
     clf = LabelwiseClassifier.load(model_dir)
     # the signature keeps the table's own types: MLflow refuses int64 -> float64 on input
     example = read_table(example_path, columns=clf.encoder_.features).head(5)
-    from labelwise import mlflow_model
+    from labelwise.pipeline import pyfunc
 
-    out = mlflow_model.LabelwisePyfunc()
+    out = pyfunc.LabelwisePyfunc()
     out.model = clf
     example_pd = example.to_pandas()
     with warnings.catch_warnings():
@@ -252,18 +342,30 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
         # MLflow nags about type hints on predict; the signature below is the contract
         warnings.simplefilter("ignore", UserWarning)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(pkg / "mlflow_model.py"),
-            artifacts={"model_dir": model_dir}, code_paths=[str(pkg)],
-            pip_requirements=_requirements(), signature=signature,
-            input_example=example_pd)
+            name="model",
+            python_model=str(pkg / "pipeline" / "pyfunc.py"),
+            artifacts={"model_dir": model_dir},
+            code_paths=[str(pkg)],
+            pip_requirements=_requirements(),
+            signature=signature,
+            input_example=example_pd,
+        )
     return info.model_uri
 
 
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
-    pkgs = ["numpy", "polars", "lightgbm", "scikit-learn", "pandas", "pyarrow", "pydantic",
-            "mlflow"]
+    pkgs = [
+        "numpy",
+        "polars",
+        "lightgbm",
+        "scikit-learn",
+        "pandas",
+        "pyarrow",
+        "pydantic",
+        "mlflow",
+    ]
     out = []
     for p in pkgs:
         try:
@@ -274,8 +376,13 @@ def _requirements() -> list[str]:
 
 
 @task(name="register-model", retries=2, retry_delay_seconds=2)
-def register_model(cfg: Config, run_id: str, model_uri: str,
-                   test_metrics: dict[str, float]) -> dict[str, Any]:
+def register_model(
+    cfg: Config,
+    run_id: str,
+    model_uri: str,
+    test_metrics: dict[str, float],
+    info: dict[str, Any],
+) -> dict[str, Any]:
     """New version tagged with its metrics; alias ``challenger``; ``champion`` if first."""
     c = client(cfg)
     name = cfg.registered_model
@@ -285,23 +392,25 @@ def register_model(cfg: Config, run_id: str, model_uri: str,
         c.get_registered_model(name)
     except MlflowException:
         c.create_registered_model(name, description=f"labelwise multi-label model ({cfg.name})")
-    tags = {f"metric.{k}": f"{v:.6f}" for k, v in test_metrics.items()
-            if isinstance(v, float)}
-    tags.update({"config.digest": cfg.digest(), "labelwise.run_id": run_id})
+    tags = {f"metric.{k}": f"{v:.6f}" for k, v in test_metrics.items() if isinstance(v, float)}
+    tags.update(lineage_tags(cfg, info) | {"labelwise.run_id": run_id})
     # a logged model's URI is models:/<model id>; a tracking server wants the id named too
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     # idempotent: a retry after a lost answer must not register the run twice
     mine = c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    mv = mine[0] if mine else c.create_model_version(name, model_uri, run_id=run_id, tags=tags,
-                                                     model_id=model_id)
+    mv = (
+        mine[0]
+        if mine
+        else c.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    )
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
     first = False
     try:
         c.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         c.set_registered_model_alias(name, CHAMPION, mv.version)
-        c.set_model_version_tag(name, mv.version, "promotion.decision",
-                                "champion: first version of this model")
+        c.set_model_version_tag(
+            name, mv.version, "promotion.decision", "champion: first version of this model"
+        )
         first = True
     return {"name": name, "version": str(mv.version), "champion": first}
-

@@ -4,90 +4,104 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE
 
-from labelwise.config import Config
+from labelwise.pipeline.config import Config
+from labelwise.pipeline.tables import named_errors, read_xy, score_table
 
 
-def read_xy(cfg: Config, path: str, labels: list[str] | None = None
-            ) -> tuple[Any, Any, list[str]]:
-    """Features (polars) and Y of a table; ``labels`` fixes the label order (the model's)."""
-    from labelwise.data import encode_labels, infer_features, read_table
-
-    df = read_table(path)
-    spec = cfg.data.labels.spec()
-    Y, labels = encode_labels(df, spec, labels=labels, source=path)
-    feats = cfg.data.features or infer_features(df.columns, spec.source_columns(df.columns),
-                                                cfg.data.exclude)
-    missing = [f for f in feats if f not in df.columns]
-    if missing:
-        from labelwise.errors import DataError
-
-        raise DataError(f"{path}: feature column(s) {missing} not in the table")
-    return df.select(feats), Y, labels
-
-
-@task(name="train-labels", task_run_name="train-labels-{step}-chunk{index}",
-      cache_policy=NO_CACHE, persist_result=False)
-def train_label_chunk(run_chunk: Any, chunk: list, step: str, index: int) -> int:
+@task(
+    name="train-labels",
+    task_run_name="train-labels-{step}-chunk{index}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def train_label_chunk(fn: Any, items: list, step: str, index: int) -> list:
     """One chunk of per-label models of one training step (a fold, a chain...)."""
-    run_chunk(chunk)
-    return len(chunk)
+    return [fn(item) for item in items]
 
 
-def prefect_runner(step: str, run_chunk: Any, chunks: list[list]) -> None:
-    """Fan the label chunks out as Prefect tasks on the flow's task runner; wait for all."""
-    futures = [train_label_chunk.submit(run_chunk, chunk, step, i)
-               for i, chunk in enumerate(chunks)]
-    for f in futures:
-        f.result()  # re-raises a chunk's error
+@dataclass
+class PrefectExecutor:
+    """Per-label work as Prefect tasks on the flow's task runner (threads of this process):
+    every chunk of labels a visible task run, at most 64 labels a chunk."""
+
+    n_workers: int
+    shares_memory: ClassVar[bool] = True
+
+    def map(self, step: str, fn: Any, items: Sequence[Any]) -> Iterator[Any]:
+        n_chunks = min(len(items), max(self.n_workers, -(-len(items) // 64)))
+        chunks = [list(items)[i::n_chunks] for i in range(n_chunks)]
+        futures = [train_label_chunk.submit(fn, chunk, step, i) for i, chunk in enumerate(chunks)]
+        results = [f.result() for f in futures]  # re-raises a chunk's error
+        by_item: list[Any] = [None] * len(items)
+        for i, chunk_results in enumerate(results):
+            by_item[i::n_chunks] = chunk_results
+        yield from by_item
 
 
-@task(name="train-labels-remote", task_run_name="train-labels-{step}-chunk{index}",
-      cache_policy=NO_CACHE, persist_result=False, retries=1)
+@task(
+    name="train-labels-remote",
+    task_run_name="train-labels-{step}-chunk{index}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=1,
+)
 def train_label_chunk_remote(payload: dict, step: str, index: int) -> tuple:
-    """One self-contained chunk of per-label models, run on a Dask worker (see RemoteRunner).
-    A retry covers a worker lost mid-chunk; the chunk holds everything it needs."""
-    from labelwise.boosting import fit_remote_chunk
+    """One self-contained chunk of per-label models, run on a Dask worker. A retry covers a
+    worker lost mid-chunk; the chunk holds everything it needs."""
+    from labelwise.engine.per_label import fit_remote_chunk
 
     return fit_remote_chunk(payload)
 
 
+@dataclass
+class DaskExecutor:
+    """Self-contained label chunks as Prefect tasks on a Dask cluster (prefect-dask)."""
+
+    runner: Any  # an entered prefect_dask.DaskTaskRunner
+    n_workers: int
+    shares_memory: ClassVar[bool] = False
+
+    def map(self, step: str, fn: Any, items: Sequence[Any]) -> Iterator[Any]:
+        futures = [
+            self.runner.submit(train_label_chunk_remote, {"payload": p, "step": step, "index": i})
+            for i, p in enumerate(items)
+        ]
+        for f in futures:  # in order, each as soon as it is done: checkpointed at once
+            yield f.result()  # re-raises a chunk's error
+
+
 @contextmanager
-def dask_runner(cfg: Config) -> Iterator[Any]:
-    """A RemoteRunner on a Dask cluster for one fit: the cluster at ``cfg.dask_address``, or a
-    local cluster of ``cfg.dask_workers`` single-threaded worker processes (LightGBM is
-    pinned to one thread per chunk, so processes, not threads, are the unit of parallelism)."""
+def dask_executor(cfg: Config) -> Iterator[DaskExecutor]:
+    """A Dask cluster for one fit: the one at ``cfg.dask_address``, or a local cluster of
+    ``cfg.dask_workers`` single-threaded worker processes (LightGBM is pinned to one thread per
+    chunk, so processes, not threads, are the unit of parallelism)."""
     import os
 
     from prefect_dask import DaskTaskRunner
-
-    from labelwise.boosting import RemoteRunner
 
     if cfg.dask_address:
         runner = DaskTaskRunner(address=cfg.dask_address)
     else:
         n = cfg.dask_workers or os.cpu_count() or 2
-        runner = DaskTaskRunner(cluster_kwargs={
-            "n_workers": n, "threads_per_worker": 1, "processes": True,
-            "dashboard_address": None})
+        runner = DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": n,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
     with runner:
-        n_workers = max(1, len(runner.client.scheduler_info()["workers"]))
-
-        def call(step: str, _fn: Any, payloads: list[dict]) -> Iterator[Any]:
-            futures = [runner.submit(train_label_chunk_remote,
-                                     {"payload": p, "step": step, "index": i})
-                       for i, p in enumerate(payloads)]
-            for f in futures:  # in order, each as soon as it is done: checkpointed at once
-                yield f.result()  # re-raises a chunk's error
-
-        yield RemoteRunner(call, n_workers=n_workers)
+        yield DaskExecutor(runner, max(1, len(runner.client.scheduler_info()["workers"])))
 
 
 @task(name="train-model", cache_policy=INPUTS, persist_result=True)
@@ -98,87 +112,89 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    from labelwise.data import FeatureEncoder
-    from tasks.progress import notify  # imported here so it is never pickled with the task
+    from labelwise.engine.callbacks import Checkpoint, Progress
+    from labelwise.engine.executors import n_workers
+    from labelwise.tasks.progress import (
+        notify,
+    )  # imported here so it is never pickled with the task
 
     X, Y, labels = read_xy(cfg, train_path)
-    # the estimator fits its own encoder; this pass only makes type errors name the file
-    FeatureEncoder().fit(X, X.columns, source=train_path)
     clf = cfg.estimator()
     art = create_progress_artifact(0.0, description=f"per-label models trained ({cfg.name})")
     state = {"last": 0.0}
 
-    def progress(done: int, planned: int, _label: str) -> None:
+    def progress(done: int, planned: int, label: str) -> None:
         pct = 100.0 * done / max(planned, 1)
         if pct - state["last"] >= 2 or done == planned:  # bound the number of API calls
             state["last"] = pct
             update_progress_artifact(art, pct)
-        notify(done, planned, _label)
+        notify(done, planned, label)
 
+    # per-label checkpoints: a killed run restarted with the same config and data resumes
+    checkpoint = Checkpoint(Path(workdir) / "checkpoints")
     t0 = time.perf_counter()
-    with ExitStack() as stack:
-        runner = (stack.enter_context(dask_runner(cfg)) if cfg.task_runner == "dask"
-                  else prefect_runner)
-        # per-label checkpoints: a killed run restarted with the same config and data resumes
-        clf.fit(X, Y, labels=labels, progress=progress,
-                checkpoint_dir=Path(workdir) / "checkpoints", runner=runner)
+    with ExitStack() as stack, named_errors(train_path):
+        executor = (
+            stack.enter_context(dask_executor(cfg))
+            if cfg.task_runner == "dask"
+            else PrefectExecutor(n_workers(cfg.n_jobs))
+        )
+        clf.fit(X, Y, labels=labels, callbacks=[checkpoint, Progress(progress)], executor=executor)
     fit_s = time.perf_counter() - t0
     model_dir = Path(workdir) / "model"
     clf.save(model_dir)
-    return {"model_dir": str(model_dir), "fit_seconds": fit_s, "labels": labels,
-            "n_train": int(Y.shape[0]), "validation_metrics": clf.validation_metrics_,
-            "models_resumed": clf.n_models_resumed_, "warnings": clf.warnings_,
-            "validation_per_label": clf.validation_per_label_,
-            "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
-            "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True))}
-
-
-def score_table(cfg: Config, clf: Any, path: str) -> tuple[Any, Any, Any]:
-    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model."""
-    import warnings
-
-    from labelwise.thresholds import apply_thresholds
-
-    X, Y, _ = read_xy(cfg, path, clf.labels_)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unseen categories are counted, not warned about
-        S = clf.predict_proba(X)
-    return Y, S, apply_thresholds(S, clf.thresholds_, clf.at_least_one)
+    return {
+        "model_dir": str(model_dir),
+        "fit_seconds": fit_s,
+        "labels": labels,
+        "n_train": int(Y.shape[0]),
+        "validation_metrics": clf.validation_metrics_,
+        "models_resumed": checkpoint.restored,
+        "warnings": clf.warnings_,
+        "validation_per_label": clf.validation_per_label_,
+        "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
+        "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True)),
+    }
 
 
 @task(name="evaluate-model")
-def evaluate_model(cfg: Config, model_dir: str, test_path: str, out_dir: str,
-                   prefix: str = "test") -> dict[str, float]:
+def evaluate_model(
+    cfg: Config, model_dir: str, test_path: str, out_dir: str, prefix: str = "test"
+) -> dict[str, float]:
     """Score the test table; write metrics, per-label table and plots into ``out_dir``."""
     from prefect.artifacts import create_table_artifact
 
-    from labelwise.model import LabelwiseClassifier
-    from labelwise.report import write_report
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.report import write_report
 
     clf = LabelwiseClassifier.load(model_dir)
     Y, S, _ = score_table(cfg, clf, test_path)
-    rep = write_report(Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.at_least_one,
-                       prefix=prefix)
+    rep = write_report(
+        Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.policy.at_least_one, prefix=prefix
+    )
     rows = rep["table"].sort("support", descending=True).head(50).to_dicts()
-    create_table_artifact([{k: (round(v, 4) if isinstance(v, float) else v)
-                            for k, v in r.items()} for r in rows],
-                          key=f"{prefix}-per-label", description="per-label test metrics")
+    create_table_artifact(
+        [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        key=f"{prefix}-per-label",
+        description="per-label test metrics",
+    )
     (Path(out_dir) / "unseen_categories.json").write_text(json.dumps(clf.encoder_.unseen_counts))
     return rep["metrics"]
 
 
 @task(name="profile-model")
-def profile_model(cfg: Config, model_dir: str, train_path: str, reference_path: str
-                  ) -> dict[str, Any]:
+def profile_model(
+    cfg: Config, model_dir: str, train_path: str, reference_path: str
+) -> dict[str, Any]:
     """Save the reference profile the monitor flow compares new batches with, in the model
     directory (so it travels with the model into the registry): training prevalence and the
     important features' distributions from ``train_path``; score distributions, predicted
     prevalence and F1 per label on the held-out ``reference_path``."""
     import warnings
 
-    from labelwise.drift import PROFILE_FILE, reference_profile
-    from labelwise.metrics import per_label_table
-    from labelwise.model import LabelwiseClassifier
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.drift import PROFILE_FILE, reference_profile
+    from labelwise.engine.metrics import per_label_table
 
     clf = LabelwiseClassifier.load(model_dir)
     X, Y_train, _ = read_xy(cfg, train_path, clf.labels_)
@@ -187,8 +203,17 @@ def profile_model(cfg: Config, model_dir: str, train_path: str, reference_path: 
         Xa = clf.encoder_.transform(X)
     Y, S, P = score_table(cfg, clf, reference_path)
     f1 = [r["f1"] for r in per_label_table(Y, P, None, clf.labels_)]
-    prof = reference_profile(clf.labels_, clf.encoder_.features, Xa, Y_train, S, P, f1,
-                             clf.feature_importance(), list(clf.encoder_.categories),
-                             top_features=cfg.monitoring.top_features)
+    prof = reference_profile(
+        clf.labels_,
+        clf.encoder_.features,
+        Xa,
+        Y_train,
+        S,
+        P,
+        f1,
+        clf.feature_importance(),
+        list(clf.encoder_.categories),
+        top_features=cfg.monitoring.top_features,
+    )
     (Path(model_dir) / PROFILE_FILE).write_text(json.dumps(prof))
     return {"features": list(prof["features"]), "n_reference": prof["n_reference"]}

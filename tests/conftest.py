@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
-from labelwise.synthetic import make_multilabel_table  # noqa: E402
+from labelwise.engine.synthetic import make_multilabel_table  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def xy(table: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
 @pytest.fixture(scope="session")
 def prefect_api():
     """One ephemeral Prefect API for every flow test of the session."""
-    from labelwise.runtime import configure_environment
+    from labelwise.pipeline.environment import configure_environment
 
     configure_environment()
     from prefect.testing.utilities import prefect_test_harness

@@ -27,8 +27,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "infra" / "local"
-ADMIN_URL = os.environ.get("LABELWISE_TEST_POSTGRES",
-                           "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "LABELWISE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BIN = Path(sys.executable).parent
 
 
@@ -45,9 +46,11 @@ def require_postgres() -> None:
     try:
         psycopg.connect(ADMIN_URL, connect_timeout=5).close()
     except Exception as exc:
-        msg = (f"PostgreSQL is NOT reachable at {ADMIN_URL} ({type(exc).__name__}: {exc}). The "
-               "system tests need it: start it (pg_ctlcluster <version> main start) or point "
-               "LABELWISE_TEST_POSTGRES at one; LABELWISE_SYSTEM_TESTS=skip skips them.")
+        msg = (
+            f"PostgreSQL is NOT reachable at {ADMIN_URL} ({type(exc).__name__}: {exc}). The "
+            "system tests need it: start it (pg_ctlcluster <version> main start) or point "
+            "LABELWISE_TEST_POSTGRES at one; LABELWISE_SYSTEM_TESTS=skip skips them."
+        )
         if os.environ.get("LABELWISE_SYSTEM_TESTS") == "skip":
             pytest.skip(msg)
         pytest.fail(msg, pytrace=False)
@@ -59,12 +62,17 @@ def _db_url(name: str, driver: str = "postgresql") -> str:
 
 
 def _base_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "PREFECT_"))}
-    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "LABELWISE_HOME": str(home),
-                "PREFECT_HOME": str(home / "prefect"), "PYTHONUNBUFFERED": "1",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "LABELWISE_HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+            "PYTHONUNBUFFERED": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+        }
+    )
     return env
 
 
@@ -74,8 +82,14 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
         self.log = log
         self._fh = log.open("ab")
-        self.proc = subprocess.Popen(args, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     cwd=cwd, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
 
     def tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:]
@@ -93,8 +107,9 @@ class Process:
         self._fh.close()
 
 
-def http(url: str, auth: str | None = None, payload: Any = None, timeout: float = 30
-         ) -> tuple[int, Any]:
+def http(
+    url: str, auth: str | None = None, payload: Any = None, timeout: float = 30
+) -> tuple[int, Any]:
     """(status, decoded JSON body) of a GET, or a POST when ``payload`` is given."""
     headers = {"Content-Type": "application/json"}
     if auth:
@@ -145,30 +160,51 @@ class Stack:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> Stack:
-        subprocess.run(["bash", str(LOCAL / "create-databases.sh"), ADMIN_URL, self.prefix],
-                       check=True, capture_output=True, env=_base_env(self.root))
+        subprocess.run(
+            ["bash", str(LOCAL / "create-databases.sh"), ADMIN_URL, self.prefix],
+            check=True,
+            capture_output=True,
+            env=_base_env(self.root),
+        )
         self.start_mlflow()
         env = _base_env(self.root) | {"PREFECT_SERVER_API_AUTH_STRING": self.prefect_auth}
-        prefect = Process(["bash", str(LOCAL / "start-prefect.sh"),
-                           _db_url(f"{self.prefix}_prefect", "postgresql+asyncpg"),
-                           str(self.prefect_port)], env, self.root / "prefect-server.log",
-                          self.root)
+        prefect = Process(
+            [
+                "bash",
+                str(LOCAL / "start-prefect.sh"),
+                _db_url(f"{self.prefix}_prefect", "postgresql+asyncpg"),
+                str(self.prefect_port),
+            ],
+            env,
+            self.root / "prefect-server.log",
+            self.root,
+        )
         self.procs.append(prefect)
-        wait_until(lambda: http(f"{self.prefect_api}/health")[0] == 200, "prefect server",
-                   prefect)
-        wait_until(lambda: http(f"{self.mlflow_url}/health")[0] == 200, "mlflow server",
-                   self.mlflow)
+        wait_until(lambda: http(f"{self.prefect_api}/health")[0] == 200, "prefect server", prefect)
+        wait_until(
+            lambda: http(f"{self.mlflow_url}/health")[0] == 200, "mlflow server", self.mlflow
+        )
         return self
 
     def start_mlflow(self) -> None:
         env = _base_env(self.root) | {
             "MLFLOW_AUTH_ADMIN_PASSWORD": self.mlflow_password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16), "MLFLOW_WORKERS": "1"}
-        self.mlflow = Process(["bash", str(LOCAL / "start-mlflow.sh"),
-                               _db_url(f"{self.prefix}_mlflow"),
-                               _db_url(f"{self.prefix}_mlflow_auth"), str(self.mlflow_port),
-                               str(self.root / "artifacts")], env,
-                              self.root / "mlflow-server.log", self.root)
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+            "MLFLOW_WORKERS": "1",
+        }
+        self.mlflow = Process(
+            [
+                "bash",
+                str(LOCAL / "start-mlflow.sh"),
+                _db_url(f"{self.prefix}_mlflow"),
+                _db_url(f"{self.prefix}_mlflow_auth"),
+                str(self.mlflow_port),
+                str(self.root / "artifacts"),
+            ],
+            env,
+            self.root / "mlflow-server.log",
+            self.root,
+        )
         self.procs.append(self.mlflow)
 
     def stop(self) -> None:
@@ -187,26 +223,41 @@ class Stack:
     def client_env(self, home: Path) -> dict[str, str]:
         """What a labelwise user, worker or CLI on this stack has in its environment."""
         return _base_env(home) | {
-            "PREFECT_API_URL": self.prefect_api, "PREFECT_API_AUTH_STRING": self.prefect_auth,
-            "MLFLOW_TRACKING_URI": self.mlflow_url, "MLFLOW_TRACKING_USERNAME": "admin",
-            "MLFLOW_TRACKING_PASSWORD": self.mlflow_password}
+            "PREFECT_API_URL": self.prefect_api,
+            "PREFECT_API_AUTH_STRING": self.prefect_auth,
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "MLFLOW_TRACKING_USERNAME": "admin",
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_password,
+        }
 
-    def run(self, args: list[str], home: Path, timeout: float = 600, **kw: Any
-            ) -> subprocess.CompletedProcess:
+    def run(
+        self, args: list[str], home: Path, timeout: float = 600, **kw: Any
+    ) -> subprocess.CompletedProcess:
         exe = shutil.which(args[0], path=str(BIN)) or args[0]
-        return subprocess.run([exe, *args[1:]], env=self.client_env(home) | kw.pop("env", {}),
-                              cwd=kw.pop("cwd", home), capture_output=True, text=True,
-                              timeout=timeout, **kw)
+        return subprocess.run(
+            [exe, *args[1:]],
+            env=self.client_env(home) | kw.pop("env", {}),
+            cwd=kw.pop("cwd", home),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
+        )
 
     def mlflow_get(self, path: str, **params: str) -> tuple[int, Any]:
         from urllib.parse import urlencode
 
-        return http(f"{self.mlflow_url}/api/2.0/mlflow/{path}?{urlencode(params)}",
-                    auth=f"admin:{self.mlflow_password}")
+        return http(
+            f"{self.mlflow_url}/api/2.0/mlflow/{path}?{urlencode(params)}",
+            auth=f"admin:{self.mlflow_password}",
+        )
 
     def mlflow_post(self, path: str, payload: Any) -> tuple[int, Any]:
-        return http(f"{self.mlflow_url}/api/2.0/mlflow/{path}",
-                    auth=f"admin:{self.mlflow_password}", payload=payload)
+        return http(
+            f"{self.mlflow_url}/api/2.0/mlflow/{path}",
+            auth=f"admin:{self.mlflow_password}",
+            payload=payload,
+        )
 
     def prefect_post(self, path: str, payload: Any) -> tuple[int, Any]:
         return http(f"{self.prefect_api}/{path}", auth=self.prefect_auth, payload=payload)

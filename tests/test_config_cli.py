@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from labelwise.cli import app
-from labelwise.config import load_config
-from labelwise.errors import ConfigError
+from labelwise.engine.errors import ConfigError
+from labelwise.pipeline.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -32,17 +32,22 @@ def test_every_shipped_config_is_valid():
         cfg.estimator()  # builds
 
 
-@pytest.mark.parametrize("edit, path", [
-    (lambda c: c["data"].update(lables=1), "data.lables: unknown key"),
-    (lambda c: c.update(model={"params": {"n_estimators": "many"}}), "model"),
-    (lambda c: c.update(model={"params": {"learnig_rate": 0.1}}), "learnig_rate"),
-    (lambda c: c.update(thresholds={"fixed": 1.5}), "thresholds.fixed"),
-    (lambda c: c.update(thresholds={"objective": "precision", "target": 2}),
-     "thresholds.target"),
-    (lambda c: c["data"].pop("train"), "data.train: required key is missing"),
-    (lambda c: c["data"].update(labels={}), "data.labels"),
-    (lambda c: c.update(split={"test_fraction": 0}), "split.test_fraction"),
-])
+@pytest.mark.parametrize(
+    "edit, path",
+    [
+        (lambda c: c["data"].update(lables=1), "data.lables: unknown key"),
+        (lambda c: c.update(model={"params": {"n_estimators": "many"}}), "model"),
+        (lambda c: c.update(model={"params": {"learnig_rate": 0.1}}), "learnig_rate"),
+        (lambda c: c.update(thresholds={"fixed": 1.5}), "thresholds.fixed"),
+        (
+            lambda c: c.update(thresholds={"objective": "precision", "target": 2}),
+            "thresholds.target",
+        ),
+        (lambda c: c["data"].pop("train"), "data.train: required key is missing"),
+        (lambda c: c["data"].update(labels={}), "data.labels"),
+        (lambda c: c.update(split={"test_fraction": 0}), "split.test_fraction"),
+    ],
+)
 def test_config_errors_name_the_yaml_path(tmp_path, edit, path):
     import copy
 
@@ -84,16 +89,47 @@ def test_cli_config_check_and_exit_codes(tmp_path):
 
 def test_help_is_instant_and_lazy():
     """`labelwise --help` must not import prefect, mlflow or great_expectations."""
-    code = ("import sys; from labelwise.cli import app; "
-            "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['--help']); "
-            "assert r.exit_code == 0, r.output; "
-            "heavy = [m for m in ('prefect', 'mlflow', 'great_expectations', 'lightgbm') "
-            "if m in sys.modules]; assert not heavy, heavy")
+    code = (
+        "import sys; from labelwise.cli import app; "
+        "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['--help']); "
+        "assert r.exit_code == 0, r.output; "
+        "heavy = [m for m in ('prefect', 'mlflow', 'great_expectations', 'lightgbm') "
+        "if m in sys.modules]; assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def test_engine_imports_no_orchestration():
-    code = ("import sys, labelwise.model, labelwise.data, labelwise.metrics, labelwise.config; "
-            "heavy = [m for m in ('prefect', 'mlflow', 'great_expectations') "
-            "if m in sys.modules]; assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+def test_weighting_beta_reaches_the_fitted_weights(tmp_path):
+    """`weighting.beta` was once accepted and then dropped (effective weights always used
+    0.999); the config's weighting section now reaches the estimator as one object."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    Y = np.zeros((300, 2), dtype=np.uint8)
+    Y[:15, 0], Y[:90, 1] = 1, 1
+    fitted = []
+    for beta in (0.9, 0.999):
+        over = {
+            "weighting.scheme": "effective",
+            "weighting.beta": beta,
+            "model.params": {"n_estimators": 2, "cv_folds": None},
+        }
+        est = load_config(_write(tmp_path, BASE), over).estimator()
+        assert est.weighting.beta == beta
+        fitted.append(est.fit(X, Y).label_weights_)
+    assert not np.allclose(fitted[0], fitted[1])
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    bomb = "name: t\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a]\n"
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(_write(tmp_path, bomb))
+
+
+def test_overlapping_settings_name_both_places(tmp_path):
+    over = {"model.params": {"learning_rate": 0.1}, "model.lgb_params": {"learning_rate": 0.2}}
+    with pytest.raises(ConfigError, match=r"model\.lgb_params.*learning_rate"):
+        load_config(_write(tmp_path, BASE), over)
+    with pytest.raises(ConfigError, match=r"model\.params.*thresholds"):
+        load_config(_write(tmp_path, BASE), {"model.params": {"threshold_policy": {}}})

@@ -6,27 +6,32 @@ import numpy as np
 import polars as pl
 import pytest
 
-from labelwise.data import FeatureEncoder, LabelSpec, encode_labels, encode_table, read_table
-from labelwise.errors import DataError
+from labelwise.engine.data import FeatureEncoder, LabelSpec, encode_labels, read_table, table_xy
+from labelwise.engine.errors import ConfigError, DataError
 
 
 @pytest.fixture()
 def small() -> pl.DataFrame:
-    return pl.DataFrame({
-        "num": [1.0, None, 3.0, 4.0],
-        "flag": [True, False, None, True],
-        "city": ["a", "b", None, "a"],
-        "tag_x": [1, 0, 1, 0],
-        "tag_y": [0, 0, 1, 1],
-        "tags": [["x"], [], ["x", "y"], ["y"]],
-        "tags_str": ["x", "", "x| y", "y"],
-    })
+    return pl.DataFrame(
+        {
+            "num": [1.0, None, 3.0, 4.0],
+            "flag": [True, False, None, True],
+            "city": ["a", "b", None, "a"],
+            "tag_x": [1, 0, 1, 0],
+            "tag_y": [0, 0, 1, 1],
+            "tags": [["x"], [], ["x", "y"], ["y"]],
+            "tags_str": ["x", "", "x| y", "y"],
+        }
+    )
 
 
 def test_indicator_prefix_regex_and_sets_agree(small):
     expected = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], dtype=np.uint8)
-    for spec in (LabelSpec(columns=("tag_x", "tag_y")), LabelSpec(prefix="tag_"),
-                 LabelSpec(regex=r"tag_[xy]")):
+    for spec in (
+        LabelSpec(columns=("tag_x", "tag_y")),
+        LabelSpec(prefix="tag_"),
+        LabelSpec(regex=r"tag_[xy]"),
+    ):
         Y, names = encode_labels(small, spec)
         assert (expected == Y).all() and names == ["tag_x", "tag_y"]
     Y, names = encode_labels(small, LabelSpec(set_column="tags"))
@@ -39,25 +44,32 @@ def test_indicator_prefix_regex_and_sets_agree(small):
 
 
 def test_feature_encoding_nulls_and_categories(small):
-    enc = encode_table(small.drop("tags", "tags_str"), LabelSpec(prefix="tag_"))
+    frame, _, _ = table_xy(small.drop("tags", "tags_str"), LabelSpec(prefix="tag_"))
+    enc = FeatureEncoder().fit(frame, frame.columns)
     assert enc.features == ["num", "flag", "city"]
-    assert enc.encoder.categories == {"city": ["a", "b"]}
-    X = enc.X
+    assert enc.categories == {"city": ["a", "b"]}
+    X = enc.transform(frame)
     assert X.dtype == np.float32 and np.isnan(X[1, 0]) and np.isnan(X[2, 1])
     assert X[:, 2][[0, 1, 3]].tolist() == [0.0, 1.0, 0.0] and np.isnan(X[2, 2])
     # unseen category at predict time -> missing, counted
     new = pl.DataFrame({"num": [1.0], "flag": [True], "city": ["zzz"]})
-    Xn = enc.encoder.transform(new)
-    assert np.isnan(Xn[0, 2]) and enc.encoder.unseen_counts == {"city": 1}
+    Xn = enc.transform(new)
+    assert np.isnan(Xn[0, 2]) and enc.unseen_counts == {"city": 1}
     # round trip of the encoder through JSON-able dict
-    again = FeatureEncoder.from_dict(enc.encoder.to_dict())
+    again = FeatureEncoder.from_dict(enc.to_dict())
     assert np.array_equal(again.transform(small), X, equal_nan=True)
 
 
-@pytest.mark.parametrize("values, match", [
-    ([0, 2, 1, 0], "outside"), ([0, -1, 1, 0], "outside"), ([0.0, 0.5, 1.0, 0.0], "outside"),
-    (["yes", "no", "no", "no"], "type"), ([0, None, 1, 0], "null"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([0, 2, 1, 0], "outside"),
+        ([0, -1, 1, 0], "outside"),
+        ([0.0, 0.5, 1.0, 0.0], "outside"),
+        (["yes", "no", "no", "no"], "type"),
+        ([0, None, 1, 0], "null"),
+    ],
+)
 def test_bad_label_values_are_named(small, values, match):
     bad = small.with_columns(pl.Series("tag_x", values))
     with pytest.raises(DataError, match=rf"tag_x.*{match}|{match}.*tag_x"):
@@ -65,7 +77,7 @@ def test_bad_label_values_are_named(small, values, match):
 
 
 def test_label_spec_errors(small):
-    with pytest.raises(DataError, match="exactly one"):
+    with pytest.raises(ConfigError, match="exactly one"):  # a parameter error, not the data's
         LabelSpec()
     with pytest.raises(DataError, match="nope"):
         encode_labels(small, LabelSpec(columns=("nope",)))
@@ -103,4 +115,4 @@ def test_read_table_errors(tmp_path: Path, small):
     small.write_ndjson(p2)
     assert read_table(p2, columns=["num"]).width == 1
     with pytest.raises(DataError, match="no rows"):
-        encode_table(small.head(0), LabelSpec(prefix="tag_"))
+        table_xy(small.head(0), LabelSpec(prefix="tag_"))

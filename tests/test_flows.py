@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import yaml
 
-from labelwise.errors import ContractError, RegistryError
-from labelwise.synthetic import make_multilabel_table
+from labelwise.engine.errors import ContractError, RegistryError
+from labelwise.engine.synthetic import make_multilabel_table
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +24,24 @@ def job(tmp_path_factory, prefect_api) -> dict:
     labels = [c for c in df.columns if c.startswith("label_")]
     df.tail(400).drop(labels).write_parquet(root / "fresh.parquet")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    cfg = {"name": "flowtest", "data": {"train": "train.parquet", "test": "test.parquet",
-                                        "labels": {"prefix": "label_"}, "exclude": ["id"]},
-           "model": {"params": {"n_estimators": 60}},
-           "contract": {"min_rows": 50, "min_positives_per_label": 3},
-           "tracking": {"tracking_uri": uri},
-           "promotion": {"metric": "f1_macro", "min_gain": 0.0, "max_label_regression": 0.5,
-                         "min_label_support": 5}}
+    cfg = {
+        "name": "flowtest",
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+        },
+        "model": {"params": {"n_estimators": 60}},
+        "contract": {"min_rows": 50, "min_positives_per_label": 3},
+        "tracking": {"tracking_uri": uri},
+        "promotion": {
+            "metric": "f1_macro",
+            "min_gain": 0.0,
+            "max_label_regression": 0.5,
+            "min_label_support": 5,
+        },
+    }
     (root / "job.yaml").write_text(yaml.safe_dump(cfg))
     return {"root": root, "config": str(root / "job.yaml"), "uri": uri, "labels": labels}
 
@@ -42,9 +53,9 @@ def _client(uri):
 
 
 def test_train_promote_predict_cycle(job):
-    from flows.predict import predict_flow
-    from flows.promote import promote_flow, rollback_flow
-    from flows.train import train_flow
+    from labelwise.flows.predict import predict_flow
+    from labelwise.flows.promote import promote_flow, rollback_flow
+    from labelwise.flows.train import train_flow
 
     c = _client(job["uri"])
     # v1: a deliberately weak model (one boosting round, fixed thresholds)
@@ -58,11 +69,18 @@ def test_train_promote_predict_cycle(job):
     assert any(k.startswith("test/label/label_00/") for k in run.data.metrics)
     assert run.data.params["model.params.n_estimators"] == "1"
     arts = {a.path for a in c.list_artifacts(r1["run_id"], "evaluation")}
-    for name in ("test_per_label.csv", "test_per_label_f1.png", "test_label_cooccurrence.png",
-                 "test_pr_and_threshold_curves.png", "thresholds.json"):
+    for name in (
+        "test_per_label.csv",
+        "test_per_label_f1.png",
+        "test_label_cooccurrence.png",
+        "test_pr_and_threshold_curves.png",
+        "thresholds.json",
+    ):
         assert f"evaluation/{name}" in arts
     assert {a.path for a in c.list_artifacts(r1["run_id"], "contract")} >= {
-        "contract/train.json", "contract/test.json"}
+        "contract/train.json",
+        "contract/test.json",
+    }
     assert run.inputs.dataset_inputs, "dataset lineage missing"
 
     # v2: the real defaults -> challenger; the gate must accept it over the weak champion
@@ -72,11 +90,11 @@ def test_train_promote_predict_cycle(job):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as pc:
-        runs = pc.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[r2["flow_run_id"]])), limit=200)
+        runs = pc.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r2["flow_run_id"]])), limit=200
+        )
     chunks = [t for t in runs if t.name.startswith("train-labels-")]
-    assert {t.name.split("-chunk")[0] for t in chunks} >= {f"train-labels-L1m{i}"
-                                                           for i in range(5)}
+    assert {t.name.split("-chunk")[0] for t in chunks} >= {f"train-labels-L1m{i}" for i in range(5)}
     assert all(t.state.is_completed() for t in chunks)
     assert r2["version"]["version"] == "2" and not r2["version"]["champion"]
     assert "valid/f1_micro" in c.get_run(r2["run_id"]).data.metrics
@@ -87,11 +105,18 @@ def test_train_promote_predict_cycle(job):
     assert decision["promote"] is True and decision["champion"] == "2"
     assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
     for v in ("1", "2"):
-        assert "promoted v2 over v1" in c.get_model_version("flowtest", v).tags[
-            "promotion.decision"]
+        assert (
+            "promoted v2 over v1" in c.get_model_version("flowtest", v).tags["promotion.decision"]
+        )
 
-    # v3: weak again -> the gate refuses; champion stays
-    r3 = train_flow(job["config"], overrides=weak)
+    # the same job on the same data again: identical to v2, nothing registered
+    again = train_flow(job["config"])
+    assert again["version"] is None and again["identical"]["version"] == "2"
+    assert len(c.search_model_versions("name='flowtest'")) == 2
+
+    # v3: weak again (a config of its own) -> the gate refuses; champion stays
+    weak3 = {"model.params": {"n_estimators": 2, "cv_folds": None, "validation_fraction": 0.0}}
+    r3 = train_flow(job["config"], overrides=weak3)
     assert r3["version"]["version"] == "3"
     refused = promote_flow(job["config"])
     assert refused["promote"] is False and refused["champion"] == "2"
@@ -105,14 +130,22 @@ def test_train_promote_predict_cycle(job):
 
     # batch prediction with the registry alias, in small chunks
     out = job["root"] / "scored.parquet"
-    res = predict_flow("models:/flowtest@challenger", str(job["root"] / "fresh.parquet"),
-                       str(out), chunk_rows=150, tracking_uri=job["uri"])
+    res = predict_flow(
+        "models:/flowtest@challenger",
+        str(job["root"] / "fresh.parquet"),
+        str(out),
+        chunk_rows=150,
+        tracking_uri=job["uri"],
+    )
     scored = pl.read_parquet(out)
     assert res["rows"] == scored.height == 400
-    assert [f"p:{lab}" for lab in job["labels"]] == [c for c in scored.columns
-                                                     if c.startswith("p:")]
-    assert scored.get_column("id").to_list() == pl.read_parquet(
-        job["root"] / "fresh.parquet").get_column("id").to_list()
+    assert [f"p:{lab}" for lab in job["labels"]] == [
+        c for c in scored.columns if c.startswith("p:")
+    ]
+    assert (
+        scored.get_column("id").to_list()
+        == pl.read_parquet(job["root"] / "fresh.parquet").get_column("id").to_list()
+    )
     assert scored.get_column("labels").dtype == pl.List(pl.String)
 
 
@@ -120,8 +153,8 @@ def test_pyfunc_round_trip_without_pickle(job):
     """Log, load by alias with pickle disabled, and predict the same as the engine."""
     import mlflow
 
-    from flows.predict import load_model
-    from flows.train import train_flow
+    from labelwise.flows.train import train_flow
+    from labelwise.tasks.registry import load_model
 
     r = train_flow(job["config"], register_version=True)
     again = train_flow(job["config"], register_version=False)
@@ -139,8 +172,9 @@ def test_pyfunc_round_trip_without_pickle(job):
     assert np.allclose(got, expected)
     pred = clf.predict(fresh.drop("id"))
     labels = np.array(clf.labels_)
-    assert [sorted(x) for x in out["labels"]] == [sorted(labels[p.astype(bool)].tolist())
-                                                  for p in pred]
+    assert [sorted(x) for x in out["labels"]] == [
+        sorted(labels[p.astype(bool)].tolist()) for p in pred
+    ]
     assert model.metadata.signature is not None
 
 
@@ -152,29 +186,39 @@ def test_dask_fan_out_equals_local(job, tmp_path: Path, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.train import train_flow
-    from labelwise.model import LabelwiseClassifier
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.flows.train import train_flow
 
     small = {"model.params": {"n_estimators": 40, "cv_folds": 2}, "model.strategy": "chain"}
     runs = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
-        for mode, extra in (("thread", {}), ("dask", {"dask_workers": 2}),
-                            ("address", {"dask_address": cluster.scheduler_address})):
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        for mode, extra in (
+            ("thread", {}),
+            ("dask", {"dask_workers": 2}),
+            ("address", {"dask_address": cluster.scheduler_address}),
+        ):
             # a state folder each, so no run reuses another's per-label checkpoints
             monkeypatch.setenv("LABELWISE_HOME", str(tmp_path / mode))
             runner = "thread" if mode == "thread" else "dask"
-            runs[mode] = train_flow(job["config"], register_version=False,
-                                    overrides={**small, "task_runner": runner, **extra})
+            runs[mode] = train_flow(
+                job["config"],
+                register_version=False,
+                overrides={**small, "task_runner": runner, **extra},
+            )
         # the address run's chunks ran on the given cluster
-        assert any(p.startswith("train_label_chunk_remote")
-                   for p in cluster.scheduler.task_prefixes), cluster.scheduler.task_prefixes
+        assert any(
+            p.startswith("train_label_chunk_remote") for p in cluster.scheduler.task_prefixes
+        ), cluster.scheduler.task_prefixes
     fresh = pl.read_parquet(job["root"] / "fresh.parquet").drop("id")
     local = LabelwiseClassifier.load(runs["thread"]["model_dir"])
     for mode in ("dask", "address"):
         with get_client(sync_client=True) as pc:
-            tasks = pc.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[runs[mode]["flow_run_id"]])), limit=200)
+            tasks = pc.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[mode]["flow_run_id"]])),
+                limit=200,
+            )
         remote = [t for t in tasks if t.task_key.startswith("train_label_chunk_remote")]
         assert remote and all(t.state.is_completed() for t in remote)
         steps = {t.name.split("-chunk")[0] for t in remote}
@@ -187,11 +231,14 @@ def test_dask_fan_out_equals_local(job, tmp_path: Path, monkeypatch):
 
 
 def test_failing_contract_registers_nothing(job, tmp_path: Path):
-    from flows.train import train_flow
+    from labelwise.flows.train import train_flow
 
     bad = pl.read_parquet(job["root"] / "train.parquet").with_columns(
-        pl.when(pl.col("id").str.ends_with("7")).then(2).otherwise(pl.col("label_03"))
-        .alias("label_03"))
+        pl.when(pl.col("id").str.ends_with("7"))
+        .then(2)
+        .otherwise(pl.col("label_03"))
+        .alias("label_03")
+    )
     bad.write_parquet(tmp_path / "bad.parquet")
     cfg = yaml.safe_load(Path(job["config"]).read_text())
     cfg["name"] = "badjob"
@@ -206,12 +253,13 @@ def test_failing_contract_registers_nothing(job, tmp_path: Path):
     exp = c.get_experiment_by_name("badjob")
     runs = c.search_runs([exp.experiment_id])
     assert runs and all(r.info.status == "FAILED" for r in runs)
-    assert "contract/failed.json" in {a.path for a in c.list_artifacts(runs[0].info.run_id,
-                                                                        "contract")}
+    assert "contract/failed.json" in {
+        a.path for a in c.list_artifacts(runs[0].info.run_id, "contract")
+    }
 
 
 def test_unknown_alias_and_model_are_named(job):
-    from tasks.registry import resolve_version
+    from labelwise.tasks.registry import resolve_version
 
     with pytest.raises(RegistryError, match="no alias 'nope'"):
         resolve_version(job["uri"], "models:/flowtest@nope")
@@ -224,19 +272,20 @@ def _task_runs(flow_run_id: str, prefix: str) -> list:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as pc:
-        runs = pc.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
+        runs = pc.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
+        )
     return [t for t in runs if t.name.startswith(prefix)]
 
 
 def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
     """Fault injection: the first read of the table fails like a flaky network disk; Prefect
     retries the task and the run completes. A labelwise error is never retried."""
-    import tasks.data
-    from flows.train import train_flow
-    from labelwise.errors import DataError
+    import labelwise.tasks.data as data_tasks
+    from labelwise.engine.errors import DataError
+    from labelwise.flows.train import train_flow
 
-    real, calls = tasks.data.file_digest, []
+    real, calls = data_tasks.file_digest, []
 
     def flaky(path):
         calls.append(path)
@@ -244,7 +293,7 @@ def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
             raise OSError(5, "Input/output error (injected)", str(path))
         return real(path)
 
-    monkeypatch.setattr(tasks.data, "file_digest", flaky)
+    monkeypatch.setattr(data_tasks, "file_digest", flaky)
     ok = train_flow(job["config"], register_version=False)
     [inspect] = _task_runs(ok["flow_run_id"], "inspect-data")
     assert inspect.run_count == 2 and inspect.state.is_completed()
@@ -254,7 +303,7 @@ def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
         calls.append(path)
         raise DataError(f"{path}: not a table (injected)")
 
-    monkeypatch.setattr(tasks.data, "file_digest", broken)
+    monkeypatch.setattr(data_tasks, "file_digest", broken)
     calls.clear()
     with pytest.raises(DataError, match="injected"):
         train_flow(job["config"], register_version=False)
@@ -270,7 +319,7 @@ def test_racing_promotions_leave_one_consistent_decision(job, tmp_path: Path):
 
     from prefect.settings import PREFECT_API_URL
 
-    from flows.train import train_flow
+    from labelwise.flows.train import train_flow
 
     cfg = yaml.safe_load(Path(job["config"]).read_text())
     cfg["name"] = "race"
@@ -281,10 +330,17 @@ def test_racing_promotions_leave_one_consistent_decision(job, tmp_path: Path):
     train_flow(str(tmp_path / "race.yaml"), overrides=weak)  # v1: champion
     train_flow(str(tmp_path / "race.yaml"))  # v2: a better challenger
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # one Prefect API
-    procs = [subprocess.Popen([sys.executable, "-m", "labelwise.cli", "promote", "-c",
-                               str(tmp_path / "race.yaml")], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "labelwise.cli", "promote", "-c", str(tmp_path / "race.yaml")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     said = "\n".join(o + e for o, e in outs)
@@ -294,9 +350,44 @@ def test_racing_promotions_leave_one_consistent_decision(job, tmp_path: Path):
     c = _client(job["uri"])
     assert str(c.get_model_version_by_alias("race", "champion").version) == "2"
     for v in ("1", "2"):
-        assert "promoted v2 over v1" in c.get_model_version("race", v).tags[
-            "promotion.decision"]
+        assert "promoted v2 over v1" in c.get_model_version("race", v).tags["promotion.decision"]
     exp = c.get_experiment_by_name("race-promotion")
     runs = c.search_runs([exp.experiment_id])
     assert [r.data.tags["promotion.decision"] for r in runs] == ["promoted v2 over v1"]
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_rollback_sticks_and_the_limit_is_created_once(job, capfd):
+    """After a rollback the rolled-back version loses `challenger`, is tagged rejected and is
+    not promoted back by the next promotion unless asked; the version that returns sheds the
+    reasons of the promotion it lost. The registry lock's concurrency limit is created once:
+    later promotions leave no constraint error in the output."""
+    from labelwise.flows.promote import promote_flow, rollback_flow
+    from labelwise.flows.train import train_flow
+    from labelwise.tasks.promotion import REJECTED_TAG
+
+    c, name = _client(job["uri"]), "sticky"
+    over = {"tracking.registered_model": name}
+    weak = {"model.params": {"n_estimators": 1, "cv_folds": None, "validation_fraction": 0.0}}
+    train_flow(job["config"], overrides=over | weak)
+    train_flow(job["config"], overrides=over)
+    config = job["root"] / "sticky.yaml"
+    spec = yaml.safe_load(Path(job["config"]).read_text())
+    spec["tracking"]["registered_model"] = name
+    config.write_text(yaml.safe_dump(spec))
+    assert promote_flow(str(config))["champion"] == "2"
+    assert rollback_flow(str(config)) == {"champion": "1", "previous": "2"}
+    v1, v2 = c.get_model_version(name, "1"), c.get_model_version(name, "2")
+    assert "challenger" not in (v2.aliases or []) and "rolled back" in v2.tags[REJECTED_TAG]
+    assert "promotion.reasons" not in v1.tags and "after rollback" in v1.tags["promotion.decision"]
+    # the scheduled promotion after a rollback: nothing to promote, champion stays v1
+    again = promote_flow(str(config))
+    assert again["promote"] is False and "no challenger" in again["reasons"][0]
+    # a user points challenger at v2 again: refused as rejected, unless asked explicitly
+    c.set_registered_model_alias(name, "challenger", "2")
+    refused = promote_flow(str(config))
+    assert refused["promote"] is False and "include-rejected" in refused["reasons"][0]
+    assert str(c.get_model_version_by_alias(name, "champion").version) == "1"
+    asked = promote_flow(str(config), include_rejected=True)
+    assert asked["promote"] is True and asked["champion"] == "2"
+    assert "UNIQUE constraint" not in capfd.readouterr().err

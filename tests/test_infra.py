@@ -19,8 +19,16 @@ def _compose() -> dict:
 
 def test_compose_has_the_documented_services():
     services = _compose()["services"]
-    assert {"postgres", "minio", "minio-init", "mlflow", "prefect-server", "prefect-worker",
-            "dask-scheduler", "dask-worker"} <= set(services)
+    assert {
+        "postgres",
+        "minio",
+        "minio-init",
+        "mlflow",
+        "prefect-server",
+        "prefect-worker",
+        "dask-scheduler",
+        "dask-worker",
+    } <= set(services)
     assert "mc mb" in services["minio-init"]["entrypoint"]
     assert "--type process" in services["prefect-worker"]["command"]
     assert services["dask-worker"]["deploy"]["replicas"] >= 2
@@ -38,8 +46,9 @@ def test_servers_run_the_tested_scripts_with_auth():
     script = (INFRA / "local" / "start-mlflow.sh").read_text()
     assert "--app-name basic-auth" in script and "--allowed-hosts" in script
     assert ":?set MLFLOW_AUTH_ADMIN_PASSWORD" in script
-    assert ":?set PREFECT_SERVER_API_AUTH_STRING" in (INFRA / "local" /
-                                                      "start-prefect.sh").read_text()
+    assert (
+        ":?set PREFECT_SERVER_API_AUTH_STRING" in (INFRA / "local" / "start-prefect.sh").read_text()
+    )
     # the image holds the scripts the services run
     assert "COPY infra/local" in (INFRA / "Dockerfile").read_text()
 
@@ -71,14 +80,17 @@ def test_no_literal_secret_in_compose():
 def test_prefect_yaml_deploys_retrain_promote_monitor():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     entries = {d["entrypoint"] for d in spec["deployments"]}
-    assert entries == {"flows/train.py:train_flow", "flows/promote.py:promote_flow",
-                       "flows/monitor.py:monitor_flow"}
+    assert entries == {
+        "flows/train.py:train_flow",
+        "flows/promote.py:promote_flow",
+        "flows/monitor.py:monitor_flow",
+    }
     for d in spec["deployments"]:
         path, func = d["entrypoint"].split(":")
         assert f"def {func}(" in (ROOT / path).read_text()
         assert (ROOT / d["parameters"]["config_path"]).is_file()
         if d["entrypoint"].startswith("flows/train.py"):  # the config's own schedule
-            from labelwise.config import load_config
+            from labelwise.pipeline.config import load_config
 
             cron = load_config(ROOT / d["parameters"]["config_path"]).schedule.cron
             assert [s["cron"] for s in d["schedules"]] == [cron]

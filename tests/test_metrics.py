@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn import metrics as skm
 
-from labelwise import metrics as lm
+from labelwise.engine import metrics as lm
 
 # sklearn reads a one-column 0/1 matrix as binary, not multi-label: compare from two labels on
 shapes = st.tuples(st.integers(1, 25), st.integers(2, 8))
@@ -30,9 +30,13 @@ def score_pair(draw):
     n, n_labels = draw(shapes)
     Y = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
     # few distinct values so that ties happen often
-    S = draw(arrays(np.float64, (n, n_labels),
-                    elements=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 1.0])
-                    | st.floats(0, 1)))
+    S = draw(
+        arrays(
+            np.float64,
+            (n, n_labels),
+            elements=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 1.0]) | st.floats(0, 1),
+        )
+    )
     return Y, S
 
 
@@ -46,8 +50,12 @@ def test_classification_metrics_equal_sklearn(pair):
         assert ours["hamming_loss"] == pytest.approx(skm.hamming_loss(Y, P), abs=1e-12)
         assert ours["subset_accuracy"] == pytest.approx(skm.accuracy_score(Y, P), abs=1e-12)
         for avg in ("micro", "macro", "weighted", "samples"):
-            for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
-                             ("f1", skm.f1_score), ("jaccard", skm.jaccard_score)):
+            for name, fn in (
+                ("precision", skm.precision_score),
+                ("recall", skm.recall_score),
+                ("f1", skm.f1_score),
+                ("jaccard", skm.jaccard_score),
+            ):
                 ref = fn(Y, P, average=avg, zero_division=0)
                 assert ours[f"{name}_{avg}"] == pytest.approx(ref, abs=1e-12), (name, avg)
 
@@ -57,7 +65,8 @@ def test_classification_metrics_equal_sklearn(pair):
 def test_ranking_metrics_equal_sklearn(pair):
     Y, S = pair
     assert lm.label_ranking_average_precision(Y, S) == pytest.approx(
-        skm.label_ranking_average_precision_score(Y, S), abs=1e-12)
+        skm.label_ranking_average_precision_score(Y, S), abs=1e-12
+    )
     assert lm.coverage_error(Y, S) == pytest.approx(skm.coverage_error(Y, S), abs=1e-12)
     assert lm.label_ranking_loss(Y, S) == pytest.approx(skm.label_ranking_loss(Y, S), abs=1e-12)
 
@@ -74,7 +83,8 @@ def test_per_label_auc_equal_sklearn(pair):
             assert np.isnan(lm.roc_auc(y, s))
         if y.sum() > 0:
             assert lm.average_precision(y, s) == pytest.approx(
-                skm.average_precision_score(y, s), abs=1e-12)
+                skm.average_precision_score(y, s), abs=1e-12
+            )
         else:
             assert np.isnan(lm.average_precision(y, s))
 

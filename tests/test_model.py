@@ -10,17 +10,21 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import f1_score
 
-from labelwise.errors import DataError, ModelFormatError, NotFittedError
-from labelwise.model import LabelwiseClassifier
-from labelwise.persistence import FORMAT_VERSION
+from labelwise.engine.classifier import LabelwiseClassifier
+from labelwise.engine.errors import ConfigError, ModelFormatError, NotFittedError
+from labelwise.engine.persistence import FORMAT_VERSION
 
 
 @pytest.fixture(scope="module")
 def data(split_table):
     train, test = split_table
     labels = [c for c in train.columns if c.startswith("label_")]
-    return (train.drop(["id", *labels]), train.select(labels), test.drop(["id", *labels]),
-            test.select(labels).to_numpy())
+    return (
+        train.drop(["id", *labels]),
+        train.select(labels),
+        test.drop(["id", *labels]),
+        test.select(labels).to_numpy(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +60,12 @@ def test_shared_dataset_equals_fresh_dataset(data):
     Ya = Y.to_numpy()
     params = clf._lgb_params()
     for j in (0, 5, 17):
-        ds = lgb.Dataset(Xa, label=Ya[:, j], params=clf._dataset_params(),
-                         categorical_feature=clf.categorical_features_)
+        ds = lgb.Dataset(
+            Xa,
+            label=Ya[:, j],
+            params=clf._dataset_params(),
+            categorical_feature=clf.categorical_features_,
+        )
         ref = lgb.train(params, ds, num_boost_round=30)
         assert np.allclose(ref.predict(Xa), clf.level1_[0][j].predict(Xa))
 
@@ -70,15 +78,16 @@ def test_parallel_equals_serial(data):
     assert np.allclose(a.thresholds_, b.thresholds_)
 
 
-@pytest.mark.parametrize("strategy, cv_folds", [("binary_relevance", 2), ("chain", 2),
-                                                ("binary_relevance", None)])
+@pytest.mark.parametrize(
+    "strategy, cv_folds", [("binary_relevance", 2), ("chain", 2), ("binary_relevance", None)]
+)
 def test_remote_runner_equals_local(data, strategy, cv_folds):
     """Chunks shipped to other processes (the Dask path, here a process pool) train the same
     models as the in-process fit: same probabilities, same thresholds (with cross-fitting,
     and with a hold-out + refit, where the thresholds must come from the pre-refit models)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from labelwise.boosting import RemoteRunner
+    from labelwise.engine.executors import ThreadExecutor
 
     X, Y, Xt, _ = data
     steps: list[str] = []
@@ -86,12 +95,16 @@ def test_remote_runner_equals_local(data, strategy, cv_folds):
 
     # spawn, as Dask's worker processes do: a forked child of an OpenMP parent can hang
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        def call(step, fn, payloads):
-            steps.append(step)
-            return pool.map(fn, payloads)  # lazily, in order, as the flow does
+
+        class ProcessExecutor(ThreadExecutor):
+            shares_memory = False  # self-contained chunks, as a Dask cluster gets them
+
+            def map(self, step, fn, items):
+                steps.append(step)
+                return pool.map(fn, items)  # lazily, in order, as the flow does
 
         params = dict(strategy=strategy, n_estimators=60, cv_folds=cv_folds, n_jobs=1)
-        remote = LabelwiseClassifier(**params).fit(X, Y, runner=RemoteRunner(call, n_workers=2))
+        remote = LabelwiseClassifier(**params).fit(X, Y, executor=ProcessExecutor(2))
     local = LabelwiseClassifier(**params).fit(X, Y)
     assert steps  # the work did go through the runner
     assert np.allclose(local.predict_proba(Xt), remote.predict_proba(Xt))
@@ -115,11 +128,15 @@ def test_stacking_with_eval_set_uses_out_of_fold_inputs(data):
     X, Y, Xt, Yt = data
     Ya = Y.to_numpy()
     clf = LabelwiseClassifier(strategy="stacking", n_estimators=40, n_folds=2).fit(
-        X.head(2000), Ya[:2000], eval_set=(X.tail(400), Ya[-400:]))
+        X.head(2000), Ya[:2000], eval_set=(X.tail(400), Ya[-400:])
+    )
     # the second level learnt from real first-level probabilities, not from zeros
     n_feat = len(clf.encoder_.features)
-    used = sum(m.booster.feature_importance("split")[n_feat:].sum() for m in clf.level2_[0]
-               if m.booster is not None)
+    used = sum(
+        m.booster.feature_importance("split")[n_feat:].sum()
+        for m in clf.level2_[0]
+        if m.booster is not None
+    )
     assert used > 0
     assert f1_score(Yt, clf.predict(Xt), average="micro") > 0.5
 
@@ -164,7 +181,7 @@ def test_sklearn_conventions(fitted):
     assert c.learning_rate == 0.3
     with pytest.raises(NotFittedError):
         c.predict(np.zeros((1, 3)))
-    with pytest.raises(DataError, match="strategy"):
+    with pytest.raises(ConfigError, match="strategy"):
         LabelwiseClassifier(strategy="nope").fit(np.zeros((4, 2)), np.zeros((4, 2)))
 
 

@@ -12,9 +12,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labelwise.drift import histogram, psi, shares
-from labelwise.errors import DriftError
-from labelwise.synthetic import make_multilabel_table
+from labelwise.engine.drift import histogram, psi, shares
+from labelwise.engine.errors import DriftError
+from labelwise.engine.synthetic import make_multilabel_table
 
 
 def test_psi_matches_the_formula_and_is_zero_on_the_same_data():
@@ -26,8 +26,10 @@ def test_psi_matches_the_formula_and_is_zero_on_the_same_data():
     cur = rng.normal(loc=1.0, size=5000)
     q = shares(spec, cur)
     p = np.asarray(spec["shares"])
-    expected = sum((max(b, 1e-4) - max(a, 1e-4)) * np.log(max(b, 1e-4) / max(a, 1e-4))
-                   for a, b in zip(p, q, strict=True))
+    expected = sum(
+        (max(b, 1e-4) - max(a, 1e-4)) * np.log(max(b, 1e-4) / max(a, 1e-4))
+        for a, b in zip(p, q, strict=True)
+    )
     assert psi(p, q) == pytest.approx(expected)
     assert psi(p, q) > 0.25  # a one-sigma shift is a major shift
     # missing values are a bin of their own: a feature arriving empty drifts
@@ -35,8 +37,10 @@ def test_psi_matches_the_formula_and_is_zero_on_the_same_data():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 6) | st.just(-1), min_size=1, max_size=200),
-       st.lists(st.integers(0, 9) | st.just(-1), min_size=1, max_size=200))
+@given(
+    st.lists(st.integers(0, 6) | st.just(-1), min_size=1, max_size=200),
+    st.lists(st.integers(0, 9) | st.just(-1), min_size=1, max_size=200),
+)
 def test_categorical_shares_are_a_distribution(ref, cur):
     to = lambda xs: np.array([np.nan if x < 0 else float(x) for x in xs])  # noqa: E731
     spec = histogram(to(ref), discrete=True)
@@ -48,7 +52,7 @@ def test_categorical_shares_are_a_distribution(ref, cur):
 
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory, prefect_api) -> dict:
-    from flows.train import train_flow
+    from labelwise.flows.train import train_flow
 
     root = tmp_path_factory.mktemp("monitor")
     df = make_multilabel_table(n_rows=2400, n_labels=6, seed=11)
@@ -56,15 +60,28 @@ def watched(tmp_path_factory, prefect_api) -> dict:
     df.slice(1400, 400).write_parquet(root / "test.parquet")
     batch = df.tail(600)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    cfg = {"name": "watched", "data": {"train": "train.parquet", "test": "test.parquet",
-                                       "labels": {"prefix": "label_"}, "exclude": ["id"]},
-           "model": {"preset": "fast"}, "contract": {"min_rows": 50},
-           "tracking": {"tracking_uri": uri},
-           "monitoring": {"batch": "batch.parquet", "top_features": 8}}
+    cfg = {
+        "name": "watched",
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+        },
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 50},
+        "tracking": {"tracking_uri": uri},
+        "monitoring": {"batch": "batch.parquet", "top_features": 8},
+    }
     (root / "job.yaml").write_text(yaml.safe_dump(cfg))
     res = train_flow(str(root / "job.yaml"))
-    return {"root": root, "config": str(root / "job.yaml"), "uri": uri, "batch": batch,
-            "model_dir": res["model_dir"]}
+    return {
+        "root": root,
+        "config": str(root / "job.yaml"),
+        "uri": uri,
+        "batch": batch,
+        "model_dir": res["model_dir"],
+    }
 
 
 @pytest.mark.slow
@@ -73,7 +90,7 @@ def test_monitor_flow_passes_a_like_batch_and_fails_a_shifted_one(watched):
 
     from mlflow import MlflowClient
 
-    from flows.monitor import monitor_flow
+    from labelwise.flows.monitor import monitor_flow
 
     root, batch = watched["root"], watched["batch"]
     labels = [c for c in batch.columns if c.startswith("label_")]
@@ -104,8 +121,11 @@ def test_monitor_flow_passes_a_like_batch_and_fails_a_shifted_one(watched):
     hist = c.get_metric_history(runs[1].info.run_id, key)
     assert hist[0].step == 1 and hist[0].value > 0.25
     arts = {a.path for a in c.list_artifacts(runs[1].info.run_id, "monitoring")}
-    assert {"monitoring/report.json", "monitoring/score_psi.png",
-            "monitoring/score_psi_history.png"} <= arts
+    assert {
+        "monitoring/report.json",
+        "monitoring/score_psi.png",
+        "monitoring/score_psi_history.png",
+    } <= arts
 
 
 @pytest.mark.slow
@@ -117,12 +137,15 @@ def test_monitor_cli_exit_codes(watched):
     root = watched["root"]
     # truth without a single positive for three labels: a label shift the monitor must name
     wrong = watched["batch"].with_columns(
-        [pl.lit(0).alias(c) for c in watched["batch"].columns if c.startswith("label_")][:3])
+        [pl.lit(0).alias(c) for c in watched["batch"].columns if c.startswith("label_")][:3]
+    )
     wrong.write_parquet(root / "wrong_truth.parquet")
-    res = CliRunner().invoke(app, ["monitor", "-c", watched["config"], "-b",
-                                   str(root / "wrong_truth.parquet")])
+    res = CliRunner().invoke(
+        app, ["monitor", "-c", watched["config"], "-b", str(root / "wrong_truth.parquet")]
+    )
     assert res.exit_code == 3, res.output
     assert "label_00" in res.output and "drift" in res.output
-    res = CliRunner().invoke(app, ["monitor", "-c", watched["config"], "-b",
-                                   str(root / "nope.parquet")])
+    res = CliRunner().invoke(
+        app, ["monitor", "-c", watched["config"], "-b", str(root / "nope.parquet")]
+    )
     assert res.exit_code == 2 and "nope.parquet" in res.output

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from labelwise.model import LabelwiseClassifier
-from labelwise.synthetic import make_multilabel_table
+from labelwise.engine.callbacks import Checkpoint, Progress
+from labelwise.engine.classifier import LabelwiseClassifier
+from labelwise.engine.synthetic import make_multilabel_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,15 +35,16 @@ def test_killed_fit_resumes_without_retraining(tmp_path: Path, cv_folds, kill_at
     ckpt = tmp_path / "ckpt"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
         from test_resume import _data
-        from labelwise.model import LabelwiseClassifier
+        from labelwise.engine.classifier import LabelwiseClassifier
         X, Y = _data()
         def progress(done, planned, label):
             if done == {kill_at}:  # some labels are on disk: die the hard way
                 os.kill(os.getpid(), signal.SIGKILL)
+        from labelwise.engine.callbacks import Checkpoint, Progress
         LabelwiseClassifier(n_estimators=40, n_jobs=1, cv_folds={cv_folds!r}).fit(
-            X, Y, progress=progress, checkpoint_dir={str(ckpt)!r})
+            X, Y, callbacks=[Checkpoint({str(ckpt)!r}), Progress(progress)])
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
@@ -51,11 +53,12 @@ def test_killed_fit_resumes_without_retraining(tmp_path: Path, cv_folds, kill_at
 
     X, Y = _data()
     planned = []
+    checkpoint = Checkpoint(ckpt)
     resumed = LabelwiseClassifier(n_estimators=40, n_jobs=1, cv_folds=cv_folds).fit(
-        X, Y, checkpoint_dir=ckpt, progress=lambda d, p, _l: planned.append(p))
-    assert resumed.n_models_resumed_ == kill_at
+        X, Y, callbacks=[checkpoint, Progress(lambda d, p, _l: planned.append(p))]
+    )
+    assert checkpoint.restored == kill_at
     fresh = LabelwiseClassifier(n_estimators=40, n_jobs=1, cv_folds=cv_folds).fit(X, Y)
-    assert fresh.n_models_resumed_ == 0
     assert np.allclose(resumed.predict_proba(X), fresh.predict_proba(X))
     assert np.allclose(resumed.thresholds_, fresh.thresholds_)
 
@@ -70,22 +73,35 @@ def test_killed_train_command_resumes_and_registers_once(tmp_path: Path):
     df = make_multilabel_table(n_rows=2500, n_labels=12, seed=8)
     df.head(2000).write_parquet(tmp_path / "train.parquet")
     df.tail(500).write_parquet(tmp_path / "test.parquet")
-    cfg = {"name": "resume", "data": {"train": "train.parquet", "test": "test.parquet",
-                                      "labels": {"prefix": "label_"}, "exclude": ["id"]},
-           "model": {"params": {"n_estimators": 80, "cv_folds": 3}}, "n_jobs": 1}
+    cfg = {
+        "name": "resume",
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+        },
+        "model": {"params": {"n_estimators": 80, "cv_folds": 3}},
+        "n_jobs": 1,
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
     home = tmp_path / "state"
 
     def train(state: Path, **kw):
-        env = {**os.environ, "LABELWISE_HOME": str(state),
-               "PREFECT_HOME": str(state / "prefect")}
+        env = {**os.environ, "LABELWISE_HOME": str(state), "PREFECT_HOME": str(state / "prefect")}
         # MLflow exports set_tracking_uri() to the environment: earlier tests' URIs must not leak
         for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             env.pop(k, None)
-        return subprocess.Popen([sys.executable, "-m", "labelwise.cli", "train", "-c",
-                                 str(tmp_path / "job.yaml")], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, **kw)
+        return subprocess.Popen(
+            [sys.executable, "-m", "labelwise.cli", "train", "-c", str(tmp_path / "job.yaml")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            **kw,
+        )
 
     proc = train(home)
     deadline = time.monotonic() + 300
@@ -106,8 +122,9 @@ def test_killed_train_command_resumes_and_registers_once(tmp_path: Path):
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
     c = MlflowClient(uri, registry_uri=uri)
-    runs = c.search_runs([c.get_experiment_by_name("resume").experiment_id],
-                         order_by=["attributes.start_time ASC"])
+    runs = c.search_runs(
+        [c.get_experiment_by_name("resume").experiment_id], order_by=["attributes.start_time ASC"]
+    )
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
     assert "abandoned" in runs[0].data.tags["labelwise.error"]
     assert runs[1].data.metrics["models_resumed"] >= done_before >= 8

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
-from labelwise.synthetic import make_multilabel_table
+from labelwise.engine.synthetic import make_multilabel_table
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +28,9 @@ def _free_port() -> int:
 
 
 def _post(url: str, payload: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -38,29 +39,58 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
 
 
 def test_mlflow_serves_the_champion(tmp_path: Path, prefect_api):
-    from flows.train import train_flow
+    from labelwise.flows.train import train_flow
 
     df = make_multilabel_table(n_rows=700, n_labels=5, seed=21)
     df.head(550).write_parquet(tmp_path / "train.parquet")
     df.tail(150).write_parquet(tmp_path / "test.parquet")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = {"name": "served", "data": {"train": "train.parquet", "test": "test.parquet",
-                                      "labels": {"prefix": "label_"}, "exclude": ["id"]},
-           "model": {"preset": "fast"}, "contract": {"min_rows": 50},
-           "tracking": {"tracking_uri": uri}}
+    cfg = {
+        "name": "served",
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+        },
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 50},
+        "tracking": {"tracking_uri": uri},
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
     train_flow(str(tmp_path / "job.yaml"))
 
     port = _free_port()
     # mlflow.set_tracking_uri / set_registry_uri (used by earlier tests in this process) export
     # MLFLOW_*_URI to child processes: name both explicitly
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
-           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/served@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/served@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -85,11 +115,14 @@ def test_mlflow_serves_the_champion(tmp_path: Path, prefect_api):
             assert all(0 <= p[f"p:{lab}"] <= 1 for lab in labels)
             assert set(p["labels"]) <= set(labels)
 
-        missing = {"columns": [c for c in split["columns"] if c != "x05"],
-                   "data": [[v for c, v in zip(split["columns"], row, strict=True) if c != "x05"]
-                            for row in split["data"]]}
-        status, body = _post(f"http://127.0.0.1:{port}/invocations",
-                             {"dataframe_split": missing})
+        missing = {
+            "columns": [c for c in split["columns"] if c != "x05"],
+            "data": [
+                [v for c, v in zip(split["columns"], row, strict=True) if c != "x05"]
+                for row in split["data"]
+            ],
+        }
+        status, body = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": missing})
         assert 400 <= status < 500 and "x05" in json.dumps(body)
 
         wrong = pl.DataFrame(rows).with_columns(pl.lit("abc").alias("x01"))

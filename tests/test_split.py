@@ -3,12 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelwise.errors import DataError
-from labelwise.split import (
+from labelwise.engine.errors import DataError
+from labelwise.engine.split import (
     iterative_stratification,
     label_share_spread,
     stratified_kfold,
-    train_valid_test_split,
 )
 
 
@@ -20,7 +19,8 @@ def _labels(n=3000, n_labels=30, seed=0):
 
 def test_fractions_and_partition():
     Y = _labels()
-    parts = train_valid_test_split(Y, (0.7, 0.15, 0.15), seed=3)
+    fold = iterative_stratification(Y, (0.7, 0.15, 0.15), seed=3)
+    parts = [np.flatnonzero(fold == j) for j in range(3)]
     allidx = np.sort(np.concatenate(parts))
     assert (allidx == np.arange(len(Y))).all()
     sizes = [len(p) / len(Y) for p in parts]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labelwise.synthetic import make_multilabel_table
+from labelwise.engine.synthetic import make_multilabel_table
 from tests.servers import Stack, http
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -23,10 +23,18 @@ def _job(tmp: Path, name: str, seed: int = 3, rows: int = 600) -> Path:
     df = make_multilabel_table(n_rows=rows, n_labels=4, seed=seed)
     df.head(rows * 4 // 5).write_parquet(tmp / "train.parquet")
     df.tail(rows // 5).write_parquet(tmp / "test.parquet")
-    cfg = {"name": name, "data": {"train": "train.parquet", "test": "test.parquet",
-                                  "labels": {"prefix": "label_"}, "exclude": ["id"]},
-           "model": {"preset": "fast"}, "contract": {"min_rows": 50},
-           "schedule": {"cron": "0 4 * * *"}}
+    cfg = {
+        "name": name,
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+        },
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 50},
+        "schedule": {"cron": "0 4 * * *"},
+    }
     path = tmp / "job.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -57,13 +65,15 @@ def test_deploy_trigger_worker_registers_a_challenger(stack: Stack, tmp_path: Pa
     assert retrain["work_pool_name"] == pool
     assert [s["schedule"]["cron"] for s in retrain["schedules"]] == ["0 4 * * *"]
 
-    res = stack.run(["prefect", "deployment", "run", f"labelwise-train/{name}-retrain"],
-                    tmp_path)
+    res = stack.run(["prefect", "deployment", "run", f"labelwise-train/{name}-retrain"], tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", res.stdout).group(1)
 
-    worker = stack.run(["prefect", "worker", "start", "--pool", pool, "--type", "process",
-                        "--run-once"], tmp_path, timeout=900)
+    worker = stack.run(
+        ["prefect", "worker", "start", "--pool", pool, "--type", "process", "--run-once"],
+        tmp_path,
+        timeout=900,
+    )
     status, run = http(f"{stack.prefect_api}/flow_runs/{flow_run_id}", auth=stack.prefect_auth)
     assert status == 200
     assert run["state"]["type"] == "COMPLETED", worker.stdout[-6000:] + worker.stderr[-6000:]
@@ -85,24 +95,41 @@ def test_deploy_trigger_worker_registers_a_challenger(stack: Stack, tmp_path: Pa
     # deployment's run ends FAILED naming them, and starts the retrain deployment
     import polars as pl
 
-    batch = pl.concat([pl.read_parquet(tmp_path / f"{p}.parquet") for p in ("train", "test")]
-                      ).with_columns([pl.lit(0).alias(f"label_{j:02d}") for j in range(3)])
+    batch = pl.concat(
+        [pl.read_parquet(tmp_path / f"{p}.parquet") for p in ("train", "test")]
+    ).with_columns([pl.lit(0).alias(f"label_{j:02d}") for j in range(3)])
     batch.write_parquet(tmp_path / "batch.parquet")
-    res = stack.run(["prefect", "deployment", "run", f"labelwise-monitor/{name}-monitor",
-                     "--param", f"batch_path={tmp_path / 'batch.parquet'}",
-                     "--param", "retrain=true"], tmp_path)
+    res = stack.run(
+        [
+            "prefect",
+            "deployment",
+            "run",
+            f"labelwise-monitor/{name}-monitor",
+            "--param",
+            f"batch_path={tmp_path / 'batch.parquet'}",
+            "--param",
+            "retrain=true",
+        ],
+        tmp_path,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     monitor_run_id = re.search(r"UUID: ([0-9a-f-]{36})", res.stdout).group(1)
-    worker = stack.run(["prefect", "worker", "start", "--pool", pool, "--type", "process",
-                        "--run-once"], tmp_path, timeout=900)
-    status, run = http(f"{stack.prefect_api}/flow_runs/{monitor_run_id}",
-                       auth=stack.prefect_auth)
+    worker = stack.run(
+        ["prefect", "worker", "start", "--pool", pool, "--type", "process", "--run-once"],
+        tmp_path,
+        timeout=900,
+    )
+    status, run = http(f"{stack.prefect_api}/flow_runs/{monitor_run_id}", auth=stack.prefect_auth)
     assert run["state"]["type"] == "FAILED", worker.stdout[-6000:] + worker.stderr[-6000:]
     message = run["state"]["message"]
     assert "DriftError" in message and any(f"label_{j:02d}" in message for j in range(3)), message
-    status, runs = stack.prefect_post("flow_runs/filter", {
-        "deployments": {"id": {"any_": [retrain["id"]]}},
-        "flow_runs": {"tags": {"all_": ["drift-retrain"]}}})
+    status, runs = stack.prefect_post(
+        "flow_runs/filter",
+        {
+            "deployments": {"id": {"any_": [retrain["id"]]}},
+            "flow_runs": {"tags": {"all_": ["drift-retrain"]}},
+        },
+    )
     assert status == 200 and len(runs) == 1, runs
 
 
@@ -118,22 +145,34 @@ def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
     name = f"fault-{secrets.token_hex(3)}"
     job = _job(tmp_path, name, rows=3000)
     # a small retry budget keeps the test short; the defaults allow ~1 min of outage
-    fast = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    proc = subprocess.Popen([str(BIN / "labelwise"), "train", "-c", str(job)],
-                            env=stack.client_env(tmp_path) | fast, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fast = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    }
+    proc = subprocess.Popen(
+        [str(BIN / "labelwise"), "train", "-c", str(job)],
+        env=stack.client_env(tmp_path) | fast,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def running_run() -> dict | None:
         status, body = stack.mlflow_get("experiments/get-by-name", experiment_name=name)
         if status != 200:
             return None
-        _, found = stack.mlflow_post("runs/search", {
-            "experiment_ids": [body["experiment"]["experiment_id"]]})
+        _, found = stack.mlflow_post(
+            "runs/search", {"experiment_ids": [body["experiment"]["experiment_id"]]}
+        )
         runs = (found or {}).get("runs", [])
         # started, with its params logged: the flow is past start-run, into the pipeline
-        return runs[0] if runs and runs[0]["info"]["status"] == "RUNNING" and \
-            runs[0]["data"].get("params") else None
+        return (
+            runs[0]
+            if runs and runs[0]["info"]["status"] == "RUNNING" and runs[0]["data"].get("params")
+            else None
+        )
 
     deadline = time.monotonic() + 300
     while running_run() is None:
@@ -143,8 +182,7 @@ def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
     stack.mlflow.stop()  # the tracking server goes away mid-run
     time.sleep(20)  # longer than the client's retries
     stack.start_mlflow()
-    wait_until(lambda: http(f"{stack.mlflow_url}/health")[0] == 200, "mlflow server",
-               stack.mlflow)
+    wait_until(lambda: http(f"{stack.mlflow_url}/health")[0] == 200, "mlflow server", stack.mlflow)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 2, out + err
     said = " ".join(err.split())
@@ -152,13 +190,13 @@ def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
     assert stack.mlflow_password not in out + err
 
     status, body = stack.mlflow_get("experiments/get-by-name", experiment_name=name)
-    _, found = stack.mlflow_post("runs/search", {
-        "experiment_ids": [body["experiment"]["experiment_id"]]})
+    _, found = stack.mlflow_post(
+        "runs/search", {"experiment_ids": [body["experiment"]["experiment_id"]]}
+    )
     [run] = found["runs"]
     assert run["info"]["status"] == "FAILED"
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert "labelwise.error" in tags
     status, body = stack.mlflow_get("registered-models/get", name=name)
-    versions = body.get("registered_model", {}).get("latest_versions", []) if status == 200 \
-        else []
+    versions = body.get("registered_model", {}).get("latest_versions", []) if status == 200 else []
     assert versions == [], body

@@ -7,17 +7,25 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import f1_score, fbeta_score, precision_score, recall_score
 
-from labelwise.errors import ConfigError
-from labelwise.thresholds import ThresholdPolicy, _sweep, apply_thresholds, fit_thresholds
-from labelwise.weights import label_weights
+from labelwise.engine.errors import ConfigError
+from labelwise.engine.thresholds import ThresholdPolicy, _sweep, apply_thresholds, fit_thresholds
+from labelwise.engine.weights import Weighting
 
 
 @settings(max_examples=200, deadline=None)
-@given(arrays(np.uint8, st.integers(2, 40), elements=st.integers(0, 1)),
-       st.data(), st.sampled_from([0.5, 1.0, 2.0]))
+@given(
+    arrays(np.uint8, st.integers(2, 40), elements=st.integers(0, 1)),
+    st.data(),
+    st.sampled_from([0.5, 1.0, 2.0]),
+)
 def test_sweep_finds_the_best_cut(y, data, beta):
-    p = data.draw(arrays(np.float64, len(y), elements=st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9])
-                         | st.floats(0, 1)))
+    p = data.draw(
+        arrays(
+            np.float64,
+            len(y),
+            elements=st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9]) | st.floats(0, 1),
+        )
+    )
     if y.sum() in (0, len(y)):
         return
     t, score = _sweep(y, p, ThresholdPolicy(objective="fbeta", beta=beta))
@@ -71,15 +79,15 @@ def test_weight_schemes():
     Y = np.zeros((100, 3), dtype=np.uint8)
     Y[:50, 0] = 1
     Y[:10, 1] = 1
-    assert label_weights(Y, "none").tolist() == [1, 1, 1]
-    assert label_weights(Y, "balanced")[:2] == pytest.approx([1.0, 9.0])
-    assert label_weights(Y, "sqrt")[1] == pytest.approx(3.0)
-    eff = label_weights(Y, "effective", beta=0.99)
-    assert eff[1] == pytest.approx((1 - 0.99 ** 90) / (1 - 0.99 ** 10))
-    assert label_weights(Y, "balanced")[2] == 1.0  # no positive: neutral
-    assert label_weights(Y, "balanced", cap=5)[1] == 5.0
-    assert label_weights(Y, {"b": 2.0}, labels=["a", "b", "c"]).tolist() == [1, 2, 1]
+    assert Weighting("none").weights(Y).tolist() == [1, 1, 1]
+    assert Weighting("balanced").weights(Y)[:2] == pytest.approx([1.0, 9.0])
+    assert Weighting("sqrt").weights(Y)[1] == pytest.approx(3.0)
+    eff = Weighting("effective", beta=0.99).weights(Y)
+    assert eff[1] == pytest.approx((1 - 0.99**90) / (1 - 0.99**10))
+    assert Weighting("balanced").weights(Y)[2] == 1.0  # no positive: neutral
+    assert Weighting("balanced", cap=5).weights(Y)[1] == 5.0
+    assert Weighting({"b": 2.0}).weights(Y, ["a", "b", "c"]).tolist() == [1, 2, 1]
     with pytest.raises(ConfigError, match="unknown label"):
-        label_weights(Y, {"zz": 2.0}, labels=["a", "b", "c"])
+        Weighting({"zz": 2.0}).weights(Y, ["a", "b", "c"])
     with pytest.raises(ConfigError):
-        label_weights(Y, "nope")
+        Weighting("nope")

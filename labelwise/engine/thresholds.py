@@ -18,41 +18,65 @@ micro/macro .637/.480, k=30 .652/.470, k=100 .671/.466; enron: .609/.231, .620/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from labelwise.errors import ConfigError
+from labelwise.engine.errors import ConfigError
+from labelwise.engine.params import Constraint, Interval, Options, check_params
 
 OBJECTIVES = ("f1", "fbeta", "precision", "recall")
+MODES = ("per_label", "global", "fixed")
 
 
 @dataclass(frozen=True)
 class ThresholdPolicy:
-    """How thresholds are chosen. See the module docstring for the meaning of each field."""
+    """How per-label thresholds are chosen on held-out probabilities.
+
+    objective : "f1" | "fbeta" | "precision" | "recall"
+        What each label's cut maximises (see the module docstring).
+    beta : float > 0
+        The F-beta weight of recall (``objective="fbeta"``).
+    target : float in (0, 1] or None
+        The precision or recall to reach (``objective="precision" | "recall"``).
+    mode : "per_label" | "global" | "fixed"
+        A cut per label (shrunk toward the global one), one pooled cut, or ``fixed`` for all.
+    shrinkage : float >= 0
+        ``k`` of the shrinkage toward the global cut (0: none).
+    fixed : float in [0, 1]
+        The cut of ``mode="fixed"`` and of labels without held-out rows.
+    at_least_one : bool
+        Give a row with no predicted label the one closest to its threshold.
+    """
+
+    # read by the YAML loader (pydantic): an unknown key is an error, not a silent default
+    __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
 
     objective: str = "f1"
     beta: float = 1.0
     target: float | None = None
-    mode: str = "per_label"  # per_label | global | fixed
+    mode: str = "per_label"
     shrinkage: float = 30.0
     fixed: float = 0.5
     at_least_one: bool = False
 
+    _constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "objective": [Options(OBJECTIVES)],
+        "beta": [Interval(float, 0, None, closed="neither")],
+        "target": [None, Interval(float, 0, 1, closed="right")],
+        "mode": [Options(MODES)],
+        "shrinkage": [Interval(float, 0, None)],
+        "fixed": [Interval(float, 0, 1)],
+        "at_least_one": [bool],
+    }
+
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"threshold objective must be one of {OBJECTIVES}, got "
-                              f"{self.objective!r}")
-        if self.mode not in ("per_label", "global", "fixed"):
-            raise ConfigError(f"threshold mode must be per_label, global or fixed, got "
-                              f"{self.mode!r}")
-        if self.objective in ("precision", "recall") and (
-                self.target is None or not 0 < self.target <= 1):
-            raise ConfigError(f"threshold objective {self.objective!r} needs a target in (0, 1]")
-        if not 0 <= self.fixed <= 1:
-            raise ConfigError(f"fixed threshold must be in [0, 1], got {self.fixed}")
-        if self.beta <= 0 or self.shrinkage < 0:
-            raise ConfigError("threshold beta must be > 0 and shrinkage >= 0")
+        check_params(asdict(self), self._constraints)
+        if self.objective in ("precision", "recall") and self.target is None:
+            raise ConfigError(
+                f"threshold objective {self.objective!r} needs a target in (0, 1]", param="target"
+            )
 
 
 def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float, float]:
@@ -68,17 +92,18 @@ def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float
     fp = (last + 1) - tp
     fn = n_pos - tp
     if policy.objective in ("f1", "fbeta"):
-        b2 = 1.0 if policy.objective == "f1" else policy.beta ** 2
+        b2 = 1.0 if policy.objective == "f1" else policy.beta**2
         score = (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp)
         best = int(np.argmax(score))
     else:
         precision = tp / (tp + fp)
         recall = tp / n_pos
+        target = float(policy.target or 0.0)  # set whenever the objective needs one
         if policy.objective == "precision":
-            ok = precision >= policy.target
+            ok = precision >= target
             score = np.where(ok, recall, -1.0)
         else:
-            ok = recall >= policy.target
+            ok = recall >= target
             score = np.where(ok, precision, -1.0)
         if not ok.any():
             best = int(np.argmax(precision if policy.objective == "precision" else recall))
@@ -90,8 +115,9 @@ def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float
     return float(np.clip((hi + lo) / 2.0, 0.0, 1.0)), float(score[best])
 
 
-def fit_thresholds(Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy | None = None
-                   ) -> np.ndarray:
+def fit_thresholds(
+    Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy | None = None
+) -> np.ndarray:
     """Thresholds (float64, length L) from held-out labels ``Y`` and probabilities ``P``."""
     policy = policy or ThresholdPolicy()
     Y = np.asarray(Y)
@@ -114,18 +140,9 @@ def fit_thresholds(Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy | None 
     return out
 
 
-PROBA_PREFIX = "p:"  # scored tables: one probability column per label, "p:<label>"
-LABELS_COLUMN = "labels"  # ...and the predicted label set
-
-
-def label_sets(pred: np.ndarray, labels: list[str]) -> list[list[str]]:
-    """The predicted label names of each row of a 0/1 matrix."""
-    names = np.asarray(labels, dtype=object)
-    return [names[row.astype(bool)].tolist() for row in pred]
-
-
-def apply_thresholds(P: np.ndarray, thresholds: np.ndarray, at_least_one: bool = False
-                     ) -> np.ndarray:
+def apply_thresholds(
+    P: np.ndarray, thresholds: np.ndarray, at_least_one: bool = False
+) -> np.ndarray:
     """0/1 predictions (uint8). With ``at_least_one``, an empty row gets the label whose
     probability is highest relative to its threshold."""
     P = np.asarray(P)

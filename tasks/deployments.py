@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labelwise.config import load_config
+from labelwise.pipeline.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK_POOL = "labelwise"
@@ -39,22 +39,42 @@ def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
     ensure_work_pool(work_pool)
     tz = cfg.schedule.timezone
     jobs = [  # (deployment, entrypoint, cron, what it does)
-        ("retrain", "flows/train.py:train_flow", cfg.schedule.cron,
-         f"retrain {cfg.name} on fresh data (config {config_abs})"),
-        ("promote", "flows/promote.py:promote_flow", None,
-         f"challenger vs champion for {cfg.name}"),
-        ("monitor", "flows/monitor.py:monitor_flow", cfg.monitoring.cron,
-         f"label-wise drift of {cfg.name}'s incoming batch against the champion"),
+        (
+            "retrain",
+            "flows/train.py:train_flow",
+            cfg.schedule.cron,
+            f"retrain {cfg.name} on fresh data (config {config_abs})",
+        ),
+        (
+            "promote",
+            "flows/promote.py:promote_flow",
+            None,
+            f"challenger vs champion for {cfg.name}",
+        ),
+        (
+            "monitor",
+            "flows/monitor.py:monitor_flow",
+            cfg.monitoring.cron,
+            f"label-wise drift of {cfg.name}'s incoming batch against the champion",
+        ),
     ]
     ids: dict[str, Any] = {}
     for kind, entrypoint, cron, description in jobs:
         fl = prefect_flow.from_source(source=str(ROOT), entrypoint=entrypoint)
         ids[kind] = fl.deploy(
-            name=f"{cfg.name}-{kind}", work_pool_name=work_pool,
+            name=f"{cfg.name}-{kind}",
+            work_pool_name=work_pool,
             schedules=[Cron(cron, timezone=tz)] if cron else [],
-            parameters={"config_path": config_abs}, tags=["labelwise", cfg.name],
-            description=description, print_next_steps=False, build=False, push=False,
-            ignore_warnings=True)
-    return {k: str(v) for k, v in ids.items()} | {"work_pool": work_pool,
-                                                  "cron": cfg.schedule.cron,
-                                                  "monitor_cron": cfg.monitoring.cron}
+            parameters={"config_path": config_abs},
+            tags=["labelwise", cfg.name],
+            description=description,
+            print_next_steps=False,
+            build=False,
+            push=False,
+            ignore_warnings=True,
+        )
+    return {k: str(v) for k, v in ids.items()} | {
+        "work_pool": work_pool,
+        "cron": cfg.schedule.cron,
+        "monitor_cron": cfg.monitoring.cron,
+    }

@@ -10,47 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from labelwise.errors import ConfigError
+from labelwise.engine.data import LabelSpec
+from labelwise.engine.errors import ConfigError
+from labelwise.engine.promotion import PromotionRule
+from labelwise.engine.thresholds import ThresholdPolicy
+from labelwise.engine.weights import Weighting
+
+if TYPE_CHECKING:
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.drift import DriftRules
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LabelsConfig(_Section):
-    """Which columns hold the labels: exactly one of columns / prefix / regex / set_column."""
-
-    columns: list[str] | None = None
-    prefix: str | None = None
-    regex: str | None = None
-    set_column: str | None = None
-    separator: str | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> LabelsConfig:
-        given = [k for k in ("columns", "prefix", "regex", "set_column") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of columns, prefix, regex, set_column (got "
-                             f"{given or 'none'})")
-        return self
-
-    def spec(self) -> Any:
-        from labelwise.data import LabelSpec
-
-        return LabelSpec(columns=tuple(self.columns) if self.columns else None,
-                         prefix=self.prefix, regex=self.regex, set_column=self.set_column,
-                         separator=self.separator)
-
-
 class DataConfig(_Section):
     train: Path = Field(description="training table (parquet / CSV / NDJSON)")
     test: Path | None = Field(None, description="held-out table; else split off the training one")
-    labels: LabelsConfig
+    labels: LabelSpec = Field(
+        description="exactly one of columns, prefix, regex, set_column (+ separator)"
+    )
     features: list[str] | None = Field(None, description="feature columns; default: all others")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features")
 
@@ -62,51 +48,39 @@ class SplitConfig(_Section):
 
 class ModelConfig(_Section):
     strategy: Literal["binary_relevance", "stacking", "chain", "chain_ensemble"] = (
-        "binary_relevance")
+        "binary_relevance"
+    )
     preset: Literal["default", "fast", "accurate"] = "default"
-    params: dict[str, Any] = Field(default_factory=dict,
-                                   description="LabelwiseClassifier parameters")
-    lgb_params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="LabelwiseClassifier parameters (n_estimators, "
+        "cv_folds, ...), validated by the estimator's own constraints",
+    )
+    lgb_params: dict[str, Any] = Field(
+        default_factory=dict, description="any other LightGBM parameter"
+    )
 
     @field_validator("params")
     @classmethod
     def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
         import inspect
 
-        from labelwise.model import LabelwiseClassifier
+        from labelwise.engine.classifier import LabelwiseClassifier
 
-        sig = inspect.signature(LabelwiseClassifier.__init__).parameters
-        allowed = set(sig) - {"self", "strategy", "lgb_params", "weighting", "weighting_cap"}
+        allowed = set(inspect.signature(LabelwiseClassifier.__init__).parameters) - {
+            "self",
+            *SECTION_PARAMS,
+        }
+        taken = sorted(set(v) & set(SECTION_PARAMS))
+        if taken:
+            raise ValueError(
+                f"{taken} are set by their own config keys "
+                f"({[SECTION_PARAMS[k] for k in taken]}), not here"
+            )
         unknown = sorted(set(v) - allowed)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
-        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                 "None": (type(None),), "dict": (dict,), "Sequence": (list, tuple)}
-        for key, value in v.items():
-            # annotations are strings here ("int | str | None"): check against their names
-            names = [n.strip().split("[")[0] for n in str(sig[key].annotation).split("|")]
-            allowed_types = tuple(t for n in names for t in kinds.get(n, (object,)))
-            ok = isinstance(value, allowed_types) and not (
-                isinstance(value, bool) and "bool" not in names)
-            if not ok:
-                raise ValueError(f"{key} must be {sig[key].annotation}, got {value!r}")
         return v
-
-
-class WeightingConfig(_Section):
-    scheme: Literal["none", "balanced", "sqrt", "effective"] | dict[str, float] = "none"
-    cap: float = Field(50.0, ge=1)
-    beta: float = Field(0.999, gt=0, lt=1)
-
-
-class ThresholdConfig(_Section):
-    objective: Literal["f1", "fbeta", "precision", "recall"] = "f1"
-    beta: float = Field(1.0, gt=0)
-    target: float | None = Field(None, gt=0, le=1)
-    mode: Literal["per_label", "global", "fixed"] = "per_label"
-    fixed: float = Field(0.5, ge=0, le=1)
-    shrinkage: float = Field(30.0, ge=0)
-    at_least_one: bool = False
 
 
 class ContractConfig(_Section):
@@ -120,14 +94,6 @@ class TrackingConfig(_Section):
     tracking_uri: str | None = Field(None, description="default: SQLite in the state dir")
     experiment: str | None = Field(None, description="default: the config name")
     registered_model: str | None = Field(None, description="default: the config name")
-
-
-class PromotionConfig(_Section):
-    metric: str = "f1_macro"
-    higher_is_better: bool = True
-    min_gain: float = Field(0.0, ge=0)
-    max_label_regression: float = Field(0.05, ge=0, le=1)
-    min_label_support: int = Field(20, ge=1)
 
 
 class ScheduleConfig(_Section):
@@ -150,18 +116,21 @@ class MonitoringConfig(_Section):
     min_support: int = Field(20, ge=1)
     retrain_on_drift: bool = Field(False, description="run the retrain deployment on drift")
 
-    def rules(self) -> Any:
-        from labelwise.drift import DriftRules
+    def rules(self) -> DriftRules:
+        from labelwise.engine.drift import DriftRules
 
-        return DriftRules(prevalence_ratio=self.prevalence_ratio,
-                          prevalence_min_change=self.prevalence_min_change,
-                          score_psi=self.score_psi, feature_psi=self.feature_psi,
-                          f1_drop=self.f1_drop, min_support=self.min_support)
+        return DriftRules(
+            prevalence_ratio=self.prevalence_ratio,
+            prevalence_min_change=self.prevalence_min_change,
+            score_psi=self.score_psi,
+            feature_psi=self.feature_psi,
+            f1_drop=self.f1_drop,
+            min_support=self.min_support,
+        )
 
 
 # settings that change how or when a job runs, never the model it makes
-EXECUTION_KEYS = {"monitoring", "schedule", "task_runner", "dask_address", "dask_workers",
-                  "n_jobs"}
+EXECUTION_KEYS = {"monitoring", "schedule", "task_runner", "dask_address", "dask_workers", "n_jobs"}
 
 
 class Config(_Section):
@@ -169,19 +138,23 @@ class Config(_Section):
     data: DataConfig
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
-    weighting: WeightingConfig = WeightingConfig()
-    thresholds: ThresholdConfig = ThresholdConfig()
+    weighting: Weighting = Weighting()
+    thresholds: ThresholdPolicy = ThresholdPolicy()
     contract: ContractConfig = ContractConfig()
     tracking: TrackingConfig = TrackingConfig()
-    promotion: PromotionConfig = PromotionConfig()
+    promotion: PromotionRule = PromotionRule()
     schedule: ScheduleConfig = ScheduleConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     task_runner: Literal["thread", "dask"] = Field(
-        "thread", description="where per-label models train: threads of the flow's process, "
-        "or a Dask cluster (prefect-dask)")
+        "thread",
+        description="where per-label models train: threads of the flow's process, "
+        "or a Dask cluster (prefect-dask)",
+    )
     dask_address: str | None = Field(
-        None, description="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786; "
-        "unset: a local cluster of dask_workers processes for the run")
+        None,
+        description="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786; "
+        "unset: a local cluster of dask_workers processes for the run",
+    )
     dask_workers: int | None = Field(None, ge=1, description="local cluster size (CPUs)")
     n_jobs: int = -1
 
@@ -214,66 +187,120 @@ class Config(_Section):
         walk("", self.model_dump(mode="json"))
         return out
 
-    def estimator(self) -> Any:
-        """The LabelwiseClassifier this config describes."""
-        from labelwise.model import LabelwiseClassifier
+    def estimator(self) -> LabelwiseClassifier:
+        """The LabelwiseClassifier this config describes (each section's object as it is)."""
+        from labelwise.engine.classifier import LabelwiseClassifier
 
-        t = self.thresholds
-        params = {**self.model.params, "strategy": self.model.strategy,
-                  "weighting": self.weighting.scheme, "weighting_cap": self.weighting.cap,
-                  "threshold_objective": t.objective, "threshold_beta": t.beta,
-                  "threshold_target": t.target, "threshold_mode": t.mode,
-                  "threshold_shrinkage": t.shrinkage, "threshold_fixed": t.fixed,
-                  "at_least_one": t.at_least_one,
-                  "n_jobs": self.n_jobs}
-        if self.model.lgb_params:
-            params["lgb_params"] = dict(self.model.lgb_params)
-        return LabelwiseClassifier.from_preset(self.model.preset, **params)
+        return LabelwiseClassifier.from_preset(
+            self.model.preset,
+            **self.model.params,
+            strategy=self.model.strategy,
+            weighting=self.weighting,
+            threshold_policy=self.thresholds,
+            n_jobs=self.n_jobs,
+            lgb_params=dict(self.model.lgb_params) or None,
+        )
+
+
+# estimator parameters that a config section sets, and the YAML path of that section
+SECTION_PARAMS = {
+    "strategy": "model.strategy",
+    "lgb_params": "model.lgb_params",
+    "weighting": "weighting",
+    "threshold_policy": "thresholds",
+    "n_jobs": "n_jobs",
+    "preset": "model.preset",
+}
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = [str(p) for p in err["loc"]]
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             msg = "unknown key (typo?)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        lines.append(f"  {path}: {msg}")
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):  # an engine object's own check names its field
+            msg = str(cause)
+            loc += [cause.param] if cause.param else []
+        lines.append(f"  {'.'.join(loc) or '(top level)'}: {msg}")
     return "\n".join(lines)
+
+
+def _param_path(param: str | None) -> str:
+    if param is None:
+        return "model"
+    return SECTION_PARAMS.get(param, f"model.params.{param}")
 
 
 def parse_config(data: Any, source: str = "config", base_dir: Path | None = None) -> Config:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got "
-                          f"{type(data).__name__}")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
     if base_dir is not None:
-        d = cfg.data
-        upd = {"train": _resolve(d.train, base_dir)}
-        if d.test is not None:
-            upd["test"] = _resolve(d.test, base_dir)
-        updates: dict[str, Any] = {"data": d.model_copy(update=upd)}
-        if cfg.monitoring.batch is not None:
-            updates["monitoring"] = cfg.monitoring.model_copy(
-                update={"batch": _resolve(cfg.monitoring.batch, base_dir)})
-        if cfg.contract.suite is not None:
-            updates["contract"] = cfg.contract.model_copy(
-                update={"suite": _resolve(cfg.contract.suite, base_dir)})
-        cfg = cfg.model_copy(update=updates)
+        cfg = _resolve_paths(cfg, base_dir)
     try:
-        cfg.estimator()._check_params()
-    except Exception as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        cfg.estimator().validate_params()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {_param_path(exc.param)}: {exc}") from None
     return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Relative paths in a config are relative to the config file's own folder."""
+    d, mon, con = cfg.data, cfg.monitoring, cfg.contract
+    upd: dict[str, Any] = {"train": _resolve(d.train, base)}
+    if d.test is not None:
+        upd["test"] = _resolve(d.test, base)
+    updates: dict[str, Any] = {"data": d.model_copy(update=upd)}
+    if mon.batch is not None:
+        updates["monitoring"] = mon.model_copy(update={"batch": _resolve(mon.batch, base)})
+    if con.suite is not None:
+        updates["contract"] = con.model_copy(update={"suite": _resolve(con.suite, base)})
+    return cfg.model_copy(update=updates)
 
 
 def _resolve(p: Path, base: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
+
+
+def read_document(path: Path, parse: Callable[[str], Any], kind: str, what: str) -> Any:
+    """``parse`` the text of file ``path`` (a ``what``: "config file", "contract suite"), with
+    one clear error for a missing file and one for text that is not valid ``kind``."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        return parse(path.read_text())
+    except (ValueError, ArithmeticError, LookupError) as exc:
+        raise ConfigError(f"{path}: invalid {kind} ({exc})") from None
+
+
+def _yaml(text: str) -> Any:
+    """Safe YAML without aliases: an alias bomb (``&a [*a, *a, ...]``) would expand past any
+    memory before validation could refuse it, and a config has no need for them."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise ValueError(
+                    "YAML aliases (*name) are not allowed in a labelwise config; "
+                    f"write the value out ({self.peek_event().start_mark})"
+                )
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliases)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -281,15 +308,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
 
     ``overrides`` sets dotted keys (``{"model.preset": "fast"}``) before validation.
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML ({exc})") from None
+    data = read_document(p, _yaml, "YAML", "config file")
     for key, value in (overrides or {}).items():
         node = data if isinstance(data, dict) else {}
         *parents, leaf = key.split(".")

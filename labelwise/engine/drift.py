@@ -24,8 +24,9 @@ EPS = 1e-4  # share given to an empty bin so that ln(q/p) stays finite
 PROFILE_FILE = "reference.json"
 
 
-def histogram(values: np.ndarray, bins: int = 10, discrete: bool = False,
-              max_categories: int = 30) -> dict[str, Any]:
+def histogram(
+    values: np.ndarray, bins: int = 10, discrete: bool = False, max_categories: int = 30
+) -> dict[str, Any]:
     """Reference bins of ``values`` (NaN = missing) and the share of values in each."""
     v = np.asarray(values, dtype=np.float64)
     present = v[~np.isnan(v)]
@@ -34,7 +35,7 @@ def histogram(values: np.ndarray, bins: int = 10, discrete: bool = False,
         keep = cats[np.argsort(-counts, kind="stable")[:max_categories]]
         spec: dict[str, Any] = {"categories": sorted(float(c) for c in keep)}
     else:
-        qs = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if len(present) else []
+        qs = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if len(present) else ()
         spec = {"edges": sorted({float(q) for q in qs})}
     spec["shares"] = shares(spec, v).tolist()
     return spec
@@ -62,18 +63,26 @@ def shares(spec: dict[str, Any], values: np.ndarray) -> np.ndarray:
     return counts / max(len(v), 1)
 
 
-def psi(reference: Sequence[float], current: Sequence[float]) -> float:
+def psi(reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray) -> float:
     """Population stability index of two share vectors over the same bins."""
     p = np.maximum(np.asarray(reference, dtype=np.float64), EPS)
     q = np.maximum(np.asarray(current, dtype=np.float64), EPS)
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def reference_profile(labels: Sequence[str], features: Sequence[str], X_train: np.ndarray,
-                      Y_train: np.ndarray, S_ref: np.ndarray, P_ref: np.ndarray,
-                      f1_ref: Sequence[float], importance: dict[str, float],
-                      categorical: Sequence[str] = (), top_features: int = 20,
-                      bins: int = 10) -> dict[str, Any]:
+def reference_profile(
+    labels: Sequence[str],
+    features: Sequence[str],
+    X_train: np.ndarray,
+    Y_train: np.ndarray,
+    S_ref: np.ndarray,
+    P_ref: np.ndarray,
+    f1_ref: Sequence[float],
+    importance: dict[str, float],
+    categorical: Sequence[str] = (),
+    top_features: int = 20,
+    bins: int = 10,
+) -> dict[str, Any]:
     """What a model saw: ``X_train``/``Y_train`` its training rows (encoded), ``S_ref``/``P_ref``
     its scores / 0-1 predictions on held-out rows, ``f1_ref`` its held-out F1 per label."""
     ranked = sorted(features, key=lambda f: -importance.get(f, 0.0))[:top_features]
@@ -81,13 +90,17 @@ def reference_profile(labels: Sequence[str], features: Sequence[str], X_train: n
     cat = set(categorical)
     return {
         "labels": list(labels),
-        "n_train": int(X_train.shape[0]), "n_reference": int(S_ref.shape[0]),
+        "n_train": int(X_train.shape[0]),
+        "n_reference": int(S_ref.shape[0]),
         "train_prevalence": Y_train.mean(axis=0).tolist(),
         "predicted_prevalence": P_ref.mean(axis=0).tolist(),
         "f1": [float(x) for x in f1_ref],
         "scores": [histogram(S_ref[:, j], bins) for j in range(len(labels))],
-        "features": {f: histogram(X_train[:, col[f]], bins, discrete=f in cat) | {
-            "importance": float(importance.get(f, 0.0))} for f in ranked},
+        "features": {
+            f: histogram(X_train[:, col[f]], bins, discrete=f in cat)
+            | {"importance": float(importance.get(f, 0.0))}
+            for f in ranked
+        },
     }
 
 
@@ -109,64 +122,108 @@ class DriftRules:
     min_support: int = 20
 
 
-def drift_report(profile: dict[str, Any], features: Sequence[str], X: np.ndarray,
-                 S: np.ndarray, P: np.ndarray, Y: np.ndarray | None = None,
-                 rules: DriftRules = DriftRules()) -> dict[str, Any]:
+def drift_report(
+    profile: dict[str, Any],
+    features: Sequence[str],
+    X: np.ndarray,
+    S: np.ndarray,
+    P: np.ndarray,
+    Y: np.ndarray | None = None,
+    rules: DriftRules = DriftRules(),
+) -> dict[str, Any]:
     """Per-label and per-feature drift of a batch (encoded ``X``, scores ``S``, predictions
     ``P``, optional truth ``Y``) against ``profile``; ``alerts`` lists what crossed ``rules``."""
-    from labelwise.metrics import per_label_table
+    from labelwise.engine.metrics import per_label_table
 
     labels = profile["labels"]
     if S.shape[1] != len(labels):
         raise ValueError(f"{S.shape[1]} score columns for {len(labels)} labels")
-    pred_prev = P.mean(axis=0)
     truth = per_label_table(Y, P, S, labels) if Y is not None else None
-    rows, alerts = [], []
-    for j, lab in enumerate(labels):
-        ref_pred = profile["predicted_prevalence"][j]
-        ratio = (pred_prev[j] + EPS) / (ref_pred + EPS)
-        row: dict[str, Any] = {
-            "label": lab, "train_prevalence": profile["train_prevalence"][j],
-            "reference_predicted_prevalence": ref_pred,
-            "predicted_prevalence": float(pred_prev[j]), "prevalence_ratio": float(ratio),
-            "score_psi": psi(profile["scores"][j]["shares"], shares(profile["scores"][j],
-                                                                     S[:, j])),
-        }
-        why = []
-        if (max(ratio, 1 / ratio) > rules.prevalence_ratio
-                and abs(pred_prev[j] - ref_pred) >= rules.prevalence_min_change):
-            why.append(f"predicted prevalence {pred_prev[j]:.3f} vs {ref_pred:.3f}")
-        if row["score_psi"] > rules.score_psi:
-            why.append(f"score PSI {row['score_psi']:.2f}")
-        if truth is not None:
-            t = truth[j]
-            row |= {"true_prevalence": float(Y[:, j].mean()), "support": t["support"],
-                    "f1": t["f1"], "precision": t["precision"], "recall": t["recall"],
-                    "reference_f1": profile["f1"][j]}
-            true_prev, ref_true = float(Y[:, j].mean()), profile["train_prevalence"][j]
-            t_ratio = (true_prev + EPS) / (ref_true + EPS)
-            if (max(t_ratio, 1 / t_ratio) > rules.prevalence_ratio
-                    and abs(true_prev - ref_true) >= rules.prevalence_min_change):
-                why.append(f"true prevalence {true_prev:.3f} vs {ref_true:.3f} in training")
-            ref_f1 = profile["f1"][j]
-            drop = ref_f1 - t["f1"]
-            noise = 2.5 * np.sqrt(ref_f1 * (1 - ref_f1) / max(t["support"], 1))
-            if t["support"] >= rules.min_support and drop > max(rules.f1_drop, noise):
-                why.append(f"F1 {t['f1']:.3f} vs {ref_f1:.3f}")
-        row["alert"] = "; ".join(why)
-        if why:
-            alerts.append({"label": lab, "why": row["alert"]})
-        rows.append(row)
+    rows = [
+        _label_drift(
+            profile,
+            j,
+            S[:, j],
+            P[:, j],
+            None if Y is None else Y[:, j],
+            None if truth is None else truth[j],
+            rules,
+        )
+        for j in range(len(labels))
+    ]
+    feat_rows = _feature_drift(profile, features, X)
+    return {
+        "labels": rows,
+        "features": feat_rows,
+        "alerts": [{"label": r["label"], "why": r["alert"]} for r in rows if r["alert"]],
+        "feature_alerts": [
+            {"feature": r["feature"], "why": f"PSI {r['psi']:.2f}"}
+            for r in feat_rows
+            if r["psi"] > rules.feature_psi
+        ],
+        "n_rows": int(S.shape[0]),
+        "has_truth": truth is not None,
+    }
+
+
+def _shifted(now: float, ref: float, rules: DriftRules) -> bool:
+    """A prevalence moved by more than the ratio and the absolute change the rules allow."""
+    ratio = (now + EPS) / (ref + EPS)
+    return max(ratio, 1 / ratio) > rules.prevalence_ratio and (
+        abs(now - ref) >= rules.prevalence_min_change
+    )
+
+
+def _label_drift(
+    profile: dict[str, Any],
+    j: int,
+    s: np.ndarray,
+    p: np.ndarray,
+    y: np.ndarray | None,
+    truth: dict[str, Any] | None,
+    rules: DriftRules,
+) -> dict[str, Any]:
+    """Label ``j``'s row of the report; ``alert`` says why it drifted ("" if it did not)."""
+    pred, ref_pred = float(p.mean()), profile["predicted_prevalence"][j]
+    row: dict[str, Any] = {
+        "label": profile["labels"][j],
+        "train_prevalence": profile["train_prevalence"][j],
+        "reference_predicted_prevalence": ref_pred,
+        "predicted_prevalence": pred,
+        "prevalence_ratio": float((pred + EPS) / (ref_pred + EPS)),
+        "score_psi": psi(profile["scores"][j]["shares"], shares(profile["scores"][j], s)),
+    }
+    why = []
+    if _shifted(pred, ref_pred, rules):
+        why.append(f"predicted prevalence {pred:.3f} vs {ref_pred:.3f}")
+    if row["score_psi"] > rules.score_psi:
+        why.append(f"score PSI {row['score_psi']:.2f}")
+    if y is not None and truth is not None:
+        true_prev, ref_true, ref_f1 = float(y.mean()), row["train_prevalence"], profile["f1"][j]
+        row |= {"true_prevalence": true_prev, "reference_f1": ref_f1}
+        row |= {k: truth[k] for k in ("support", "f1", "precision", "recall")}
+        if _shifted(true_prev, ref_true, rules):
+            why.append(f"true prevalence {true_prev:.3f} vs {ref_true:.3f} in training")
+        noise = 2.5 * np.sqrt(ref_f1 * (1 - ref_f1) / max(truth["support"], 1))
+        if truth["support"] >= rules.min_support and ref_f1 - truth["f1"] > max(
+            rules.f1_drop, noise
+        ):
+            why.append(f"F1 {truth['f1']:.3f} vs {ref_f1:.3f}")
+    row["alert"] = "; ".join(why)
+    return row
+
+
+def _feature_drift(
+    profile: dict[str, Any], features: Sequence[str], X: np.ndarray
+) -> list[dict[str, Any]]:
+    """PSI of each profiled feature present in the batch."""
     col = {f: i for i, f in enumerate(features)}
-    feat_rows, feat_alerts = [], []
-    for f, spec in profile["features"].items():
-        if f not in col:
-            continue
-        value = psi(spec["shares"], shares(spec, X[:, col[f]]))
-        feat_rows.append({"feature": f, "importance": spec.get("importance", 0.0),
-                          "psi": value})
-        if value > rules.feature_psi:
-            feat_alerts.append({"feature": f, "why": f"PSI {value:.2f}"})
-    return {"labels": rows, "features": feat_rows, "alerts": alerts,
-            "feature_alerts": feat_alerts, "n_rows": int(S.shape[0]),
-            "has_truth": truth is not None}
+    return [
+        {
+            "feature": f,
+            "importance": spec.get("importance", 0.0),
+            "psi": psi(spec["shares"], shares(spec, X[:, col[f]])),
+        }
+        for f, spec in profile["features"].items()
+        if f in col
+    ]

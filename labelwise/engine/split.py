@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from labelwise.errors import DataError
+from labelwise.engine.errors import DataError
 
 
-def iterative_stratification(Y: np.ndarray, fractions: Sequence[float],
-                             seed: int | None = 0) -> np.ndarray:
-    """Assign each row of ``Y`` (n x L, 0/1) to a fold; return the fold index per row (int8/16).
+def iterative_stratification(
+    Y: np.ndarray, fractions: Sequence[float], seed: int | None = 0
+) -> np.ndarray:
+    """Assign each row of ``Y`` (n x L, 0/1) to a fold; return the fold index per row (int16).
 
     ``fractions`` are the wanted fold sizes (normalised to sum to one).
     """
@@ -30,59 +31,56 @@ def iterative_stratification(Y: np.ndarray, fractions: Sequence[float],
     if r.ndim != 1 or len(r) < 2 or (r <= 0).any():
         raise DataError(f"fractions must be two or more positive numbers, got {list(fractions)}")
     r = r / r.sum()
-    n = Y.shape[0]
-    k = len(r)
+    n, k = Y.shape[0], len(r)
     rng = np.random.default_rng(seed)
     Yb = Y.astype(bool, copy=False)
     Ycsc = Yb.T.copy()  # label-major rows for fast "rows of label l"
-
     want_rows = (r * n).tolist()  # c_j
     want = np.outer(Yb.sum(axis=0), r)  # c_j^l, shape L x k
     remaining = Yb.sum(axis=0).astype(np.int64)
     fold = np.full(n, -1, dtype=np.int16)
     assigned = np.zeros(n, dtype=bool)
-
-    while True:
-        active = np.flatnonzero(remaining > 0)
-        if active.size == 0:
-            break
+    while (active := np.flatnonzero(remaining > 0)).size:
         # rarest label among unassigned rows; random among ties
         counts = remaining[active]
         cand = active[counts == counts.min()]
         lab = int(cand[rng.integers(len(cand))]) if len(cand) > 1 else int(cand[0])
         rows = np.flatnonzero(Ycsc[lab] & ~assigned)
         rows = rows[rng.permutation(len(rows))]
-        wl = want[lab].tolist()
-        noise = rng.random((len(rows), k)).tolist()  # final random tie-break
-        choice = np.empty(len(rows), dtype=np.int16)
-        for i in range(len(rows)):
-            nz = noise[i]
-            best, bkey = 0, (wl[0], want_rows[0], nz[0])
-            for j in range(1, k):
-                key = (wl[j], want_rows[j], nz[j])
-                if key > bkey:
-                    best, bkey = j, key
-            choice[i] = best
-            wl[best] -= 1.0
-            want_rows[best] -= 1.0
+        choice = _choose_folds(want[lab].tolist(), want_rows, rng.random((len(rows), k)))
         fold[rows] = choice
         assigned[rows] = True
         # every label carried by these rows is now wanted less in the chosen folds
         for j in range(k):
             sel = rows[choice == j]
             if sel.size:
-                per_label = Yb[sel].sum(axis=0)
-                want[:, j] -= per_label
+                want[:, j] -= Yb[sel].sum(axis=0)
         remaining -= Yb[rows].sum(axis=0)
-
     # rows without any label: fill folds by how many rows each still wants
     rest = np.flatnonzero(~assigned)
     if rest.size:
         rest = rest[rng.permutation(rest.size)]
-        wr = np.asarray(want_rows)
-        quota = _largest_remainder(np.clip(wr, 0, None), rest.size, rng)
+        quota = _largest_remainder(np.clip(np.asarray(want_rows), 0, None), rest.size, rng)
         fold[rest] = np.repeat(np.arange(k), quota).astype(np.int16)
     return fold
+
+
+def _choose_folds(wl: list[float], want_rows: list[float], noise: np.ndarray) -> np.ndarray:
+    """For each row in turn, the fold that most wants the label (then rows, then noise);
+    ``wl`` and ``want_rows`` are decremented in place."""
+    k = len(wl)
+    noise_rows = noise.tolist()
+    choice = np.empty(len(noise_rows), dtype=np.int16)
+    for i, nz in enumerate(noise_rows):
+        best, bkey = 0, (wl[0], want_rows[0], nz[0])
+        for j in range(1, k):
+            key = (wl[j], want_rows[j], nz[j])
+            if key > bkey:
+                best, bkey = j, key
+        choice[i] = best
+        wl[best] -= 1.0
+        want_rows[best] -= 1.0
+    return choice
 
 
 def _largest_remainder(weights: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -98,15 +96,9 @@ def _largest_remainder(weights: np.ndarray, total: int, rng: np.random.Generator
     return base
 
 
-def train_valid_test_split(Y: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                           seed: int | None = 0) -> tuple[np.ndarray, ...]:
-    """Index arrays (sorted) for each part, stratified over all labels at once."""
-    fold = iterative_stratification(Y, fractions, seed)
-    return tuple(np.flatnonzero(fold == j) for j in range(len(fractions)))
-
-
-def stratified_kfold(Y: np.ndarray, n_splits: int = 5, seed: int | None = 0
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_kfold(
+    Y: np.ndarray, n_splits: int = 5, seed: int | None = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_idx, test_idx) pairs like scikit-learn's KFold, stratified over all labels."""
     if n_splits < 2:
         raise DataError(f"n_splits must be >= 2, got {n_splits}")
@@ -122,7 +114,8 @@ def label_share_spread(Y: np.ndarray, fold: np.ndarray) -> float:
     folds = np.unique(fold)
     pos = np.asarray(Y, dtype=np.float64).sum(axis=0)
     keep = pos > 0
-    shares = np.stack([np.asarray(Y[fold == f], dtype=np.float64).sum(axis=0)[keep] / pos[keep]
-                       for f in folds])
+    shares = np.stack(
+        [np.asarray(Y[fold == f], dtype=np.float64).sum(axis=0)[keep] / pos[keep] for f in folds]
+    )
     sizes = np.array([(fold == f).mean() for f in folds])[:, None]
     return float(np.mean(np.std(shares - sizes, axis=0)))

@@ -4,10 +4,11 @@ probabilities and stored as plain numbers (no pickled estimator)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from labelwise.errors import ConfigError
+from labelwise.engine.errors import ConfigError
 
 METHODS = ("isotonic", "sigmoid")
 
@@ -43,14 +44,16 @@ class LabelCalibrator:
             return p
         if self.method == "isotonic":
             return np.interp(p, self.params["x"], self.params["y"])
-        z = self.params["a"] * _logit(p) + self.params["b"]
+        a, b = self.params["a"], self.params["b"]
+        assert isinstance(a, float | int) and isinstance(b, float | int)
+        z = a * _logit(p) + b
         return 1.0 / (1.0 + np.exp(-z))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "params": self.params}
 
     @classmethod
-    def from_dict(cls, d: dict) -> LabelCalibrator:
+    def from_dict(cls, d: dict[str, Any]) -> LabelCalibrator:
         if d.get("method") not in (*METHODS, "identity"):
             raise ConfigError(f"unknown calibration method {d.get('method')!r}")
         return cls(d["method"], dict(d.get("params", {})))

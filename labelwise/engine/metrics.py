@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from labelwise.errors import DataError
+from labelwise.engine.errors import DataError
 
 
 class MulticlassWarning(UserWarning):
@@ -48,8 +48,12 @@ def _counts(Y: np.ndarray, P: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
 
 
 def _prfj(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
-    return {"precision": _div(tp, tp + fp), "recall": _div(tp, tp + fn),
-            "f1": _div(2 * tp, 2 * tp + fp + fn), "jaccard": _div(tp, tp + fp + fn)}
+    return {
+        "precision": _div(tp, tp + fp),
+        "recall": _div(tp, tp + fn),
+        "f1": _div(2 * tp, 2 * tp + fp + fn),
+        "jaccard": _div(tp, tp + fp + fn),
+    }
 
 
 def classification_metrics(Y: np.ndarray, P: np.ndarray) -> dict[str, float]:
@@ -67,8 +71,9 @@ def classification_metrics(Y: np.ndarray, P: np.ndarray) -> dict[str, float]:
     for name in ("precision", "recall", "f1", "jaccard"):
         out[f"{name}_micro"] = float(micro[name])
         out[f"{name}_macro"] = float(per_label[name].mean())
-        out[f"{name}_weighted"] = (float(np.sum(per_label[name] * support) / support.sum())
-                                   if support.sum() > 0 else 0.0)
+        out[f"{name}_weighted"] = (
+            float(np.sum(per_label[name] * support) / support.sum()) if support.sum() > 0 else 0.0
+        )
         out[f"{name}_samples"] = float(per_row[name].mean())
     return out
 
@@ -121,8 +126,11 @@ def label_ranking_loss(Y: np.ndarray, S: np.ndarray) -> float:
 
 
 def ranking_metrics(Y: np.ndarray, S: np.ndarray) -> dict[str, float]:
-    return {"lrap": label_ranking_average_precision(Y, S), "coverage_error": coverage_error(Y, S),
-            "ranking_loss": label_ranking_loss(Y, S)}
+    return {
+        "lrap": label_ranking_average_precision(Y, S),
+        "coverage_error": coverage_error(Y, S),
+        "ranking_loss": label_ranking_loss(Y, S),
+    }
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -158,8 +166,9 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def per_label_table(Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None,
-                    labels: list[str] | None = None) -> list[dict[str, Any]]:
+def per_label_table(
+    Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None, labels: list[str] | None = None
+) -> list[dict[str, Any]]:
     """One row per label: precision, recall, f1, support, predicted, (roc_auc, pr_auc)."""
     Y, P = _check(Y, P)
     tp, fp, fn = _counts(Y, P, axis=0)
@@ -167,9 +176,14 @@ def per_label_table(Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None,
     names = labels or [str(j) for j in range(Y.shape[1])]
     rows = []
     for j, name in enumerate(names):
-        row: dict[str, Any] = {"label": name, "precision": float(prf["precision"][j]),
-                               "recall": float(prf["recall"][j]), "f1": float(prf["f1"][j]),
-                               "support": int(tp[j] + fn[j]), "predicted": int(tp[j] + fp[j])}
+        row: dict[str, Any] = {
+            "label": name,
+            "precision": float(prf["precision"][j]),
+            "recall": float(prf["recall"][j]),
+            "f1": float(prf["f1"][j]),
+            "support": int(tp[j] + fn[j]),
+            "predicted": int(tp[j] + fp[j]),
+        }
         if S is not None:
             row["roc_auc"] = roc_auc(Y[:, j], S[:, j])
             row["pr_auc"] = average_precision(Y[:, j], S[:, j])
@@ -184,17 +198,22 @@ def label_statistics(Y: np.ndarray) -> dict[str, Any]:
     Yf = Y.astype(np.float64)
     per_row = Yf.sum(axis=1)
     distinct = len(np.unique(np.packbits(Y.astype(bool), axis=1), axis=0)) if n else 0
-    return {"n_rows": n, "n_labels": n_labels,
-            "cardinality": float(per_row.mean()) if n else 0.0,
-            "density": float(per_row.mean() / n_labels) if n and n_labels else 0.0,
-            "distinct_label_sets": int(distinct),
-            "prevalence": (Yf.mean(axis=0) if n else np.zeros(n_labels)).tolist(),
-            "cooccurrence": (Yf.T @ Yf).astype(np.int64)}
+    return {
+        "n_rows": n,
+        "n_labels": n_labels,
+        "cardinality": float(per_row.mean()) if n else 0.0,
+        "density": float(per_row.mean() / n_labels) if n and n_labels else 0.0,
+        "distinct_label_sets": int(distinct),
+        "prevalence": (Yf.mean(axis=0) if n else np.zeros(n_labels)).tolist(),
+        "cooccurrence": (Yf.T @ Yf).astype(np.int64),
+    }
 
 
-MULTICLASS_MESSAGE = ("every row carries exactly one label: the labels are mutually exclusive, "
-                      "so this is a multi-class problem; a multi-class model (softmax) fits it "
-                      "better than independent per-label models")
+MULTICLASS_MESSAGE = (
+    "every row carries exactly one label: the labels are mutually exclusive, "
+    "so this is a multi-class problem; a multi-class model (softmax) fits it "
+    "better than independent per-label models"
+)
 
 
 def check_multiclass(Y: np.ndarray) -> bool:
@@ -217,3 +236,9 @@ def evaluate(Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None) -> dict[
         out["roc_auc_macro"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
         out["pr_auc_macro"] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
     return out
+
+
+def metric_names() -> list[str]:
+    """The names :func:`evaluate` reports (with scores), e.g. for checking a config early."""
+    Y = np.array([[1, 0], [0, 1]], dtype=np.uint8)
+    return sorted(evaluate(Y, Y, Y.astype(np.float64)))

@@ -19,15 +19,20 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
-from labelwise.errors import DataError
+from labelwise.engine.errors import ConfigError, DataError
 
-SUPPORTED_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ndjson": "ndjson",
-                      ".jsonl": "ndjson"}
+SUPPORTED_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
 
 
 def scan_table(path: str | Path) -> pl.LazyFrame:
@@ -35,8 +40,9 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
     p = Path(path)
     kind = SUPPORTED_SUFFIXES.get(p.suffix.lower())
     if kind is None:
-        raise DataError(f"{p}: unsupported file type {p.suffix!r}; use one of "
-                        f"{sorted(SUPPORTED_SUFFIXES)}")
+        raise DataError(
+            f"{p}: unsupported file type {p.suffix!r}; use one of {sorted(SUPPORTED_SUFFIXES)}"
+        )
     if not p.exists():
         raise DataError(f"{p}: file not found; check the data path in your config or command")
     try:
@@ -48,24 +54,41 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
             lf = pl.scan_ndjson(p, infer_schema_length=10_000)
         names = lf.collect_schema().names()
     except Exception as exc:  # polars raises several types for corrupt files
-        raise DataError(f"{p}: cannot read as {kind} ({type(exc).__name__}: {exc}); "
-                        "is the file complete and of the right type?") from exc
+        raise DataError(
+            f"{p}: cannot read as {kind} ({type(exc).__name__}: {exc}); "
+            "is the file complete and of the right type?"
+        ) from exc
     # polars renames a repeated CSV header to <name>_duplicated_<k>: refuse it, naming the column
-    dups = sorted({m.group(1) for n in names if (m := re.fullmatch(r"(.+)_duplicated_\d+", n))
-                   and m.group(1) in names})
+    dups = sorted(
+        {
+            m.group(1)
+            for n in names
+            if (m := re.fullmatch(r"(.+)_duplicated_\d+", n)) and m.group(1) in names
+        }
+    )
     if dups:
         raise DataError(f"{p}: duplicate column name(s) {dups}; every column needs a unique name")
     return lf
+
+
+def require_columns(
+    names: Sequence[str], needed: Sequence[str], source: str, what: str = "feature", why: str = ""
+) -> None:
+    """Raise DataError naming ``source`` and the ``needed`` columns absent from ``names``."""
+    present = set(names)
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataError(
+            f"{source}: {what} column(s) {missing} are missing"
+            + (f"; {why}" if why else f" (columns: {_preview(names)})")
+        )
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
     """Read a table (optionally only some columns) into memory, with errors that name the file."""
     lf = scan_table(path)
     if columns is not None:
-        names = lf.collect_schema().names()
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}")
+        require_columns(lf.collect_schema().names(), columns, str(path), what="the")
         lf = lf.select(columns)
     try:
         df = lf.collect()
@@ -82,6 +105,9 @@ class LabelSpec:
     (one column holding label sets, as lists or delimited strings split on ``separator``).
     """
 
+    # read by the YAML loader (pydantic): an unknown key is an error, not a silent default
+    __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
+
     columns: tuple[str, ...] | None = None
     prefix: str | None = None
     regex: str | None = None
@@ -91,8 +117,9 @@ class LabelSpec:
     def __post_init__(self) -> None:
         given = [n for n in ("columns", "prefix", "regex", "set_column") if getattr(self, n)]
         if len(given) != 1:
-            raise DataError("label spec: give exactly one of columns, prefix, regex or set_column"
-                            f" (got {given or 'none'})")
+            raise ConfigError(
+                f"give exactly one of columns, prefix, regex or set_column (got {given or 'none'})"
+            )
         if self.columns is not None and not isinstance(self.columns, tuple):
             object.__setattr__(self, "columns", tuple(self.columns))
 
@@ -100,14 +127,18 @@ class LabelSpec:
         """The table columns that carry labels (indicators, or the one label-set column)."""
         if self.set_column:
             if self.set_column not in names:
-                raise DataError(f"label-set column {self.set_column!r} not in the table "
-                                f"(columns: {_preview(names)})")
+                raise DataError(
+                    f"label-set column {self.set_column!r} not in the table "
+                    f"(columns: {_preview(names)})"
+                )
             return [self.set_column]
         if self.columns:
             missing = [c for c in self.columns if c not in names]
             if missing:
-                raise DataError(f"label column(s) {missing} not in the table; fix the label list "
-                                f"or the data (columns: {_preview(names)})")
+                raise DataError(
+                    f"label column(s) {missing} not in the table; fix the label list "
+                    f"or the data (columns: {_preview(names)})"
+                )
             return list(self.columns)
         if self.prefix:
             cols = [c for c in names if c.startswith(self.prefix)]
@@ -126,8 +157,9 @@ def _preview(names: Sequence[str], k: int = 12) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > k else "")
 
 
-def encode_labels(df: pl.DataFrame, spec: LabelSpec, labels: Sequence[str] | None = None,
-                  source: str = "table") -> tuple[np.ndarray, list[str]]:
+def encode_labels(
+    df: pl.DataFrame, spec: LabelSpec, labels: Sequence[str] | None = None, source: str = "table"
+) -> tuple[np.ndarray, list[str]]:
     """Return ``Y`` (uint8, n x L) and the label names.
 
     ``labels`` fixes the label order (e.g. the trained model's); otherwise indicator columns keep
@@ -149,22 +181,29 @@ def encode_labels(df: pl.DataFrame, spec: LabelSpec, labels: Sequence[str] | Non
 def _indicator(s: pl.Series, source: str) -> np.ndarray:
     where = f"{source}: label column {s.name!r}"
     if s.null_count():
-        raise DataError(f"{where} has {s.null_count()} null value(s); every row needs 0 or 1 — "
-                        "fill or drop those rows")
+        raise DataError(
+            f"{where} has {s.null_count()} null value(s); every row needs 0 or 1 — "
+            "fill or drop those rows"
+        )
     if s.dtype == pl.Boolean:
         return s.cast(pl.UInt8).to_numpy()
     if not s.dtype.is_numeric():
-        raise DataError(f"{where} has type {s.dtype} (e.g. {s.head(3).to_list()}); "
-                        "labels must be 0/1 numbers or booleans")
+        raise DataError(
+            f"{where} has type {s.dtype} (e.g. {s.head(3).to_list()}); "
+            "labels must be 0/1 numbers or booleans"
+        )
     bad = s.filter((s != 0) & (s != 1))
     if bad.len():
-        raise DataError(f"{where} has {bad.len()} value(s) outside {{0, 1}} "
-                        f"(e.g. {bad.unique().head(3).to_list()}); labels must be 0 or 1")
+        raise DataError(
+            f"{where} has {bad.len()} value(s) outside {{0, 1}} "
+            f"(e.g. {bad.unique().head(3).to_list()}); labels must be 0 or 1"
+        )
     return s.cast(pl.UInt8).to_numpy()
 
 
-def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str] | None,
-                       source: str) -> tuple[np.ndarray, list[str]]:
+def _encode_label_sets(
+    s: pl.Series, separator: str | None, labels: Sequence[str] | None, source: str
+) -> tuple[np.ndarray, list[str]]:
     where = f"{source}: label-set column {s.name!r}"
     from_strings = s.dtype == pl.String
     if from_strings:
@@ -174,22 +213,31 @@ def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str
     elif not isinstance(s.dtype, pl.List):
         raise DataError(f"{where} has type {s.dtype}; expected list[str] or a delimited string")
     if s.null_count():
-        raise DataError(f"{where} has {s.null_count()} null row(s); use an empty list / empty "
-                        "string for rows without labels")
+        raise DataError(
+            f"{where} has {s.null_count()} null row(s); use an empty list / empty "
+            "string for rows without labels"
+        )
     s = s.cast(pl.List(pl.String))
     flat = s.explode().drop_nulls()
     flat = flat.filter(flat != "")
-    odd = (flat.filter(flat.str.contains(r"^[\[\({]|[\]\)}]$|^['\"]|['\"]$")).unique()
-           if from_strings else flat.clear())
+    odd = (
+        flat.filter(flat.str.contains(r"^[\[\({]|[\]\)}]$|^['\"]|['\"]$")).unique()
+        if from_strings
+        else flat.clear()
+    )
     if odd.len():
-        raise DataError(f"{where} has label name(s) like {odd.head(3).to_list()}: the strings "
-                        f"look like serialized lists, not {separator!r}-separated names; store "
-                        "a list column, or plain names joined by the separator")
+        raise DataError(
+            f"{where} has label name(s) like {odd.head(3).to_list()}: the strings "
+            f"look like serialized lists, not {separator!r}-separated names; store "
+            "a list column, or plain names joined by the separator"
+        )
     if labels is None:
         labels = sorted(flat.unique().to_list())
         if not labels:
-            raise DataError(f"{where} holds no label at all (every row is empty); check the "
-                            "column and the separator")
+            raise DataError(
+                f"{where} holds no label at all (every row is empty); check the "
+                "column and the separator"
+            )
     index = {lab: j for j, lab in enumerate(labels)}
     unknown = sorted(set(flat.unique().to_list()) - set(index))
     if unknown:
@@ -200,6 +248,9 @@ def _encode_label_sets(s: pl.Series, separator: str | None, labels: Sequence[str
     Y = np.zeros((len(s), len(labels)), dtype=np.uint8)
     Y[rows, cols] = 1
     return Y, list(labels)
+
+
+TRAINED_WITH = "the model was trained with them — add them (nulls are allowed)"
 
 
 class DataWarning(UserWarning):
@@ -224,11 +275,10 @@ class FeatureEncoder:
     def categorical_indices(self) -> list[int]:
         return [i for i, f in enumerate(self.features) if f in self.categories]
 
-    def fit(self, df: pl.DataFrame, features: Sequence[str], source: str = "table"
-            ) -> FeatureEncoder:
-        missing = [f for f in features if f not in df.columns]
-        if missing:
-            raise DataError(f"{source}: feature column(s) {missing} not in the table")
+    def fit(
+        self, df: pl.DataFrame, features: Sequence[str], source: str = "table"
+    ) -> FeatureEncoder:
+        require_columns(df.columns, features, source)
         if not features:
             raise DataError(f"{source}: no feature columns")
         self.features = list(features)
@@ -247,27 +297,30 @@ class FeatureEncoder:
                 n_num = len(text) - as_num.null_count()
                 if len(text) and n_num >= 0.5 * len(text) and n_num < len(text):
                     odd = text.filter(as_num.is_null()).unique().head(3).to_list()
-                    raise DataError(f"{source}: feature column {f!r} mixes numbers and text "
-                                    f"(e.g. {odd}); clean the values or make it all text")
+                    raise DataError(
+                        f"{source}: feature column {f!r} mixes numbers and text "
+                        f"(e.g. {odd}); clean the values or make it all text"
+                    )
                 vocab = text.unique().sort().to_list()
                 self.categories[f] = vocab
             elif not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
-                raise DataError(f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
-                                "use numbers, booleans or strings/categories")
+                raise DataError(
+                    f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
+                    "use numbers, booleans or strings/categories"
+                )
         self.warnings_ = []
         for what, cols in (("entirely null", empty), ("constant", constant)):
             if cols:
-                msg = (f"{source}: {len(cols)} feature column(s) are {what} and carry no "
-                       f"information: {_preview(cols, 10)}")
+                msg = (
+                    f"{source}: {len(cols)} feature column(s) are {what} and carry no "
+                    f"information: {_preview(cols, 10)}"
+                )
                 self.warnings_.append(msg)
                 warnings.warn(msg, DataWarning, stacklevel=2)
         return self
 
     def transform(self, df: pl.DataFrame, source: str = "table") -> np.ndarray:
-        missing = [f for f in self.features if f not in df.columns]
-        if missing:
-            raise DataError(f"{source}: feature column(s) {missing} are missing; the model was "
-                            f"trained with them — add them (nulls are allowed)")
+        require_columns(df.columns, self.features, source, why=TRAINED_WITH)
         X = np.empty((df.height, len(self.features)), dtype=np.float32)
         self.unseen_counts = {}
         for i, f in enumerate(self.features):
@@ -275,26 +328,34 @@ class FeatureEncoder:
             if f in self.categories:
                 vocab = self.categories[f]
                 if not (_is_categorical(s.dtype) or s.dtype == pl.Null):
-                    raise DataError(f"{source}: feature column {f!r} has type {s.dtype}, but the "
-                                    "model learnt it as categorical (strings)")
+                    raise DataError(
+                        f"{source}: feature column {f!r} has type {s.dtype}, but the "
+                        "model learnt it as categorical (strings)"
+                    )
                 codes = s.cast(pl.String).replace_strict(
-                    vocab, list(range(len(vocab))), default=None, return_dtype=pl.Float32)
+                    vocab, list(range(len(vocab))), default=None, return_dtype=pl.Float32
+                )
                 unseen = int(codes.null_count() - s.null_count())
                 if unseen:
                     self.unseen_counts[f] = unseen
                 X[:, i] = codes.fill_null(np.nan).to_numpy()
             else:
                 if _is_categorical(s.dtype):
-                    raise DataError(f"{source}: feature column {f!r} holds strings, but the model "
-                                    "learnt it as numeric; fix its type")
+                    raise DataError(
+                        f"{source}: feature column {f!r} holds strings, but the model "
+                        "learnt it as numeric; fix its type"
+                    )
                 if not (s.dtype.is_numeric() or s.dtype in (pl.Boolean, pl.Null)):
-                    raise DataError(f"{source}: feature column {f!r} has unsupported type "
-                                    f"{s.dtype}")
+                    raise DataError(
+                        f"{source}: feature column {f!r} has unsupported type {s.dtype}"
+                    )
                 col = s.cast(pl.Float32).fill_null(np.nan).to_numpy()
                 if np.isinf(col).any():
                     n_inf = int(np.isinf(col).sum())
-                    raise DataError(f"{source}: feature column {f!r} holds {n_inf} infinite "
-                                    "value(s); replace them with nulls or finite values")
+                    raise DataError(
+                        f"{source}: feature column {f!r} holds {n_inf} infinite "
+                        "value(s); replace them with nulls or finite values"
+                    )
                 X[:, i] = col
         return X
 
@@ -303,46 +364,46 @@ class FeatureEncoder:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureEncoder:
-        return cls(features=list(d["features"]), categories={k: list(v) for k, v in
-                                                            d["categories"].items()})
+        return cls(
+            features=list(d["features"]),
+            categories={k: list(v) for k, v in d["categories"].items()},
+        )
 
 
 def _is_categorical(dtype: pl.DataType) -> bool:
     return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum | pl.Categorical)
 
 
-@dataclass
-class Encoded:
-    """A table turned into arrays: what the estimator consumes."""
-
-    X: np.ndarray
-    Y: np.ndarray
-    labels: list[str]
-    encoder: FeatureEncoder
-
-    @property
-    def features(self) -> list[str]:
-        return self.encoder.features
-
-
-def infer_features(names: Sequence[str], label_columns: Sequence[str],
-                   exclude: Sequence[str] = ()) -> list[str]:
+def infer_features(
+    names: Sequence[str], label_columns: Sequence[str], exclude: Sequence[str] = ()
+) -> list[str]:
     """Every column that is neither a label column nor excluded (ids, timestamps...)."""
     skip = set(label_columns) | set(exclude)
     return [c for c in names if c not in skip]
 
 
-def encode_table(df: pl.DataFrame, spec: LabelSpec, features: Sequence[str] | None = None,
-                 exclude: Sequence[str] = (), source: str = "table") -> Encoded:
-    """Encode a training table: learn the feature encoding and build X and Y."""
+def table_xy(
+    df: pl.DataFrame,
+    spec: LabelSpec,
+    features: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    labels: Sequence[str] | None = None,
+    source: str = "table",
+) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
+    """A labelled table as (feature columns, Y uint8 n x L, label names): what ``fit`` takes.
+
+    ``features`` default to every column that is not a label column or in ``exclude``;
+    ``labels`` fixes the label order (a trained model's).
+    """
     if df.height == 0:
         raise DataError(f"{source}: the table has no rows")
     label_cols = spec.source_columns(df.columns)
-    if features is None:
-        features = infer_features(df.columns, label_cols, exclude)
-    overlap = sorted(set(features) & set(label_cols))
+    feats = (
+        list(features) if features is not None else infer_features(df.columns, label_cols, exclude)
+    )
+    overlap = sorted(set(feats) & set(label_cols))
     if overlap:
         raise DataError(f"{source}: column(s) {overlap} are both features and labels")
-    Y, labels = encode_labels(df, spec, source=source)
-    enc = FeatureEncoder().fit(df, features, source=source)
-    return Encoded(X=enc.transform(df, source=source), Y=Y, labels=labels, encoder=enc)
+    require_columns(df.columns, feats, source)
+    Y, names = encode_labels(df, spec, labels=labels, source=source)
+    return df.select(feats), Y, names

@@ -8,6 +8,8 @@ probability column per label (``p:<label>``) and the predicted label set (``labe
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
 from mlflow.pyfunc import PythonModel
 
@@ -17,16 +19,17 @@ class LabelwisePyfunc(PythonModel):
     # (and its warning on every load that there are no hints) is not used
     _skip_type_hint_validation = True
 
-    def load_context(self, context):
-        from labelwise.model import LabelwiseClassifier
+    def load_context(self, context: Any) -> None:
+        from labelwise.engine.classifier import LabelwiseClassifier
 
         self.model = LabelwiseClassifier.load(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
         import polars as pl
 
-        from labelwise.errors import DataError
+        from labelwise.engine.data import TRAINED_WITH, require_columns
+        from labelwise.engine.scored import LABELS_COLUMN, label_sets, proba_columns
 
         if isinstance(model_input, pd.DataFrame):
             frame = pl.from_pandas(model_input)
@@ -34,20 +37,11 @@ class LabelwisePyfunc(PythonModel):
             frame = model_input
         else:
             frame = pl.DataFrame(model_input)
-        missing = [f for f in self.model.encoder_.features if f not in frame.columns]
-        if missing:
-            raise DataError(f"input is missing feature column(s) {missing}")
-        proba = self.model.predict_proba(frame.select(self.model.encoder_.features))
-        from labelwise.thresholds import (
-            LABELS_COLUMN,
-            PROBA_PREFIX,
-            apply_thresholds,
-            label_sets,
-        )
-
-        pred = apply_thresholds(proba, self.model.thresholds_, self.model.at_least_one)
-        out = pd.DataFrame(proba, columns=[PROBA_PREFIX + lab for lab in self.model.labels_])
-        out[LABELS_COLUMN] = label_sets(pred, self.model.labels_)
+        clf = self.model
+        require_columns(frame.columns, clf.encoder_.features, "input", why=TRAINED_WITH)
+        proba = clf.predict_proba(frame.select(clf.encoder_.features))
+        out = pd.DataFrame(proba, columns=proba_columns(clf.labels_))
+        out[LABELS_COLUMN] = label_sets(clf.predict_from_proba(proba), clf.labels_)
         return out
 
 

@@ -1,0 +1,744 @@
+"""`LabelwiseClassifier`: one LightGBM booster per label, per-label thresholds, label dependencies.
+
+Strategies (``strategy=``):
+
+``binary_relevance`` (default)
+    One independent binary model per label. Labels are trained on one binned Dataset, with
+    early stopping per label on a validation part, then refitted on all rows.
+``stacking``
+    Two levels of binary relevance. The second level sees the features plus the out-of-fold
+    first-level probabilities of *all* labels, so it can learn "label A makes B likely".
+``chain``
+    Like stacking, but label j's second-level model may only use the first-level probabilities of
+    the labels before it in the chain order (``chain_order``: ``frequency``, ``random`` or an
+    explicit list of label names). The chain inputs are out-of-fold probabilities at training time
+    and first-level probabilities at prediction time: the same kind of input in both, unlike a
+    chain trained on true labels, which sees perfect inputs in training and noisy ones in use.
+``chain_ensemble``
+    ``n_chains`` chains with random orders, probabilities averaged.
+
+Every strategy ends in per-label decision thresholds chosen on held-out probabilities
+(:mod:`labelwise.engine.thresholds`), optionally after per-label probability calibration.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator
+
+from labelwise.engine.calibration import LabelCalibrator
+from labelwise.engine.callbacks import FitCallback
+from labelwise.engine.data import FeatureEncoder
+from labelwise.engine.errors import ConfigError, DataError, ModelFormatError, NotFittedError
+from labelwise.engine.executors import Executor, ThreadExecutor, n_workers
+from labelwise.engine.label_model import LabelModel
+from labelwise.engine.metrics import (
+    MULTICLASS_MESSAGE,
+    check_multiclass,
+    classification_metrics,
+    per_label_table,
+)
+from labelwise.engine.params import Constraint, Interval, Options, check_params
+from labelwise.engine.per_label import LabelJob, Rounds, predict_per_label, train_per_label
+from labelwise.engine.split import iterative_stratification, stratified_kfold
+from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
+from labelwise.engine.weights import Weighting
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble")
+AUTO_CV_MAX_ROWS = 10_000
+
+# Presets: measured on the shared benchmark datasets (benchmarks/RESULTS.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {
+        "cv_folds": 3,
+        "learning_rate": 0.25,
+        "n_estimators": 300,
+        "early_stopping_rounds": 8,
+        "max_bin": 15,
+        "num_leaves": 5,
+    },
+    "accurate": {"learning_rate": 0.03, "n_estimators": 3000, "early_stopping_rounds": 100},
+}
+# LightGBM Dataset parameters: frozen when the shared Dataset is binned
+DATASET_KEYS = ("min_data_in_bin", "max_bin_by_feature", "bin_construct_sample_cnt")
+
+Splits = list[tuple[np.ndarray, np.ndarray | None]]
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level's training data: the binned Dataset and the matrices it was built from."""
+
+    base: lgb.Dataset  # constructed (binned)
+    X: np.ndarray
+    Y: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What one call of ``fit`` hands down to every training step."""
+
+    executor: Executor
+    callbacks: Sequence[FitCallback]
+    rounds: Rounds
+
+
+class LabelwiseClassifier(BaseEstimator):
+    """Multi-label classifier: one LightGBM model per label, with per-label thresholds.
+
+    Parameters
+    ----------
+    strategy : {"binary_relevance", "stacking", "chain", "chain_ensemble"}
+        How label dependencies are used (see the module docstring).
+    n_estimators : int
+        Maximum boosting rounds per label; early stopping usually ends sooner.
+    learning_rate, num_leaves, min_child_samples, feature_fraction, bagging_fraction,
+    lambda_l2, max_bin :
+        The LightGBM parameters that matter most; ``lgb_params`` passes any other (naming one
+        of these there is an error: each setting has one place).
+    early_stopping_rounds : int or None
+        Patience of per-label early stopping on the validation rows.
+    validation_fraction : float
+        With ``cv_folds=None``: share of the rows held out (iterative stratification) for early
+        stopping, thresholds and calibration when ``fit`` gets no ``eval_set``. 0 disables
+        validation: fixed rounds (``min(n_estimators, 100)``), fixed thresholds.
+    cv_folds : int, "auto" or None
+        Cross-fitting: k models per label, each early-stopped on its held-out fold (iteratively
+        stratified); thresholds come from the out-of-fold probabilities of every row and
+        predictions average the k models. It gives better thresholds than one validation part
+        where rows are few, at about 2.5 times the cost. ``None`` uses one validation part
+        (``validation_fraction``) and ``refit``. ``"auto"`` (default): 5 folds up to
+        ``AUTO_CV_MAX_ROWS`` rows, one validation part above.
+    refit : bool
+        After early stopping, retrain each label on all rows (validation included) with the
+        number of rounds scaled to the larger data. Ignored with an explicit ``eval_set``.
+    weighting : Weighting, {"none", "balanced", "sqrt", "effective"} or dict
+        Per-label positive-class weight (:class:`labelwise.engine.weights.Weighting`; a string
+        or ``{label: weight}`` is that scheme with the default cap and beta).
+    threshold_policy : ThresholdPolicy or None
+        How the per-label thresholds are chosen (:class:`ThresholdPolicy`; None: its defaults).
+    calibration : {None, "isotonic", "sigmoid"}
+        Per-label probability calibration fitted on the validation rows.
+    chain_order, n_chains, n_folds :
+        Chain order, number of chains of ``chain_ensemble``, folds for out-of-fold level-1
+        probabilities of the dependency strategies.
+    n_jobs : int
+        Labels trained in parallel (-1: all cores). Each booster runs single-threaded.
+    random_state : int
+        Seeds splits, bagging and chain orders.
+
+    Attributes
+    ----------
+    labels_ : list[str]
+    encoder_ : FeatureEncoder
+    thresholds_ : ndarray of shape (n_labels,)
+    label_weights_ : ndarray of shape (n_labels,)
+    best_iterations_ : ndarray of shape (n_labels,)
+    validation_metrics_ : dict
+        Threshold metrics of the held-out (out-of-fold) predictions the thresholds were set on.
+    validation_per_label_ : list of dict
+        The same per label (precision, recall, f1, support, predicted).
+    warnings_ : list[str]
+        What looked suspicious in the training data (constant features, exclusive labels...).
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "strategy": [Options(STRATEGIES)],
+        "n_estimators": [Interval(int, 1)],
+        "learning_rate": [Interval(float, 0, None, closed="neither")],
+        "num_leaves": [Interval(int, 2)],
+        "min_child_samples": [Interval(int, 0)],
+        "feature_fraction": [Interval(float, 0, 1, closed="right")],
+        "bagging_fraction": [Interval(float, 0, 1, closed="right")],
+        "lambda_l2": [Interval(float, 0)],
+        "max_bin": [Interval(int, 2)],
+        "lgb_params": [None, dict],
+        "early_stopping_rounds": [None, Interval(int, 1)],
+        "validation_fraction": [Interval(float, 0, 1, closed="left")],
+        "cv_folds": [None, Options(("auto",)), Interval(int, 2)],
+        "refit": [bool],
+        "weighting": [Weighting, Options(("none", "balanced", "sqrt", "effective")), dict],
+        "threshold_policy": [None, ThresholdPolicy],
+        "calibration": [None, Options(("none", "isotonic", "sigmoid"))],
+        "chain_order": [Options(("frequency", "random")), list, tuple],
+        "n_chains": [Interval(int, 1)],
+        "n_folds": [Interval(int, 2)],
+        "n_jobs": [None, Interval(int, -1)],
+        "random_state": [Interval(int, 0)],
+    }
+
+    def __init__(
+        self,
+        strategy: str = "binary_relevance",
+        *,
+        n_estimators: int = 1000,
+        learning_rate: float = 0.15,
+        num_leaves: int = 7,
+        min_child_samples: int = 10,
+        feature_fraction: float = 0.8,
+        bagging_fraction: float = 1.0,
+        lambda_l2: float = 1.0,
+        max_bin: int = 63,
+        lgb_params: dict[str, Any] | None = None,
+        early_stopping_rounds: int | None = 20,
+        validation_fraction: float = 0.2,
+        cv_folds: int | str | None = "auto",
+        refit: bool = True,
+        weighting: Weighting | str | Mapping[str, float] = "none",
+        threshold_policy: ThresholdPolicy | None = None,
+        calibration: str | None = None,
+        chain_order: str | Sequence[str] = "frequency",
+        n_chains: int = 3,
+        n_folds: int = 3,
+        n_jobs: int = -1,
+        random_state: int = 0,
+    ) -> None:
+        self.strategy = strategy
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.feature_fraction = feature_fraction
+        self.bagging_fraction = bagging_fraction
+        self.lambda_l2 = lambda_l2
+        self.max_bin = max_bin
+        self.lgb_params = lgb_params
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.cv_folds = cv_folds
+        self.refit = refit
+        self.weighting = weighting
+        self.threshold_policy = threshold_policy
+        self.calibration = calibration
+        self.chain_order = chain_order
+        self.n_chains = n_chains
+        self.n_folds = n_folds
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> LabelwiseClassifier:
+        """``default``, ``fast`` (a fraction of the fit time) or ``accurate`` (slower)."""
+        if name not in PRESETS:
+            raise ConfigError(
+                f"unknown preset {name!r}; choose one of {sorted(PRESETS)}", param="preset"
+            )
+        return cls(**{**PRESETS[name], **overrides})
+
+    # ------------------------------------------------------------------ parameters
+    def validate_params(self) -> None:
+        """Check every parameter against ``_parameter_constraints`` (ConfigError naming it)."""
+        check_params(self.get_params(), self._parameter_constraints)
+        Weighting.coerce(self.weighting)
+        overlap = sorted(set(self.lgb_params or {}) & set(self._parameter_constraints))
+        if overlap:
+            raise ConfigError(
+                f"lgb_params sets {overlap}, which are parameters of their own (model.params "
+                "in a config): set each once, there",
+                param="lgb_params",
+            )
+
+    @property
+    def policy(self) -> ThresholdPolicy:
+        """The threshold policy in force (the default one when none was given)."""
+        return self.threshold_policy or ThresholdPolicy()
+
+    def _lgb_params(self) -> dict[str, Any]:
+        params = {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "metric": "binary_logloss",
+            "verbose": -1,
+            "seed": self.random_state,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": 1,
+            "feature_pre_filter": False,
+        }
+        if self.bagging_fraction < 1:
+            params.update(bagging_fraction=self.bagging_fraction, bagging_freq=1)
+        params.update(self.lgb_params or {})
+        return params
+
+    def _dataset_params(self) -> dict[str, Any]:
+        params = {
+            "max_bin": self.max_bin,
+            "verbose": -1,
+            "feature_pre_filter": False,
+            "min_data_in_bin": 3,
+        }
+        params.update({k: v for k, v in (self.lgb_params or {}).items() if k in DATASET_KEYS})
+        return params
+
+    def _dataset(self, X: np.ndarray, categorical: list[int]) -> lgb.Dataset:
+        """The one binned LightGBM Dataset every per-label model of a level trains on."""
+        import lightgbm as lgb
+
+        return lgb.Dataset(
+            X,
+            params=self._dataset_params(),
+            categorical_feature=categorical or "auto",
+            free_raw_data=False,
+        ).construct()
+
+    # ------------------------------------------------------------------ inputs
+    def _to_matrix(self, X: Any, fitting: bool, source: str = "X") -> np.ndarray:
+        if isinstance(X, pl.DataFrame):
+            if fitting:
+                self.encoder_ = FeatureEncoder().fit(X, X.columns, source=source)
+            return self.encoder_.transform(X, source=source)
+        if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas
+            return self._to_matrix(pl.from_pandas(X), fitting, source)
+        A = np.asarray(X, dtype=np.float32)
+        if A.ndim != 2:
+            raise DataError(f"{source} must be 2-D (rows x features), got shape {A.shape}")
+        if np.isinf(A).any():
+            bad = np.flatnonzero(np.isinf(A).any(axis=0))[:5].tolist()
+            raise DataError(f"{source} holds infinite values in column(s) {bad}")
+        if fitting:
+            self.encoder_ = FeatureEncoder(features=[f"f{i}" for i in range(A.shape[1])])
+        elif A.shape[1] != len(self.encoder_.features):
+            raise DataError(
+                f"{source} has {A.shape[1]} columns, the model expects "
+                f"{len(self.encoder_.features)}"
+            )
+        return A
+
+    @staticmethod
+    def _to_labels(Y: Any, n_rows: int, source: str = "Y") -> tuple[np.ndarray, list[str]]:
+        names = list(Y.columns) if isinstance(Y, pl.DataFrame) else None
+        A = np.asarray(Y.to_numpy() if isinstance(Y, pl.DataFrame) else Y)
+        if A.ndim != 2:
+            raise DataError(f"{source} must be 2-D (rows x labels), got shape {A.shape}")
+        if A.shape[0] != n_rows:
+            raise DataError(f"{source} has {A.shape[0]} rows, X has {n_rows}")
+        if not np.isin(A, (0, 1)).all():
+            raise DataError(f"{source} must hold only 0 and 1")
+        return A.astype(np.uint8), names or [f"label_{j}" for j in range(A.shape[1])]
+
+    def _prepare(
+        self, X: Any, Y: Any, labels: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Matrices of the training data; ``labels_`` and ``warnings_`` set."""
+        Xa = self._to_matrix(X, fitting=True)
+        Ya, names = self._to_labels(Y, Xa.shape[0])
+        if Xa.shape[0] < 2:
+            raise DataError("need at least 2 rows to fit")
+        self.labels_ = list(labels) if labels is not None else names
+        if len(self.labels_) != Ya.shape[1]:
+            raise DataError(f"{len(self.labels_)} label names for {Ya.shape[1]} label columns")
+        # what a report should show besides Python's warnings (a worker's logging may eat them)
+        self.warnings_ = list(self.encoder_.warnings_)
+        if check_multiclass(Ya):
+            self.warnings_.append(MULTICLASS_MESSAGE)
+        if Ya.shape[1] == 1:
+            msg = (
+                "one label only: this is binary classification; labelwise handles it, "
+                "but thresholds and metrics are per label anyway"
+            )
+            self.warnings_.append(msg)
+            warnings.warn(msg, UserWarning, stacklevel=3)
+        return Xa, Ya
+
+    def _plan(
+        self, Xa: np.ndarray, Ya: np.ndarray, eval_set: tuple[Any, Any] | None
+    ) -> tuple[np.ndarray, np.ndarray, Splits, bool]:
+        """(X, Y, the (train rows, held-out rows) of each member, refit?): an explicit
+        ``eval_set`` (appended to the rows), k cross-fitting folds, or one validation part."""
+        n_folds = self.cv_folds
+        if n_folds == "auto":
+            n_folds = 5 if Xa.shape[0] <= AUTO_CV_MAX_ROWS else None
+        self.cv_folds_used_ = n_folds if eval_set is None else None
+        if eval_set is not None:
+            Xv = self._to_matrix(eval_set[0], fitting=False, source="eval_set X")
+            Yv, _ = self._to_labels(eval_set[1], Xv.shape[0], source="eval_set Y")
+            n = Xa.shape[0]
+            Xa, Ya = np.vstack([Xa, Xv]), np.vstack([Ya, Yv])
+            return Xa, Ya, [(np.arange(n), np.arange(n, Xa.shape[0]))], False
+        if self.cv_folds_used_:
+            folds: Splits = list(stratified_kfold(Ya, int(self.cv_folds_used_), self.random_state))
+            return Xa, Ya, folds, False
+        if self.validation_fraction > 0:
+            fold = iterative_stratification(
+                Ya, [1 - self.validation_fraction, self.validation_fraction], self.random_state
+            )
+            return Xa, Ya, [(np.flatnonzero(fold == 0), np.flatnonzero(fold == 1))], self.refit
+        return Xa, Ya, [(np.arange(Xa.shape[0]), None)], self.refit
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        eval_set: tuple[Any, Any] | None = None,
+        labels: Sequence[str] | None = None,
+        categorical_features: Sequence[int] | None = None,
+        callbacks: Sequence[FitCallback] = (),
+        executor: Executor | None = None,
+    ) -> LabelwiseClassifier:
+        """Fit on features ``X`` (polars/pandas frame or array) and 0/1 labels ``Y`` (n x L).
+
+        ``eval_set=(X_valid, Y_valid)`` replaces the internal validation split. ``callbacks``
+        (:mod:`labelwise.engine.callbacks`, called in order) hear of every finished per-label
+        model: :class:`~labelwise.engine.callbacks.Progress` reports it,
+        :class:`~labelwise.engine.callbacks.Checkpoint` keeps it on disk so a fit killed
+        half-way and started again with the same data and parameters reuses it. ``executor``
+        (:mod:`labelwise.engine.executors`) runs the per-label work: threads by default
+        (``n_jobs``), Prefect tasks or a Dask cluster in the pipeline; the models are the same.
+        """
+        self.validate_params()
+        Xa, Ya = self._prepare(X, Y, labels)
+        Xa, Ya, splits, refit = self._plan(Xa, Ya, eval_set)
+        self.categorical_features_ = (
+            list(categorical_features)
+            if categorical_features is not None
+            else self.encoder_.categorical_indices
+        )
+        train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
+        self.label_weights_ = Weighting.coerce(self.weighting).weights(Ya[train_rows], self.labels_)
+        self.orders_ = self._chain_orders(Ya) if self.strategy != "binary_relevance" else []
+        ctx = _Fit(
+            executor or ThreadExecutor(n_workers(self.n_jobs)),
+            list(callbacks),
+            Rounds(
+                self.n_estimators,
+                self.early_stopping_rounds,
+                refit,
+                fallback=min(self.n_estimators, 100),
+            ),
+        )
+        planned = Ya.shape[1] * (
+            len(splits) * (1 + len(self.orders_)) + (self.n_folds if self._needs_oof(splits) else 0)
+        )
+        for cb in ctx.callbacks:
+            cb.begin(planned, self.labels_)
+        level1 = _Level(self._dataset(Xa, self.categorical_features_), Xa, Ya)
+        self.level1_, valid_rows, P_valid = self._fit_members(ctx, level1, splits, "L1")
+        self.level2_: list[list[LabelModel]] = []
+        if self.orders_:
+            P_valid = self._fit_level2(ctx, level1, splits, valid_rows, P_valid)
+        self.best_iterations_ = np.mean(
+            [[m.best_iteration for m in member] for member in self.level1_], axis=0
+        )
+        self._fit_thresholds(Ya, valid_rows, P_valid)
+        self.n_features_in_ = len(self.encoder_.features)
+        return self
+
+    def _needs_oof(self, splits: Splits) -> bool:
+        """Dependency strategies on one validation part need out-of-fold level-1 inputs."""
+        return bool(self.orders_) and splits[0][1] is not None and not self.cv_folds_used_
+
+    def _fit_members(
+        self,
+        ctx: _Fit,
+        level: _Level,
+        splits: Splits,
+        step: str,
+        masks: list[list[float]] | None = None,
+    ) -> tuple[list[list[LabelModel]], np.ndarray | None, np.ndarray | None]:
+        """One member (L models) per split; validation probabilities stacked over the splits."""
+        members, rows, probs = [], [], []
+        for i, (tr, va) in enumerate(splits):
+            models, P = self._fit_level(ctx, level, tr, va, f"{step}m{i}", masks)
+            members.append(models)
+            if va is not None and P is not None:
+                rows.append(va)
+                probs.append(P)
+        if not rows:
+            return members, None, None
+        return members, np.concatenate(rows), np.vstack(probs)
+
+    def _fit_level(
+        self,
+        ctx: _Fit,
+        level: _Level,
+        train_idx: np.ndarray,
+        valid_idx: np.ndarray | None,
+        step: str,
+        masks: list[list[float]] | None = None,
+        rounds: Sequence[int] | None = None,
+    ) -> tuple[list[LabelModel], np.ndarray | None]:
+        base_params = self._lgb_params()
+        jobs = []
+        for j in range(level.Y.shape[1]):
+            params = dict(base_params)
+            if self.label_weights_[j] != 1.0:
+                params["scale_pos_weight"] = float(self.label_weights_[j])
+            if masks is not None:
+                params["feature_contri"] = masks[j]
+            jobs.append(LabelJob(j, params, None if rounds is None else int(rounds[j])))
+        models, P = train_per_label(
+            level.base,
+            level.Y,
+            level.X,
+            train_idx,
+            valid_idx,
+            jobs,
+            ctx.rounds,
+            step=step,
+            executor=ctx.executor,
+            callbacks=ctx.callbacks,
+        )
+        return [models[j] for j in range(level.Y.shape[1])], P
+
+    def _fit_level2(
+        self,
+        ctx: _Fit,
+        level1: _Level,
+        splits: Splits,
+        valid_rows: np.ndarray | None,
+        P_valid: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """Second-level models on the features plus first-level probabilities, one member per
+        chain order; returns their averaged held-out probabilities."""
+        Xa, Ya = level1.X, level1.Y
+        if self.cv_folds_used_:  # the cross-fitted first level is already out-of-fold
+            Z = np.zeros(Ya.shape)
+            Z[valid_rows] = P_valid
+        elif self._needs_oof(splits):
+            Z = self._oof_level1(ctx, level1)
+        else:  # no validation rows at all: first-level fits on all rows stand in
+            Z = _mean_proba(self.level1_, Xa, n_workers(self.n_jobs))
+        X2 = np.hstack([Xa, Z.astype(np.float32)])
+        level2 = _Level(self._dataset(X2, self.categorical_features_), X2, Ya)
+        P_sum = None
+        for c, order in enumerate(self.orders_):
+            masks = self._masks(order, Xa.shape[1], Ya.shape[1])
+            members, _, P = self._fit_members(ctx, level2, splits, f"L2c{c}", masks)
+            self.level2_.extend(members)
+            if P is not None:
+                P_sum = P if P_sum is None else P_sum + P
+        return None if P_sum is None else P_sum / len(self.orders_)
+
+    def _oof_level1(self, ctx: _Fit, level1: _Level) -> np.ndarray:
+        """Out-of-fold first-level probabilities for every row (n x L), with the rounds early
+        stopping chose for the first level."""
+        Xa, Ya = level1.X, level1.Y
+        Z = np.zeros(Ya.shape, dtype=np.float64)
+        rounds = [max(1, m.best_iteration) for m in self.level1_[0]]
+        no_refit = _Fit(
+            ctx.executor,
+            ctx.callbacks,
+            Rounds(ctx.rounds.num_boost_round, None, False, ctx.rounds.fallback),
+        )
+        for f, (tr, te) in enumerate(stratified_kfold(Ya, self.n_folds, self.random_state)):
+            models, _ = self._fit_level(no_refit, level1, tr, None, f"OOFf{f}", rounds=rounds)
+            Z[te] = predict_per_label(models, Xa[te], n_workers(self.n_jobs))
+        return Z
+
+    def _masks(self, order: list[int], n_features: int, n_labels: int) -> list[list[float]]:
+        """LightGBM ``feature_contri`` per label: features always, label columns as allowed."""
+        if self.strategy == "stacking":
+            return [[1.0] * (n_features + n_labels)] * n_labels
+        position = {lab: i for i, lab in enumerate(order)}
+        return [
+            [1.0] * n_features
+            + [1.0 if position[k] < position[j] else 0.0 for k in range(n_labels)]
+            for j in range(n_labels)
+        ]
+
+    def _chain_orders(self, Ya: np.ndarray) -> list[list[int]]:
+        n_labels = Ya.shape[1]
+        rng = np.random.default_rng(self.random_state)
+        if self.strategy == "chain_ensemble":
+            return [rng.permutation(n_labels).tolist() for _ in range(self.n_chains)]
+        if self.strategy == "stacking":
+            return [list(range(n_labels))]
+        if self.chain_order == "frequency":
+            return [np.argsort(-Ya.sum(axis=0), kind="stable").tolist()]
+        if self.chain_order == "random":
+            return [rng.permutation(n_labels).tolist()]
+        unknown = sorted(set(self.chain_order) - set(self.labels_))
+        if unknown or len(self.chain_order) != n_labels:
+            raise ConfigError(
+                f"chain_order must list every label once (unknown: {unknown})", param="chain_order"
+            )
+        return [[self.labels_.index(lab) for lab in self.chain_order]]
+
+    def _fit_thresholds(
+        self, Ya: np.ndarray, valid_idx: np.ndarray | None, P_valid: np.ndarray | None
+    ) -> None:
+        """Calibrators and thresholds from held-out rows (fixed thresholds without any)."""
+        policy = self.policy
+        self.calibrators_: list[LabelCalibrator] | None = None
+        if valid_idx is None or P_valid is None or len(valid_idx) == 0:
+            self.thresholds_ = np.full(Ya.shape[1], policy.fixed)
+            self.validation_metrics_: dict[str, float] = {}
+            self.validation_per_label_: list[dict[str, Any]] = []
+            return
+        Yv = Ya[valid_idx]
+        if self.calibration not in (None, "none"):
+            self.calibrators_ = [
+                LabelCalibrator.fit(Yv[:, j], P_valid[:, j], self.calibration)
+                for j in range(Ya.shape[1])
+            ]
+            P_valid = self._calibrate(P_valid)
+        self.thresholds_ = fit_thresholds(Yv, P_valid, policy)
+        pred = self.predict_from_proba(P_valid)
+        self.validation_metrics_ = classification_metrics(Yv, pred)
+        self.validation_per_label_ = per_label_table(Yv, pred, None, self.labels_)
+
+    def _calibrate(self, P: np.ndarray) -> np.ndarray:
+        if not self.calibrators_:
+            return P
+        return np.column_stack([c.transform(P[:, j]) for j, c in enumerate(self.calibrators_)])
+
+    # ------------------------------------------------------------------ prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "thresholds_"):
+            raise NotFittedError(
+                "this LabelwiseClassifier is not fitted yet: call fit() or load a saved model"
+            )
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probability of each label (n x L, float64), each label independently."""
+        self._check_fitted()
+        Xa = self._to_matrix(X, fitting=False)
+        workers = n_workers(self.n_jobs)
+        P = _mean_proba(self.level1_, Xa, workers)
+        if self.level2_:
+            P = _mean_proba(self.level2_, np.hstack([Xa, P.astype(np.float32)]), workers)
+        return self._calibrate(P)
+
+    def predict_from_proba(self, P: np.ndarray) -> np.ndarray:
+        """0/1 label matrix (uint8) of probabilities ``P`` under the fitted thresholds."""
+        self._check_fitted()
+        return apply_thresholds(P, self.thresholds_, self.policy.at_least_one)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """0/1 label matrix (n x L, uint8) using the calibrated per-label thresholds."""
+        return self.predict_from_proba(self.predict_proba(X))
+
+    def feature_importance(self) -> dict[str, float]:
+        """Each feature's share of the total split gain over every per-label booster (sums to
+        1; all zeros when every label got a constant model)."""
+        self._check_fitted()
+        n = len(self.encoder_.features)
+        gain = np.zeros(n)
+        for member in [*self.level1_, *self.level2_]:
+            for m in member:
+                if m.booster is not None:  # chain/stacking boosters see labels after features
+                    gain += m.booster.feature_importance("gain")[:n]
+        total = gain.sum()
+        shares = gain / total if total > 0 else gain
+        return dict(zip(self.encoder_.features, map(float, shares), strict=True))
+
+    # ------------------------------------------------------------------ persistence
+    def to_manifest(self, write: Callable[[str, str], str]) -> dict[str, Any]:
+        """The fitted model as JSON-able data; each booster goes out as LightGBM text through
+        ``write(relative path, text) -> sha256`` (see :mod:`labelwise.engine.persistence`)."""
+        self._check_fitted()
+
+        def entry(model: LabelModel, name: str) -> dict[str, Any]:
+            if model.booster is None:
+                return {"constant": model.constant}
+            rel = f"boosters/{name}.txt"
+            return {
+                "file": rel,
+                "sha256": write(rel, model.to_text()),
+                "best_iteration": int(model.best_iteration),
+            }
+
+        params = self.get_params()
+        params["threshold_policy"] = asdict(self.policy)
+        params["weighting"] = asdict(Weighting.coerce(self.weighting))
+        return {
+            "strategy": self.strategy,
+            "labels": list(self.labels_),
+            "encoder": self.encoder_.to_dict(),
+            "categorical_features": list(self.categorical_features_),
+            "thresholds": [float(t) for t in self.thresholds_],
+            "label_weights": [float(w) for w in self.label_weights_],
+            "calibrators": (
+                [c.to_dict() for c in self.calibrators_] if self.calibrators_ else None
+            ),
+            "params": params,
+            "orders": self.orders_,
+            # members: one list of per-label models per fold / chain; predictions average them
+            "level1": [
+                [entry(m, f"L1_m{i}_{j:04d}") for j, m in enumerate(ms)]
+                for i, ms in enumerate(self.level1_)
+            ],
+            "level2": [
+                [entry(m, f"L2_m{i}_{j:04d}") for j, m in enumerate(ms)]
+                for i, ms in enumerate(self.level2_)
+            ],
+        }
+
+    @classmethod
+    def from_manifest(
+        cls, m: dict[str, Any], read: Callable[[dict[str, Any]], str], source: str = "manifest"
+    ) -> LabelwiseClassifier:
+        """Rebuild a fitted model from :meth:`to_manifest`'s data; ``read(entry)`` returns a
+        booster entry's verified LightGBM text."""
+        import lightgbm as lgb
+
+        params = dict(m["params"])
+        try:
+            params["threshold_policy"] = ThresholdPolicy(**params["threshold_policy"])
+            params["weighting"] = Weighting(**params["weighting"])
+            clf = cls(**params)
+        except (TypeError, KeyError, ConfigError) as exc:
+            raise ModelFormatError(f"{source}: invalid parameters ({exc})") from exc
+
+        def model(e: dict[str, Any]) -> LabelModel:
+            if "constant" in e:
+                return LabelModel(None, float(e["constant"]), 0)
+            return LabelModel(lgb.Booster(model_str=read(e)), None, int(e.get("best_iteration", 0)))
+
+        clf.labels_ = list(m["labels"])
+        clf.encoder_ = FeatureEncoder.from_dict(m["encoder"])
+        clf.categorical_features_ = list(m.get("categorical_features", []))
+        clf.thresholds_ = np.asarray(m["thresholds"], dtype=np.float64)
+        clf.label_weights_ = np.asarray(m.get("label_weights", [1.0] * len(clf.labels_)))
+        clf.calibrators_ = (
+            [LabelCalibrator.from_dict(c) for c in m["calibrators"]]
+            if m.get("calibrators")
+            else None
+        )
+        clf.orders_ = [list(o) for o in m.get("orders", [])]
+        clf.level1_ = [[model(e) for e in ms] for ms in m["level1"]]
+        clf.level2_ = [[model(e) for e in ms] for ms in m["level2"]]
+        clf.best_iterations_ = np.mean(
+            [[x.best_iteration for x in ms] for ms in clf.level1_], axis=0
+        )
+        clf.n_features_in_ = len(clf.encoder_.features)
+        return clf
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a JSON manifest plus native LightGBM text files to directory ``path``."""
+        from labelwise.engine.persistence import write_model_dir
+
+        write_model_dir(path, self.to_manifest)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LabelwiseClassifier:
+        """Load a model saved by :meth:`save` (verifies format version and file digests)."""
+        from labelwise.engine.persistence import read_model_dir
+
+        manifest, read, source = read_model_dir(path)
+        return cls.from_manifest(manifest, read, source)
+
+
+def _mean_proba(members: list[list[LabelModel]], X: np.ndarray, n_jobs: int) -> np.ndarray:
+    """Average of the members' per-label probabilities (folds of a cross-fit, chains...)."""
+    P = predict_per_label(members[0], X, n_jobs)
+    for member in members[1:]:
+        P += predict_per_label(member, X, n_jobs)
+    return P / len(members)

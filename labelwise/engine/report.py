@@ -1,0 +1,153 @@
+"""An evaluation report on disk: metrics JSON, per-label table, thresholds, and plots.
+
+Pure engine code (numpy, polars, matplotlib); the tracking task uploads the folder to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from labelwise.engine.metrics import evaluate, label_statistics, per_label_table
+
+
+def write_report(
+    out: Path,
+    Y: np.ndarray,
+    S: np.ndarray,
+    thresholds: np.ndarray,
+    labels: list[str],
+    at_least_one: bool = False,
+    prefix: str = "test",
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Evaluate probabilities ``S`` against ``Y``; write files into ``out``; return metrics."""
+    from labelwise.engine.thresholds import apply_thresholds
+
+    out.mkdir(parents=True, exist_ok=True)
+    P = apply_thresholds(S, thresholds, at_least_one)
+    metrics = evaluate(Y, P, S)
+    table = pl.DataFrame(per_label_table(Y, P, S, labels)).with_columns(
+        pl.Series("threshold", np.asarray(thresholds, dtype=np.float64)),
+        pl.Series("prevalence", Y.mean(axis=0).astype(np.float64)),
+    )
+    table.write_csv(out / f"{prefix}_per_label.csv")
+    stats = label_statistics(Y)
+    (out / f"{prefix}_metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "thresholds.json").write_text(
+        json.dumps(dict(zip(labels, map(float, thresholds), strict=True)), indent=1)
+    )
+    summary = {k: v for k, v in stats.items() if k not in ("cooccurrence", "prevalence")}
+    (out / f"{prefix}_label_statistics.json").write_text(json.dumps(summary, indent=1))
+    if plots:
+        write_plots(out, Y, S, table, stats["cooccurrence"], labels, prefix)
+    return {"metrics": metrics, "table": table}
+
+
+def write_plots(
+    out: Path,
+    Y: np.ndarray,
+    S: np.ndarray,
+    table: pl.DataFrame,
+    cooc: np.ndarray,
+    labels: list[str],
+    prefix: str,
+    max_labels: int = 40,
+) -> None:
+    """Per-label F1 bars, PR curves, F1-vs-threshold curves, co-occurrence, frequencies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # most frequent labels first: the plots stay readable with hundreds of labels
+    order = np.argsort(-Y.sum(axis=0), kind="stable")[:max_labels]
+    names = [labels[j] for j in order]
+    f1 = table.get_column("f1").to_numpy()[order]
+    _bars(
+        out / f"{prefix}_per_label_f1.png",
+        names,
+        f1,
+        "F1",
+        f"{prefix}: per-label F1 (most frequent {len(order)} labels)",
+        "#3b7dd8",
+        (0, 1),
+    )
+    _bars(
+        out / f"{prefix}_label_frequencies.png",
+        names,
+        Y.mean(axis=0)[order],
+        "share of rows",
+        f"{prefix}: label frequencies",
+        "#6aa84f",
+    )
+    thr = table.get_column("threshold").to_numpy()[order]
+    _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y[:, order], S[:, order], names, thr)
+    _cooccurrence(out / f"{prefix}_label_cooccurrence.png", cooc[np.ix_(order, order)], names)
+
+
+def _bars(
+    path: Path,
+    names: list[str],
+    values: np.ndarray,
+    ylabel: str,
+    title: str,
+    color: str,
+    ylim: tuple[float, float] | None = None,
+) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names)), 4))
+    ax.bar(range(len(names)), values, color=color)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _curves(
+    path: Path, Y: np.ndarray, S: np.ndarray, names: list[str], thresholds: np.ndarray, k: int = 8
+) -> None:
+    """Precision-recall and F1-vs-threshold curves of the first ``k`` labels."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    grid = np.linspace(0.0, 1.0, 101)
+    for j in range(min(k, len(names))):
+        y, s = Y[:, j].astype(bool), S[:, j]
+        if y.sum() == 0:
+            continue
+        tp = np.cumsum(y[np.argsort(-s, kind="stable")])
+        axes[0].plot(tp / y.sum(), tp / np.arange(1, len(y) + 1), label=names[j], lw=1)
+        pred = s[None, :] >= grid[:, None]
+        f1g = 2 * (pred & y).sum(axis=1) / np.maximum(pred.sum(axis=1) + y.sum(), 1)
+        line = axes[1].plot(grid, f1g, lw=1, label=names[j])[0]
+        axes[1].axvline(thresholds[j], color=line.get_color(), ls=":", lw=0.8)
+    axes[0].set(xlabel="recall", ylabel="precision", title="precision-recall curves")
+    axes[1].set(xlabel="threshold", ylabel="F1", title="F1 vs threshold (dotted: chosen)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cooccurrence(path: Path, cooc: np.ndarray, names: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    sub = cooc.astype(np.float64)
+    diag = np.maximum(np.diag(sub), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(sub / diag[:, None], cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(names)), names, fontsize=6)
+    ax.set_title("P(column label | row label)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,53 @@
+"""A config's labelled tables as the engine's inputs, and scored under a fitted model.
+
+Used by the train and evaluate tasks, the promote flow, the CLI and the benchmarks: reading a
+table the way its config describes it (label spec, features, exclusions) happens here only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from labelwise.engine.data import read_table, table_xy
+from labelwise.engine.errors import DataError
+from labelwise.pipeline.config import Config
+
+if TYPE_CHECKING:
+    from labelwise.engine.classifier import LabelwiseClassifier
+
+
+def read_xy(
+    cfg: Config, path: str, labels: list[str] | None = None
+) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
+    """Features (polars), Y and label names of a table; ``labels`` fixes the label order."""
+    d = cfg.data
+    return table_xy(read_table(path), d.labels, d.features, d.exclude, labels, source=path)
+
+
+def score_table(
+    cfg: Config, clf: LabelwiseClassifier, path: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model."""
+    X, Y, _ = read_xy(cfg, path, clf.labels_)
+    with warnings.catch_warnings(), named_errors(path):
+        warnings.simplefilter("ignore")  # unseen categories are counted, not warned about
+        S = clf.predict_proba(X.select(clf.encoder_.features))
+    return Y, S, clf.predict_from_proba(S)
+
+
+@contextmanager
+def named_errors(path: str) -> Iterator[None]:
+    """The engine calls its input ``X``; in its data errors, name the file instead."""
+    try:
+        yield
+    except DataError as exc:
+        msg = str(exc)
+        if not msg.startswith("X"):
+            raise
+        raise DataError(path + msg[1:]) from exc

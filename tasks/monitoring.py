@@ -1,0 +1,203 @@
+"""Monitoring effects: a batch scored and compared with the model's reference profile
+(labelwise.engine.drift), one MLflow run per batch with plots, Prefect artifacts, and the retrain
+deployment started on drift."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from labelwise.pipeline.config import Config
+
+
+@task(name="measure-drift")
+def measure_drift(cfg: Config, model_dir: str, batch_path: str) -> dict[str, Any]:
+    import warnings
+
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.data import TRAINED_WITH, encode_labels, read_table, require_columns
+    from labelwise.engine.drift import PROFILE_FILE, drift_report
+    from labelwise.engine.errors import DataError, ModelFormatError
+    from labelwise.engine.scored import proba_columns
+
+    clf = LabelwiseClassifier.load(model_dir)
+    prof_file = Path(model_dir) / PROFILE_FILE
+    if not prof_file.is_file():
+        raise ModelFormatError(
+            f"{model_dir}: the model has no {PROFILE_FILE} (reference "
+            "profile); retrain it with this labelwise to monitor it"
+        )
+    profile = json.loads(prof_file.read_text())
+    df = read_table(batch_path)
+    if df.height == 0:
+        raise DataError(f"{batch_path}: the batch has no rows; nothing to monitor")
+    feats = clf.encoder_.features
+    require_columns(df.columns, feats, batch_path, why=TRAINED_WITH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Xa = clf.encoder_.transform(df.select(feats), source=batch_path)
+        scored = proba_columns(clf.labels_)
+        if all(c in df.columns for c in scored):  # already scored by the predict flow
+            S = df.select(scored).to_numpy().astype("float64")
+        else:
+            S = clf.predict_proba(df.select(feats))
+    P = clf.predict_from_proba(S)
+    spec = cfg.data.labels
+    try:  # ground truth, when the batch has the label columns
+        has_truth = bool(spec.source_columns(df.columns))
+    except DataError:
+        has_truth = False
+    Y = None
+    if has_truth:
+        Y, _ = encode_labels(df, spec, labels=clf.labels_, source=batch_path)
+    report = drift_report(profile, feats, Xa, S, P, Y, cfg.monitoring.rules())
+    report["unseen_categories"] = dict(clf.encoder_.unseen_counts)
+    return report
+
+
+def _artifact_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "labelwise"
+
+
+@task(name="log-monitoring")
+def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch_path: str) -> str:
+    """One run per batch in ``<experiment>-monitoring``: metrics (step = batch number), the
+    report, a PSI chart and the history of the most drifted labels."""
+    from labelwise.tasks.tracking import client, experiment_id, log_metrics
+
+    c = client(cfg)
+    exp = experiment_id(cfg, f"{cfg.experiment}-monitoring")
+    previous = c.search_runs([exp], order_by=["attributes.start_time ASC"], max_results=1000)
+    step = len(previous)
+    drifted = bool(report["alerts"] or report["feature_alerts"])
+    run = c.create_run(
+        exp,
+        run_name=f"batch-{step:04d}-{Path(batch_path).stem}",
+        tags={"labelwise.kind": "monitoring", "labelwise.drift": str(drifted).lower()},
+    )
+    rid = run.info.run_id
+    try:
+        log_metrics(
+            c,
+            rid,
+            _metrics(report),
+            step=step,
+            params={
+                "model": model,
+                "batch": str(batch_path),
+                "has_truth": str(report["has_truth"]),
+            },
+            tags={"mlflow.note.content": drift_summary(report)},
+        )
+        c.log_dict(rid, report, "monitoring/report.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            _plots(Path(tmp), report, previous, cfg.monitoring.score_psi)
+            c.log_artifacts(rid, tmp, "monitoring")
+    except BaseException:
+        c.set_terminated(rid, "FAILED")
+        raise
+    c.set_terminated(rid, "FINISHED")
+    return rid
+
+
+def _metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The batch's metrics: counts, per-label and per-feature drift, the worst PSI."""
+    values: dict[str, float] = {
+        "rows": report["n_rows"],
+        "label_alerts": len(report["alerts"]),
+        "feature_alerts": len(report["feature_alerts"]),
+    }
+    kinds = ("predicted_prevalence", "prevalence_ratio", "score_psi", "f1", "precision", "recall")
+    for r in report["labels"]:
+        values |= {f"label/{r['label']}/{m}": r[m] for m in kinds if m in r}
+    for r in report["features"]:
+        values[f"feature/{r['feature']}/psi"] = r["psi"]
+    if report["labels"]:
+        values["max_score_psi"] = max(r["score_psi"] for r in report["labels"])
+    if report["features"]:
+        values["max_feature_psi"] = max(r["psi"] for r in report["features"])
+    return values
+
+
+def _plots(out: Path, report: dict[str, Any], previous: list[Any], limit: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labelwise.tasks.tracking import metric_key
+
+    rows = sorted(report["labels"], key=lambda r: -r["score_psi"])[:30]
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * len(rows) + 1)))
+    ax.barh(
+        [r["label"] for r in rows][::-1],
+        [r["score_psi"] for r in rows][::-1],
+        color=["tab:red" if r["score_psi"] > limit else "tab:blue" for r in rows][::-1],
+    )
+    ax.axvline(limit, color="k", ls="--", lw=1, label=f"limit {limit}")
+    ax.set_xlabel("score PSI vs. reference")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "score_psi.png", dpi=100)
+    plt.close(fig)
+    # history: this batch and the earlier ones, for the most drifted labels now
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for r in rows[:8]:
+        key = metric_key(f"label/{r['label']}/score_psi")
+        ys = [run.data.metrics.get(key) for run in previous] + [r["score_psi"]]
+        xs = [i for i, y in enumerate(ys) if y is not None]
+        ax.plot(xs, [ys[i] for i in xs], marker="o", label=r["label"])
+    ax.axhline(limit, color="k", ls="--", lw=1)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("score PSI")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "score_psi_history.png", dpi=100)
+    plt.close(fig)
+
+
+def drift_summary(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['n_rows']} rows; {len(report['alerts'])} label alert(s), "
+        f"{len(report['feature_alerts'])} feature alert(s)"
+    ]
+    lines += [f"- label `{a['label']}`: {a['why']}" for a in report["alerts"][:50]]
+    lines += [f"- feature `{a['feature']}`: {a['why']}" for a in report["feature_alerts"][:50]]
+    return "\n".join(lines)
+
+
+def publish_drift(cfg: Config, report: dict[str, Any]) -> None:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    rows = sorted(report["labels"], key=lambda r: (not r["alert"], -r["score_psi"]))[:200]
+    create_table_artifact(
+        [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        key=_artifact_key(f"{cfg.name}-drift"),
+        description=f"label-wise drift of the latest batch ({cfg.name})",
+    )
+    create_markdown_artifact(
+        drift_summary(report),
+        key=_artifact_key(f"{cfg.name}-drift-summary"),
+        description="drift alerts",
+    )
+
+
+def trigger_retrain(cfg: Config) -> str | None:
+    """Start the config's retrain deployment (needs a Prefect server that has it)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        print("drift: not retraining, no Prefect server (PREFECT_API_URL) to run it on")
+        return None
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        f"labelwise-train/{cfg.name}-retrain", timeout=0, tags=["labelwise", "drift-retrain"]
+    )
+    print(f"drift: started retraining, flow run {run.id}")
+    return str(run.id)

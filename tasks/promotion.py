@@ -1,0 +1,158 @@
+"""Registry effects of promotion and rollback: the lock that serialises them, scoring a version,
+the promotion run and the tags and aliases that record a decision."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from contextlib import AbstractContextManager
+from typing import Any
+
+from labelwise.engine.promotion import Evaluation
+from labelwise.pipeline.config import Config
+from labelwise.tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    HISTORY_TAG,
+    champion_history,
+    move_champion,
+    resolve_version,
+)
+from labelwise.tasks.tracking import client, experiment_id, log_metrics, tracking_uri
+
+REJECTED_TAG = "promotion.rejected"  # a rolled-back version: never promoted again unasked
+
+
+def registry_lock(name: str, timeout_s: float = 900) -> AbstractContextManager[Any]:
+    """One promotion or rollback of a registered model at a time, on any worker: a Prefect
+    global concurrency limit of 1 slot per model. The MLflow registry has no compare-and-set,
+    so racing promotions are serialised here; the loser then finds the challenger already
+    champion and records nothing. The limit is created once (read first: creating an existing
+    one makes the server log a constraint error)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    key = "labelwise-registry-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)
+    with get_client(sync_client=True) as c:
+        try:
+            c.read_global_concurrency_limit_by_name(key)
+        except ObjectNotFound:
+            # a concurrent first promotion may create it between the read and here
+            with contextlib.suppress(ObjectAlreadyExists):
+                c.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=key, limit=1))
+    return concurrency(key, occupy=1, timeout_seconds=timeout_s, strict=True)
+
+
+def evaluate_version(cfg: Config, model_dir: str, data_path: str) -> Evaluation:
+    """Aggregate and per-label metrics of a model directory on a labelled table."""
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.metrics import evaluate, per_label_table
+    from labelwise.pipeline.tables import score_table
+
+    clf = LabelwiseClassifier.load(model_dir)
+    Y, S, P = score_table(cfg, clf, data_path)
+    return {"metrics": evaluate(Y, P, S), "per_label": per_label_table(Y, P, None, clf.labels_)}
+
+
+def record_promotion(
+    cfg: Config,
+    versions: tuple[str, str],
+    evaluations: tuple[Evaluation, Evaluation],
+    decision: dict[str, Any],
+    data_path: str,
+) -> dict[str, Any]:
+    """The promotion run (both evaluations, the rule as params, the decision) and, when the
+    gate passed, the champion alias moved; both versions tagged with the verdict."""
+    champ_v, chal_v = versions
+    c, name = client(cfg), cfg.registered_model
+    run_id = c.create_run(
+        experiment_id(cfg, f"{cfg.experiment}-promotion"),
+        run_name=f"v{chal_v}-vs-v{champ_v}",
+        tags={
+            "champion.version": champ_v,
+            "challenger.version": chal_v,
+            "promotion.data": data_path,
+        },
+    ).info.run_id
+    try:
+        values = {
+            f"{who}/{k}": v
+            for who, ev in zip(("champion", "challenger"), evaluations, strict=True)
+            for k, v in ev["metrics"].items()
+        }
+        log_metrics(
+            c,
+            run_id,
+            values,
+            params={f"rule.{k}": str(v) for k, v in cfg.promotion.__dict__.items()},
+        )
+        moved = decision["promote"] and _move(cfg, chal_v, champ_v, run_id, decision)
+        verdict = (
+            f"promoted v{chal_v} over v{champ_v}"
+            if moved
+            else f"kept v{champ_v}; v{chal_v} refused"
+        )
+        record = {"decision": verdict, **decision, "promote": moved, "run_id": run_id}
+        c.log_dict(run_id, record, "promotion/decision.json")
+        c.set_tag(run_id, "promotion.decision", verdict)
+        for v in versions:
+            c.set_model_version_tag(name, v, "promotion.decision", verdict)
+            c.set_model_version_tag(
+                name, v, "promotion.reasons", json.dumps(decision["reasons"])[:5000]
+            )
+            c.set_model_version_tag(name, v, "promotion.run_id", run_id)
+        c.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        c.set_terminated(run_id, "FAILED")
+        raise
+    return record | {"champion": chal_v if moved else champ_v}
+
+
+def _move(cfg: Config, chal_v: str, champ_v: str, run_id: str, decision: dict[str, Any]) -> bool:
+    moved = move_champion(
+        tracking_uri(cfg), cfg.registered_model, chal_v, champ_v, f"promotion run {run_id}"
+    )
+    if not moved:
+        decision["reasons"].append(
+            "champion changed during this promotion (another promotion won the race); nothing moved"
+        )
+    return bool(moved)
+
+
+def roll_back(cfg: Config) -> dict[str, Any]:
+    """Put the previous champion back. The version rolled back loses ``challenger`` and is
+    tagged rejected, so no later promotion brings it back unasked; the version that returns
+    sheds the reasons of the promotion it had lost."""
+    from labelwise.engine.errors import RegistryError
+
+    uri, name = tracking_uri(cfg), cfg.registered_model
+    current = resolve_version(uri, f"models:/{name}@{CHAMPION}")
+    history = champion_history(uri, name)
+    if not history:
+        raise RegistryError(
+            f"{name}: no previous champion to roll back to (no promotion has "
+            "moved the champion yet)"
+        )
+    previous = history.pop()
+    c = client(cfg)
+    c.set_registered_model_alias(name, CHAMPION, previous)
+    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    reason = f"rolled back: champion returned to v{previous}"
+    if CHALLENGER in (current.aliases or []):
+        c.delete_registered_model_alias(name, CHALLENGER)
+    c.set_model_version_tag(name, current.version, "promotion.decision", reason)
+    c.set_model_version_tag(name, current.version, REJECTED_TAG, reason)
+    c.set_model_version_tag(
+        name,
+        previous,
+        "promotion.decision",
+        f"champion again after rollback from v{current.version}",
+    )
+    for tag in ("promotion.reasons", "promotion.run_id", REJECTED_TAG):
+        if tag in (c.get_model_version(name, previous).tags or {}):
+            c.delete_model_version_tag(name, previous, tag)
+    print(f"{name}: champion v{current.version} -> v{previous}")
+    return {"champion": previous, "previous": str(current.version)}

@@ -1,0 +1,82 @@
+"""Batch scoring: a parquet/CSV/NDJSON table in, probabilities and label sets out, written in
+bounded-memory chunks to a temporary name and renamed when complete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prefect import task
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from labelwise.engine.classifier import LabelwiseClassifier
+
+
+def scored_frame(clf: LabelwiseClassifier, S: np.ndarray) -> pl.DataFrame:
+    """The scored columns of probabilities ``S``: ``p:<label>`` and the label set."""
+    import polars as pl
+
+    from labelwise.engine.scored import LABELS_COLUMN, label_sets, proba_columns
+
+    P = clf.predict_from_proba(S)
+    return pl.DataFrame(
+        [pl.Series(c, S[:, j]) for j, c in enumerate(proba_columns(clf.labels_))]
+        + [pl.Series(LABELS_COLUMN, label_sets(P, clf.labels_), dtype=pl.List(pl.String))]
+    )
+
+
+@task(name="score-chunks")
+def score_chunks(
+    model: str, input_path: str, output_path: str, chunk_rows: int, tracking_uri: str | None
+) -> dict[str, Any]:
+    """Score ``input_path`` with ``model`` into parquet at ``output_path``; other columns of
+    the input pass through."""
+    import polars as pl
+
+    from labelwise.engine.data import TRAINED_WITH, require_columns, scan_table
+    from labelwise.tasks.registry import load_model
+
+    clf, what = load_model(model, tracking_uri)
+    lf = scan_table(input_path)
+    names = lf.collect_schema().names()
+    require_columns(names, clf.encoder_.features, input_path, why=f"{what}: {TRAINED_WITH}")
+    keep = [c for c in names if c not in set(clf.encoder_.features)]
+    out = Path(output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    n_rows, unseen, writer = 0, {}, None
+    try:
+        for chunk in _chunks(lf, chunk_rows):
+            S = clf.predict_proba(chunk.select(clf.encoder_.features))
+            for k, v in clf.encoder_.unseen_counts.items():
+                unseen[k] = unseen.get(k, 0) + v
+            table = pl.concat(
+                [chunk.select(keep), scored_frame(clf, S)], how="horizontal"
+            ).to_arrow()
+            if writer is None:
+                import pyarrow.parquet as pq
+
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            n_rows += chunk.height
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(out)  # never leave a half-written output under the final name
+    return {"rows": n_rows, "output": str(out), "model": what, "unseen_categories": unseen}
+
+
+def _chunks(lf: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
+    """The table ``rows`` at a time (one empty chunk for an empty table)."""
+    offset = 0
+    while True:
+        chunk = lf.slice(offset, rows).collect()
+        if chunk.height or offset == 0:
+            yield chunk
+        if chunk.height < rows:
+            return
+        offset += rows
