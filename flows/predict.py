@@ -16,9 +16,11 @@ def predict_flow(
     output_path: str,
     chunk_rows: int = 100_000,
     tracking_uri: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Score ``input_path`` with ``model`` into a parquet file at ``output_path``."""
-    result = score_chunks(model, input_path, output_path, chunk_rows, tracking_uri)
+    """Score ``input_path`` with ``model`` into a parquet file at ``output_path`` (an existing
+    file only with ``overwrite``)."""
+    result = score_chunks(model, input_path, output_path, chunk_rows, tracking_uri, overwrite)
     msg = f"scored {result['rows']} rows with {result['model']} -> {result['output']}"
     if result["unseen_categories"]:
         msg += f"; unseen categories treated as missing: {result['unseen_categories']}"

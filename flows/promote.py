@@ -27,6 +27,7 @@ def promote_flow(
 
 def _promote(cfg: Config, data_path: str | None, include_rejected: bool) -> dict[str, Any]:
     from labelwise.engine.promotion import gate
+    from labelwise.tasks.data import check_evaluable
     from labelwise.tasks.promotion import REJECTED_TAG, evaluate_version, record_promotion
     from labelwise.tasks.registry import CHALLENGER, CHAMPION, download_model_dir, mlflow_client
     from labelwise.tasks.tracking import tracking_uri
@@ -52,6 +53,7 @@ def _promote(cfg: Config, data_path: str | None, include_rejected: bool) -> dict
             champ_v.version,
         )
     data_path = data_path or _evaluation_table(cfg)
+    check_evaluable(cfg, data_path)  # never a decision on (almost) nothing
     evaluations = (
         evaluate_version(cfg, str(champ_dir), data_path),
         evaluate_version(cfg, str(chal_dir), data_path),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,22 @@ def train_flow(
     """
     from prefect.runtime import flow_run
 
-    from labelwise.tasks.data import inspect_data
-    from labelwise.tasks.registry import identical_version
-    from labelwise.tasks.tracking import fail_run, finish_run, start_run
+    from labelwise.tasks.data import inspect_data, job_lock
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path, overrides)
     info = inspect_data(cfg)
+    with job_lock(workdir_for(cfg, info["train"]["digest"]), cfg.name):
+        return _run_job(cfg, info, register_version) | {"flow_run_id": str(flow_run.id)}
+
+
+def _run_job(cfg: Config, info: dict[str, Any], register_version: bool) -> dict[str, Any]:
+    """The job under its lock: nothing when an identical version exists, else one MLflow run
+    that ends FINISHED only after registration, FAILED (nothing registered) on any error."""
+    from labelwise.tasks.registry import identical_version
+    from labelwise.tasks.tracking import fail_run, finish_run, repair_abandoned_runs, start_run
+
+    repaired = repair_abandoned_runs(cfg)  # before the identical check: an orphan is no model
     same = identical_version(cfg, info) if register_version else None
     if same is not None:
         print(
@@ -53,12 +63,13 @@ def train_flow(
             "identical": {"name": same.name, "version": str(same.version), "run_id": same.run_id},
             "version": None,
             "run_id": None,
-            "flow_run_id": str(flow_run.id),
+            "notes": repaired,
         }
     run_id = None
     try:
         run_id = start_run(cfg, info)
         result = _train_and_track(cfg, info, run_id, register_version)
+        result["notes"] = repaired + result["notes"]
     except BaseException as exc:
         lost_server = fail_run(cfg, run_id, exc)
         if lost_server is not None:
@@ -72,15 +83,26 @@ def train_flow(
         f"run {run_id}: test f1_micro={m['f1_micro']:.4f} f1_macro={m['f1_macro']:.4f}"
         + (f"; registered {v['name']} v{v['version']}" if v else "")
     )
-    return result | {"flow_run_id": str(flow_run.id)}
+    return result
+
+
+def _verified(task: Any, ok: Callable[[Any], bool], notes: list[str], *args: Any) -> Any:
+    """A cached task's result, recomputed when the files it names are gone or damaged (a
+    user who frees disk by deleting the state directory's runs/ must not break the job)."""
+    result = task(*args)
+    if not ok(result):
+        notes.append(f"{task.name}: its cached result named missing or damaged files; redone")
+        result = task.with_options(refresh_cache=True)(*args)
+    return result
 
 
 def _train_and_track(
     cfg: Config, info: dict[str, Any], run_id: str, register_version: bool
 ) -> dict[str, Any]:
     """Contract, split, fit, evaluate, profile, log and register, inside the MLflow run."""
+    from labelwise.engine.persistence import verify_model_dir
     from labelwise.tasks.contract import validate_contract
-    from labelwise.tasks.data import split_data
+    from labelwise.tasks.data import check_evaluable, split_data
     from labelwise.tasks.tracking import (
         log_contract,
         log_datasets,
@@ -95,9 +117,20 @@ def _train_and_track(
             report = validate_contract(cfg, info[part]["path"], part)
             log_contract(cfg, run_id, report, part)
     workdir = workdir_for(cfg, info["train"]["digest"])
-    paths = split_data(cfg, info, str(workdir))
+    notes: list[str] = []
+    files_exist = lambda p: all(Path(x).is_file() for x in p.values())  # noqa: E731
+    paths = _verified(split_data, files_exist, notes, cfg, info, str(workdir))
+    check_evaluable(cfg, paths["test"])
     log_datasets(cfg, run_id, paths, info)
-    trained = train_model(cfg, paths["train"], info["train"]["digest"], str(workdir))
+    trained = _verified(
+        train_model,
+        lambda t: verify_model_dir(t["model_dir"]),
+        notes,
+        cfg,
+        paths["train"],
+        info["train"]["digest"],
+        str(workdir),
+    )
     model_dir = trained["model_dir"]
     metrics = evaluate_model(cfg, model_dir, paths["test"], str(workdir / "evaluation"))
     profile_model(cfg, model_dir, paths["train"], paths["test"])
@@ -112,4 +145,5 @@ def _train_and_track(
         "model_dir": model_dir,
         "fit_seconds": trained["fit_seconds"],
         "warnings": trained.get("warnings", []),
+        "notes": notes,
     }

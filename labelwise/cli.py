@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,10 +23,13 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console(stderr=True)
-out = Console()
+# soft wrap: a line in a log file or a pipe is never cut at 80 columns
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
+Preset = StrEnum("Preset", ["default", "fast", "accurate"])  # the engine's PRESETS
+Strategy = StrEnum("Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble"])
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 DataOpt = Annotated[
     Path | None,
@@ -34,44 +38,87 @@ DataOpt = Annotated[
 
 
 def _run(fn: Any, debug: bool) -> Any:
-    """Run a command body: labelwise's own errors become a message and exit code 2 (a drift
-    alert of the monitor: 3; anything unexpected: 1)."""
+    """Run a command body: labelwise's own errors (and a full disk) become one message and
+    exit code 2 (a drift alert of the monitor: 3; anything unexpected: 1). Credentials in a
+    message are never printed."""
+    import errno
+
     from labelwise.engine.errors import DriftError, LabelwiseError
 
     try:
         return fn()
-    except DriftError as exc:
-        if debug:
-            raise
-        console.print(f"[bold yellow]drift:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(3) from None
-    except LabelwiseError as exc:
-        if debug:
-            raise
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+    except typer.Exit:  # a nested command (the demo's) already said what went wrong
+        raise
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         raise typer.Exit(130) from None
     except Exception as exc:
         if debug:
             raise
-        console.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-            "(run again with --debug for the traceback)",
-            highlight=False,
+        if isinstance(exc, DriftError):
+            _say("[bold yellow]drift:[/]", str(exc), 3)
+        if isinstance(exc, LabelwiseError):
+            _say("[bold red]error:[/]", str(exc), 2)
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in PIPELINE:
+            _say(
+                "[bold red]error:[/]",
+                f"{exc.name} is not installed: this command needs the "
+                "pipeline extra (pip install 'labelwise[pipeline]')",
+                2,
+            )
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            _say("[bold red]error:[/]", _disk_full(exc), 2)
+        _say(
+            "[bold red]error:[/]",
+            f"{type(exc).__name__}: {exc}\n(run again with --debug for the traceback)",
+            1,
         )
-        raise typer.Exit(1) from None
+
+
+PIPELINE = {
+    "prefect",
+    "mlflow",
+    "great_expectations",
+    "matplotlib",
+    "pandas",
+    "pyarrow",
+    "prefect_dask",
+    "dask",
+}
+
+
+def _say(kind: str, message: str, code: int) -> None:
+    from labelwise.pipeline.environment import redact
+
+    console.print(f"{kind} {escape(redact(message))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code) from None
+
+
+def _disk_full(exc: OSError) -> str:
+    """Which path could not be written, and how much room is left where it lives."""
+    import shutil
+
+    from labelwise.pipeline.environment import state_dir
+
+    where = Path(exc.filename or state_dir())
+    probe = next((p for p in (where, *where.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free / 2**20
+    return (
+        f"no space left on the device writing {where} ({free:.0f} MiB free in {probe}); "
+        "free some space (or set LABELWISE_HOME to a larger disk) and run again: finished "
+        "per-label models are reused"
+    )
 
 
 def _env(debug: bool = False) -> None:
-    from labelwise.pipeline.environment import configure_environment
+    from labelwise.pipeline.environment import configure_environment, reap_children_on_exit
 
     # our own error message is the user's answer; Prefect's task tracebacks only with --debug
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if debug else "CRITICAL"
     if not debug:  # MLflow sets its loggers' level from this when it is imported
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     configure_environment()
+    reap_children_on_exit()
     import logging
     import warnings
 
@@ -89,20 +136,20 @@ def _env(debug: bool = False) -> None:
 def _overrides(preset: str | None, strategy: str | None) -> dict[str, Any]:
     o: dict[str, Any] = {}
     if preset:
-        o["model.preset"] = preset
+        o["model.preset"] = str(preset)
     if strategy:
-        o["model.strategy"] = strategy
+        o["model.strategy"] = str(strategy)
     return o
 
 
 @app.command()
 def train(
     config: ConfigOpt,
-    preset: Annotated[
-        str | None, typer.Option(help="override model.preset (default | fast | accurate)")
-    ] = None,
-    strategy: Annotated[str | None, typer.Option(help="override model.strategy")] = None,
-    no_register: Annotated[bool, typer.Option("--no-register")] = False,
+    preset: Annotated[Preset | None, typer.Option(help="override model.preset")] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="override model.strategy")] = None,
+    no_register: Annotated[
+        bool, typer.Option("--no-register", help="track the run but register no version")
+    ] = False,
     debug: DebugOpt = False,
 ) -> dict[str, Any]:
     """Validate, split, train, evaluate, track in MLflow and register (alias challenger)."""
@@ -141,6 +188,8 @@ def train(
                 progress.LISTENERS.remove(listen)
 
     res: dict[str, Any] = _run(body, debug)
+    for note in res.get("notes", []):
+        console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if res.get("identical"):
         same = res["identical"]
         out.print(
@@ -281,20 +330,26 @@ def predict(
         str | None,
         typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)"),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace an existing output file (never the input itself)")
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Batch-score a table: one probability column per label plus the predicted label set."""
     _env(debug)
 
     def body() -> dict[str, Any]:
-        if model.startswith("models:/"):  # fail fast, before Prefect starts
+        from labelwise.engine.data import check_output
+
+        check_output(output, [input], overwrite)  # fail fast, before Prefect starts
+        if model.startswith("models:/"):
             from labelwise.pipeline.environment import default_tracking_uri
             from labelwise.tasks.registry import resolve_version
 
             resolve_version(tracking_uri or default_tracking_uri(), model)
         from labelwise.flows.predict import predict_flow
 
-        return predict_flow(model, str(input), str(output), chunk_rows, tracking_uri)
+        return predict_flow(model, str(input), str(output), chunk_rows, tracking_uri, overwrite)
 
     res = _run(body, debug)
     out.print(f"[green]scored[/] {res['rows']} rows with {res['model']} -> {res['output']}")
@@ -376,9 +431,17 @@ def config_check(
     """Validate a config file and print it resolved."""
 
     def body() -> Any:
+        from labelwise.engine.errors import ConfigError
         from labelwise.pipeline.config import load_config
 
-        return load_config(config)
+        cfg = load_config(config)
+        missing = cfg.missing_files()
+        if missing:
+            raise ConfigError(
+                f"{config}: not found (relative paths are read from "
+                f"{config.resolve().parent}): " + "; ".join(missing)
+            )
+        return cfg
 
     cfg = _run(body, debug)
     out.print(
@@ -428,9 +491,10 @@ def demo(
             f"models:/{cfg.registered_model}@champion",
             fresh,
             scored,
-            100_000,
-            cfg.tracking.tracking_uri,
-            debug,
+            chunk_rows=100_000,
+            tracking_uri=cfg.tracking.tracking_uri,
+            overwrite=True,  # the demo's own output of an earlier run
+            debug=debug,
         )
         uri = cfg.tracking.tracking_uri or default_tracking_uri()
         new = [f"v{r['version']['version']}" for r in runs if r.get("version")]

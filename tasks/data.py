@@ -4,6 +4,8 @@ frames (Prefect hashes task inputs for caching and pickles persisted results).""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +47,18 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
     import polars as pl
 
     from labelwise.engine.data import scan_table
+    from labelwise.engine.errors import DataError
 
     out: dict[str, Any] = {}
     for part in ("train", "test"):
         path = getattr(cfg.data, part)
         if path is None:
             continue
+        if not Path(path).exists():
+            raise DataError(
+                f"data.{part}: {path} not found; fix the path in the config "
+                "(relative paths are read from the config file's folder)"
+            )
         lf = scan_table(path)
         out[part] = {
             "path": str(path),
@@ -59,6 +67,56 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
             "rows": int(lf.select(pl.len()).collect().item()),
         }
     return out
+
+
+@contextmanager
+def job_lock(workdir: Path, job: str) -> Iterator[None]:
+    """One run of a job (config + data) at a time in a state directory: an exclusive lock on
+    its work directory, released by the OS when the process ends however it ends. A second run
+    refuses at once, naming the holder, instead of racing over the same checkpoints."""
+    import fcntl
+    import os
+    import socket
+
+    from labelwise.engine.errors import JobBusyError
+
+    fh = open(workdir / ".lock", "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise JobBusyError(
+            f"job {job!r} is already running on the same data ({holder}, work directory "
+            f"{workdir}); wait for it to finish, or stop it and run again"
+        ) from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing the descriptor releases the lock
+
+
+def check_evaluable(cfg: Config, test_path: str) -> None:
+    """Refuse, before any training, a test part too small to judge a model on: fewer rows
+    than ``contract.min_test_rows`` or fewer positives (all labels) than
+    ``contract.min_test_positives``. A model scored on nothing must never become champion."""
+    from labelwise.engine.errors import DataError
+    from labelwise.pipeline.tables import read_xy
+
+    _, Y, _ = read_xy(cfg, test_path)
+    c = cfg.contract
+    if Y.shape[0] < c.min_test_rows or int(Y.sum()) < c.min_test_positives:
+        raise DataError(
+            f"{test_path}: the test part has {Y.shape[0]} rows and {int(Y.sum())} positive "
+            f"labels; a model is only judged on at least contract.min_test_rows = "
+            f"{c.min_test_rows} rows and contract.min_test_positives = {c.min_test_positives} "
+            "positives. Give a larger table, a data.test table or a larger split.test_fraction"
+        )
 
 
 @task(name="split-data", cache_policy=INPUTS, persist_result=True)

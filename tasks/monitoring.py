@@ -107,6 +107,8 @@ def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch_path: 
 
 def _metrics(report: dict[str, Any]) -> dict[str, float]:
     """The batch's metrics: counts, per-label and per-feature drift, the worst PSI."""
+    from labelwise.tasks.tracking import label_key
+
     values: dict[str, float] = {
         "rows": report["n_rows"],
         "label_alerts": len(report["alerts"]),
@@ -114,9 +116,9 @@ def _metrics(report: dict[str, Any]) -> dict[str, float]:
     }
     kinds = ("predicted_prevalence", "prevalence_ratio", "score_psi", "f1", "precision", "recall")
     for r in report["labels"]:
-        values |= {f"label/{r['label']}/{m}": r[m] for m in kinds if m in r}
+        values |= {f"label/{label_key(r['label'])}/{m}": r[m] for m in kinds if m in r}
     for r in report["features"]:
-        values[f"feature/{r['feature']}/psi"] = r["psi"]
+        values[f"feature/{label_key(r['feature'])}/psi"] = r["psi"]
     if report["labels"]:
         values["max_score_psi"] = max(r["score_psi"] for r in report["labels"])
     if report["features"]:
@@ -130,7 +132,7 @@ def _plots(out: Path, report: dict[str, Any], previous: list[Any], limit: float)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelwise.tasks.tracking import metric_key
+    from labelwise.tasks.tracking import label_key
 
     rows = sorted(report["labels"], key=lambda r: -r["score_psi"])[:30]
     fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * len(rows) + 1)))
@@ -148,7 +150,7 @@ def _plots(out: Path, report: dict[str, Any], previous: list[Any], limit: float)
     # history: this batch and the earlier ones, for the most drifted labels now
     fig, ax = plt.subplots(figsize=(8, 4))
     for r in rows[:8]:
-        key = metric_key(f"label/{r['label']}/score_psi")
+        key = f"label/{label_key(r['label'])}/score_psi"
         ys = [run.data.metrics.get(key) for run in previous] + [r["score_psi"]]
         xs = [i for i, y in enumerate(ys) if y is not None]
         ax.plot(xs, [ys[i] for i in xs], marker="o", label=r["label"])

@@ -136,8 +136,8 @@ def roll_back(cfg: Config) -> dict[str, Any]:
             f"{name}: no previous champion to roll back to (no promotion has "
             "moved the champion yet)"
         )
-    previous = history.pop()
     c = client(cfg)
+    previous = _last_existing(c, name, history)
     c.set_registered_model_alias(name, CHAMPION, previous)
     c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     reason = f"rolled back: champion returned to v{previous}"
@@ -156,3 +156,23 @@ def roll_back(cfg: Config) -> dict[str, Any]:
             c.delete_model_version_tag(name, previous, tag)
     print(f"{name}: champion v{current.version} -> v{previous}")
     return {"champion": previous, "previous": str(current.version)}
+
+
+def _last_existing(c: Any, name: str, history: list[str]) -> str:
+    """Pop the most recent earlier champion that still exists (a deleted version is skipped,
+    and said so); ``history`` keeps what is left."""
+    from mlflow.exceptions import MlflowException
+
+    from labelwise.engine.errors import RegistryError
+
+    while history:
+        version = history.pop()
+        try:
+            c.get_model_version(name, version)
+            return version
+        except MlflowException:
+            print(f"{name}: earlier champion v{version} was deleted; skipping it")
+    raise RegistryError(
+        f"{name}: every earlier champion has been deleted; nothing to roll "
+        "back to (promote a version instead)"
+    )

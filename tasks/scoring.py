@@ -3,8 +3,8 @@ bounded-memory chunks to a temporary name and renamed when complete."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,23 +31,31 @@ def scored_frame(clf: LabelwiseClassifier, S: np.ndarray) -> pl.DataFrame:
 
 @task(name="score-chunks")
 def score_chunks(
-    model: str, input_path: str, output_path: str, chunk_rows: int, tracking_uri: str | None
+    model: str,
+    input_path: str,
+    output_path: str,
+    chunk_rows: int,
+    tracking_uri: str | None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Score ``input_path`` with ``model`` into parquet at ``output_path``; other columns of
-    the input pass through."""
+    the input pass through. The output is checked before anything is read (never the input
+    itself, a directory or device, or an existing file unless ``overwrite``) and written under
+    a temporary name that is removed on failure."""
     import polars as pl
 
-    from labelwise.engine.data import TRAINED_WITH, require_columns, scan_table
+    from labelwise.engine.data import TRAINED_WITH, check_output, require_columns, scan_table
     from labelwise.tasks.registry import load_model
 
+    out = check_output(output_path, [input_path], overwrite)
     clf, what = load_model(model, tracking_uri)
     lf = scan_table(input_path)
     names = lf.collect_schema().names()
     require_columns(names, clf.encoder_.features, input_path, why=f"{what}: {TRAINED_WITH}")
+    _refuse_output_columns(names, clf, input_path)
     keep = [c for c in names if c not in set(clf.encoder_.features)]
-    out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     n_rows, unseen, writer = 0, {}, None
     try:
         for chunk in _chunks(lf, chunk_rows):
@@ -63,11 +71,28 @@ def score_chunks(
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
             n_rows += chunk.height
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     finally:
         if writer is not None:
             writer.close()
     tmp.replace(out)  # never leave a half-written output under the final name
     return {"rows": n_rows, "output": str(out), "model": what, "unseen_categories": unseen}
+
+
+def _refuse_output_columns(names: list[str], clf: LabelwiseClassifier, source: str) -> None:
+    """An input column named like an output (``p:<label>``, ``labels``) would be silently
+    replaced in the scored table: refuse it, naming the columns."""
+    from labelwise.engine.errors import DataError
+    from labelwise.engine.scored import LABELS_COLUMN, proba_columns
+
+    clash = [c for c in [*proba_columns(clf.labels_), LABELS_COLUMN] if c in names]
+    if clash:
+        raise DataError(
+            f"{source}: column(s) {clash} have the names of the scored output "
+            "columns; rename or drop them before scoring"
+        )
 
 
 def _chunks(lf: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:

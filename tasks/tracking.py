@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.environment import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -93,9 +94,25 @@ def git_commit() -> str:
         return "unknown"
 
 
-def metric_key(name: str) -> str:
-    """MLflow allows alphanumerics, _ - . / and spaces in keys."""
-    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+def label_key(name: str) -> str:
+    """A label's (or feature's) part of a metric key, one-to-one: MLflow allows only
+    alphanumerics, ``_ - . /`` and spaces, so a name that must change (``a:b``, ``a?b``, a
+    ``..``, a ``/``, one too long) gets a digest of the original and never shares its key with
+    another label (``a_b`` stays ``a_b``; ``a:b`` becomes ``a_b--<digest>``)."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_\-. ]", "_", name).replace("..", "__")
+    if safe == name and 0 < len(name) <= MAX_NAME:
+        return name
+    return f"{safe[: MAX_NAME - 10]}--{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+MAX_NAME = 120  # of 250 characters MLflow allows a whole metric key
+
+
+def metric_key(key: str) -> str:
+    """A whole metric key made safe for MLflow (its label parts come from :func:`label_key`)."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", key)[:250]
 
 
 @task(name="start-run", retries=2, retry_delay_seconds=2)
@@ -123,7 +140,6 @@ def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) ->
     # who owns the run while it is RUNNING: a later run can tell it was abandoned
     tags.update({"labelwise.host": socket.gethostname(), "labelwise.pid": str(os.getpid())})
     exp = experiment_id(cfg)
-    fail_abandoned_runs(c, exp, cfg.name)
     run = c.create_run(exp, run_name=run_name, tags=tags)
     params = [Param(k[:250], v[:6000]) for k, v in cfg.flat().items()]
     try:
@@ -135,29 +151,36 @@ def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) ->
     return run.info.run_id
 
 
-def fail_abandoned_runs(c: Any, experiment: str, config_name: str) -> list[str]:
-    """Mark FAILED the RUNNING runs of this config whose process (on this host) is gone: a
-    run killed with -9, or one that could not reach the server to say it failed."""
+def repair_abandoned_runs(cfg: Config) -> list[str]:
+    """Mark FAILED the RUNNING runs of this config whose process (on this host) is gone — a
+    run killed with -9, or one that could not reach the server to say it failed — and delete
+    any version they registered before they died; returns what was repaired, in words."""
+    c = client(cfg)
+    exp = c.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        return []
     host = socket.gethostname()
     runs = c.search_runs(
-        [experiment],
-        filter_string=(f"attributes.status = 'RUNNING' and tags.`config.name` = '{config_name}'"),
+        [exp.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`config.name` = '{cfg.name}'",
         max_results=200,
     )
-    failed = []
+    repaired = []
     for r in runs:
         tags = r.data.tags
         pid = tags.get("labelwise.pid", "")
         if tags.get("labelwise.host") != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        c.set_tag(
-            r.info.run_id,
-            "labelwise.error",
-            f"abandoned: process {pid} on {host} ended without finishing the run",
-        )
-        c.set_terminated(r.info.run_id, "FAILED")
-        failed.append(r.info.run_id)
-    return failed
+        run_id = r.info.run_id
+        orphans = c.search_model_versions(f"name='{cfg.registered_model}' and run_id='{run_id}'")
+        for mv in orphans:
+            c.delete_model_version(mv.name, mv.version)
+        why = f"abandoned: process {pid} on {host} ended without finishing the run"
+        c.set_tag(run_id, "labelwise.error", why)
+        c.set_terminated(run_id, "FAILED")
+        gone = f"; deleted its version(s) {[mv.version for mv in orphans]}" if orphans else ""
+        repaired.append(f"repaired run {run_id} ({why}): marked FAILED{gone}")
+    return repaired
 
 
 def _alive(pid: int) -> bool:
@@ -181,7 +204,7 @@ def finish_run(
     """End the run (with the error and a failed contract's report when it failed). A flow that
     failed because the server went away keeps trying for ``patience_s`` so the run does not
     stay RUNNING; returns False when the server never came back (the next run of this config
-    on this host marks it FAILED, see :func:`fail_abandoned_runs`)."""
+    on this host marks it FAILED, see :func:`repair_abandoned_runs`)."""
     import time
 
     delay, deadline = 1.0, time.monotonic() + patience_s
@@ -189,7 +212,7 @@ def finish_run(
         try:
             c = client(cfg)
             if error:
-                c.set_tag(run_id, "labelwise.error", error[:5000])
+                c.set_tag(run_id, "labelwise.error", redact(error)[:5000])
             if report:
                 c.log_dict(run_id, report, "contract/failed.json")
             if status == "FAILED":  # the registry never keeps a failed run's model
@@ -289,7 +312,7 @@ def log_results(
         values[f"valid/{k}"] = v
     for row in train_info.get("validation_per_label", []):
         for m in ("f1", "precision", "recall"):
-            values[f"valid/label/{metric_key(str(row['label']))}/{m}"] = row[m]
+            values[f"valid/label/{label_key(str(row['label']))}/{m}"] = row[m]
     for k, v in test_metrics.items():
         values[f"test/{k}"] = v
     values["fit_seconds"] = train_info["fit_seconds"]
@@ -298,7 +321,7 @@ def log_results(
     if table.exists():
         for row in pl.read_csv(table).iter_rows(named=True):
             for m in ("f1", "precision", "recall", "pr_auc"):
-                values[f"test/label/{metric_key(str(row['label']))}/{m}"] = row[m]
+                values[f"test/label/{label_key(str(row['label']))}/{m}"] = row[m]
     log_metrics(c, run_id, values)
     c.log_artifacts(run_id, report_dir, "evaluation")
     c.log_dict(

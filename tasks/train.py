@@ -150,7 +150,9 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
         "n_train": int(Y.shape[0]),
         "validation_metrics": clf.validation_metrics_,
         "models_resumed": checkpoint.restored,
-        "warnings": clf.warnings_,
+        # the engine calls its input X: name the file instead
+        "warnings": [train_path + w[1:] if w.startswith("X:") else w for w in clf.warnings_]
+        + checkpoint.discarded,
         "validation_per_label": clf.validation_per_label_,
         "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
         "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True)),

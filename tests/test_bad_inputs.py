@@ -299,9 +299,8 @@ def model_dir(tmp_path_factory, base_table) -> Path:
 def _predict(tmp_path: Path, model: str, df: pl.DataFrame):
     inp = tmp_path / "in.parquet"
     df.write_parquet(inp)
-    return runner.invoke(
-        app, ["predict", "-m", model, "-i", str(inp), "-o", str(tmp_path / "out.parquet")]
-    )
+    out = str(tmp_path / "out.parquet")
+    return runner.invoke(app, ["predict", "-m", model, "-i", str(inp), "-o", out, "--overwrite"])
 
 
 def test_predict_time_inputs(tmp_path, base_table, model_dir, prefect_api):
@@ -322,7 +321,50 @@ def test_predict_time_inputs(tmp_path, base_table, model_dir, prefect_api):
     assert res.exit_code == 2 and "x03" in res.output
     res = _predict(tmp_path, str(model_dir), X.with_columns(pl.col("x02").cast(pl.String)))
     assert res.exit_code == 2 and "x02" in res.output
-    assert not (tmp_path / "out.parquet.partial").exists()
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_predict_refuses_outputs_that_destroy_data(tmp_path, base_table, model_dir, prefect_api):
+    """`-o` the input itself, a directory, a FIFO, or an existing file without --overwrite:
+    exit 2, nothing written, the input intact. A FIFO as input fails at once (no hang), and
+    input columns named like the outputs are refused instead of silently replaced."""
+    import os
+
+    X = base_table.drop(LABELS)
+    inp = tmp_path / "in.parquet"
+    X.write_parquet(inp)
+    before = inp.read_bytes()
+    (tmp_path / "adir").mkdir()
+    fifo = tmp_path / "pipe.parquet"
+    os.mkfifo(fifo)
+    taken = tmp_path / "taken.parquet"
+    taken.write_bytes(b"keep me")
+
+    def run(out, *extra, source=inp):
+        args = ["predict", "-m", str(model_dir), "-i", str(source), "-o", str(out), *extra]
+        return runner.invoke(app, args)
+
+    for out, words in [
+        (inp, ["input table itself"]),
+        (tmp_path / "adir", ["not a regular file"]),
+        (fifo, ["not a regular file"]),
+        (taken, ["exists", "--overwrite"]),
+    ]:
+        res = run(out)
+        assert res.exit_code == 2, res.output
+        assert all(w in res.output for w in words), res.output
+        res = run(out, "--overwrite")
+        if out != taken:  # --overwrite never makes these writable
+            assert res.exit_code == 2, res.output
+    assert inp.read_bytes() == before and taken.read_bytes() != b"keep me"
+    assert not list(tmp_path.glob("*.partial")) and not list((tmp_path / "adir").iterdir())
+    res = run(tmp_path / "new.parquet", source=fifo)
+    assert res.exit_code == 2 and "not a regular file" in res.output
+    clash = tmp_path / "clash.parquet"
+    X.with_columns(pl.lit(0.5).alias(f"p:{LABELS[0]}")).write_parquet(clash)
+    res = run(tmp_path / "new.parquet", source=clash)
+    assert res.exit_code == 2 and f"p:{LABELS[0]}" in res.output
+    assert not (tmp_path / "new.parquet").exists()
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,13 @@ def test_flat_params_and_digest(tmp_path):
 
 
 def test_cli_config_check_and_exit_codes(tmp_path):
-    ok = runner.invoke(app, ["config", "check", str(ROOT / "configs" / "demo.yaml")])
-    assert ok.exit_code == 0 and "demo" in ok.stdout
+    # a config whose table does not exist yet: exit 2 naming the key and the base folder
+    absent = runner.invoke(app, ["config", "check", str(_write(tmp_path, BASE))])
+    assert absent.exit_code == 2, absent.output
+    assert "data.train" in absent.output and str(tmp_path) in absent.output
+    (tmp_path / "x.parquet").write_bytes(b"")
+    ok = runner.invoke(app, ["config", "check", str(_write(tmp_path, BASE))])
+    assert ok.exit_code == 0 and "'t'" in ok.stdout, ok.output
     bad = runner.invoke(app, ["config", "check", str(_write(tmp_path, "name: [x"))])
     assert bad.exit_code == 2
     assert "invalid YAML" in bad.output and "Traceback" not in bad.output

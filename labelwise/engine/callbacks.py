@@ -75,6 +75,7 @@ class Checkpoint(FitCallback):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.restored = 0
+        self.discarded: list[str] = []  # what was damaged and retrained, for reports
 
     def _dir(self, step: str) -> Path:
         d = self.root / step
@@ -108,11 +109,9 @@ class Checkpoint(FitCallback):
         try:
             found = self._read(d, index, n_valid)
         except Exception as exc:  # truncated, edited, or written by another version
-            warnings.warn(
-                f"checkpoint {d / str(index)}.* is damaged ({exc}); retraining that label",
-                UserWarning,
-                stacklevel=2,
-            )
+            msg = f"checkpoint {d / str(index)}.* is damaged ({exc}); retraining that label"
+            self.discarded.append(msg)
+            warnings.warn(msg, UserWarning, stacklevel=2)
             for p in d.glob(f"{index}.*"):
                 p.unlink(missing_ok=True)
             return None

@@ -35,7 +35,7 @@ from sklearn.base import BaseEstimator
 
 from labelwise.engine.calibration import LabelCalibrator
 from labelwise.engine.callbacks import FitCallback
-from labelwise.engine.data import FeatureEncoder
+from labelwise.engine.data import FLOAT32_MAX, FeatureEncoder
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError, NotFittedError
 from labelwise.engine.executors import Executor, ThreadExecutor, n_workers
 from labelwise.engine.label_model import LabelModel
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble")
 AUTO_CV_MAX_ROWS = 10_000
+MAX_INT32 = 2**31 - 1  # LightGBM reads integer parameters as C ints
 
 # Presets: measured on the shared benchmark datasets (benchmarks/RESULTS.md).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -155,27 +156,27 @@ class LabelwiseClassifier(BaseEstimator):
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "strategy": [Options(STRATEGIES)],
-        "n_estimators": [Interval(int, 1)],
+        "n_estimators": [Interval(int, 1, 1_000_000)],
         "learning_rate": [Interval(float, 0, None, closed="neither")],
-        "num_leaves": [Interval(int, 2)],
-        "min_child_samples": [Interval(int, 0)],
+        "num_leaves": [Interval(int, 2, 131_072)],
+        "min_child_samples": [Interval(int, 0, MAX_INT32)],
         "feature_fraction": [Interval(float, 0, 1, closed="right")],
         "bagging_fraction": [Interval(float, 0, 1, closed="right")],
         "lambda_l2": [Interval(float, 0)],
-        "max_bin": [Interval(int, 2)],
+        "max_bin": [Interval(int, 2, MAX_INT32)],
         "lgb_params": [None, dict],
-        "early_stopping_rounds": [None, Interval(int, 1)],
+        "early_stopping_rounds": [None, Interval(int, 1, MAX_INT32)],
         "validation_fraction": [Interval(float, 0, 1, closed="left")],
-        "cv_folds": [None, Options(("auto",)), Interval(int, 2)],
+        "cv_folds": [None, Options(("auto",)), Interval(int, 2, 1000)],
         "refit": [bool],
         "weighting": [Weighting, Options(("none", "balanced", "sqrt", "effective")), dict],
         "threshold_policy": [None, ThresholdPolicy],
         "calibration": [None, Options(("none", "isotonic", "sigmoid"))],
         "chain_order": [Options(("frequency", "random")), list, tuple],
-        "n_chains": [Interval(int, 1)],
-        "n_folds": [Interval(int, 2)],
-        "n_jobs": [None, Interval(int, -1)],
-        "random_state": [Interval(int, 0)],
+        "n_chains": [Interval(int, 1, 1000)],
+        "n_folds": [Interval(int, 2, 1000)],
+        "n_jobs": [None, Interval(int, -1, 4096)],
+        "random_state": [Interval(int, 0, MAX_INT32)],
     }
 
     def __init__(
@@ -249,6 +250,27 @@ class LabelwiseClassifier(BaseEstimator):
                 param="lgb_params",
             )
 
+    def check_lgb_params(self) -> None:
+        """Refuse LightGBM parameters LightGBM does not know or cannot use, before any real
+        fit: unknown names (LightGBM itself only warns) and values, by one round on 8 rows."""
+        import lightgbm as lgb
+        from lightgbm.basic import _ConfigAliases
+
+        known = {n for names in _ConfigAliases._get_all_param_aliases().values() for n in names}
+        unknown = sorted(set(self.lgb_params or {}) - known)
+        if unknown:
+            raise ConfigError(
+                f"lgb_params: {unknown} are not LightGBM parameters", param="lgb_params"
+            )
+        X = np.arange(16, dtype=np.float64).reshape(8, 2)
+        try:
+            data = lgb.Dataset(X, label=np.arange(8) % 2, params=self._dataset_params())
+            lgb.train(self._lgb_params() | {"verbose": -1}, data, num_boost_round=1)
+        except lgb.basic.LightGBMError as exc:
+            raise ConfigError(
+                f"lgb_params: LightGBM refuses them ({exc})", param="lgb_params"
+            ) from None
+
     @property
     def policy(self) -> ThresholdPolicy:
         """The threshold policy in force (the default one when none was given)."""
@@ -304,12 +326,17 @@ class LabelwiseClassifier(BaseEstimator):
             return self.encoder_.transform(X, source=source)
         if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas
             return self._to_matrix(pl.from_pandas(X), fitting, source)
-        A = np.asarray(X, dtype=np.float32)
-        if A.ndim != 2:
-            raise DataError(f"{source} must be 2-D (rows x features), got shape {A.shape}")
-        if np.isinf(A).any():
-            bad = np.flatnonzero(np.isinf(A).any(axis=0))[:5].tolist()
-            raise DataError(f"{source} holds infinite values in column(s) {bad}")
+        wide = np.asarray(X, dtype=np.float64)
+        if wide.ndim != 2:
+            raise DataError(f"{source} must be 2-D (rows x features), got shape {wide.shape}")
+        for what, bad_cells in (
+            ("infinite values", np.isinf(wide)),
+            ("values beyond the float32 range", np.isfinite(wide) & (np.abs(wide) > FLOAT32_MAX)),
+        ):
+            if bad_cells.any():
+                bad = np.flatnonzero(bad_cells.any(axis=0))[:5].tolist()
+                raise DataError(f"{source} holds {what} in column(s) {bad}")
+        A = wide.astype(np.float32)
         if fitting:
             self.encoder_ = FeatureEncoder(features=[f"f{i}" for i in range(A.shape[1])])
         elif A.shape[1] != len(self.encoder_.features):
@@ -689,12 +716,12 @@ class LabelwiseClassifier(BaseEstimator):
         booster entry's verified LightGBM text."""
         import lightgbm as lgb
 
-        params = dict(m["params"])
         try:
+            params = dict(m["params"])
             params["threshold_policy"] = ThresholdPolicy(**params["threshold_policy"])
             params["weighting"] = Weighting(**params["weighting"])
             clf = cls(**params)
-        except (TypeError, KeyError, ConfigError) as exc:
+        except (TypeError, KeyError, ValueError) as exc:  # ConfigError is a ValueError
             raise ModelFormatError(f"{source}: invalid parameters ({exc})") from exc
 
         def model(e: dict[str, Any]) -> LabelModel:
@@ -702,6 +729,19 @@ class LabelwiseClassifier(BaseEstimator):
                 return LabelModel(None, float(e["constant"]), 0)
             return LabelModel(lgb.Booster(model_str=read(e)), None, int(e.get("best_iteration", 0)))
 
+        try:
+            return cls._restore(clf, m, model)
+        except ModelFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, lgb.basic.LightGBMError) as exc:
+            raise ModelFormatError(
+                f"{source}: malformed manifest ({type(exc).__name__}: {exc}); re-export the model"
+            ) from None
+
+    @staticmethod
+    def _restore(
+        clf: LabelwiseClassifier, m: dict[str, Any], model: Callable[[dict[str, Any]], LabelModel]
+    ) -> LabelwiseClassifier:
         clf.labels_ = list(m["labels"])
         clf.encoder_ = FeatureEncoder.from_dict(m["encoder"])
         clf.categorical_features_ = list(m.get("categorical_features", []))

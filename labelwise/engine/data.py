@@ -45,6 +45,8 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
         )
     if not p.exists():
         raise DataError(f"{p}: file not found; check the data path in your config or command")
+    if not p.is_file():  # a directory, a FIFO (which would block the read), a device
+        raise DataError(f"{p}: not a regular file; give the path of a table file")
     try:
         if kind == "parquet":
             lf = pl.scan_parquet(p)
@@ -82,6 +84,25 @@ def require_columns(
             f"{source}: {what} column(s) {missing} are missing"
             + (f"; {why}" if why else f" (columns: {_preview(names)})")
         )
+
+
+def check_output(output: str | Path, inputs: Sequence[str | Path], overwrite: bool) -> Path:
+    """Refuse an output path that would destroy data: anything but a regular file or a new
+    path (a directory, a device, a FIFO), one of the ``inputs`` itself, or an existing file
+    unless ``overwrite``. Nothing is written here."""
+    out = Path(output)
+    if out.exists() or out.is_symlink():
+        if not out.is_file():
+            raise DataError(f"{out}: exists and is not a regular file; choose a new file path")
+        if any(Path(p).exists() and out.resolve() == Path(p).resolve() for p in inputs):
+            raise DataError(f"{out}: is the input table itself; write the output elsewhere")
+        if not overwrite:
+            raise DataError(f"{out}: exists; choose a new path or pass --overwrite to replace it")
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise DataError(f"{out}: the output is parquet; give it a .parquet name")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise DataError(f"{out.parent}: is not a directory")
+    return out
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -122,6 +143,9 @@ class LabelSpec:
             )
         if self.columns is not None and not isinstance(self.columns, tuple):
             object.__setattr__(self, "columns", tuple(self.columns))
+        twice = sorted({c for c in self.columns or () if list(self.columns or ()).count(c) > 1})
+        if twice:
+            raise ConfigError(f"label column(s) {twice} are listed more than once", "columns")
 
     def source_columns(self, names: Sequence[str]) -> list[str]:
         """The table columns that carry labels (indicators, or the one label-set column)."""
@@ -349,14 +373,7 @@ class FeatureEncoder:
                     raise DataError(
                         f"{source}: feature column {f!r} has unsupported type {s.dtype}"
                     )
-                col = s.cast(pl.Float32).fill_null(np.nan).to_numpy()
-                if np.isinf(col).any():
-                    n_inf = int(np.isinf(col).sum())
-                    raise DataError(
-                        f"{source}: feature column {f!r} holds {n_inf} infinite "
-                        "value(s); replace them with nulls or finite values"
-                    )
-                X[:, i] = col
+                X[:, i] = _float32_column(s, source)
         return X
 
     def to_dict(self) -> dict[str, Any]:
@@ -368,6 +385,29 @@ class FeatureEncoder:
             features=list(d["features"]),
             categories={k: list(v) for k, v in d["categories"].items()},
         )
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32_column(s: pl.Series, source: str) -> np.ndarray:
+    """A numeric column as float32 (nulls -> NaN); infinite values, and finite ones too large
+    for float32 (they would become infinite), are errors naming the column."""
+    wide = s.cast(pl.Float64).fill_nan(None)
+    n_inf = int(wide.is_infinite().sum())
+    if n_inf:
+        raise DataError(
+            f"{source}: feature column {s.name!r} holds {n_inf} infinite value(s); "
+            "replace them with nulls or finite values"
+        )
+    big = wide.filter(wide.abs() > FLOAT32_MAX)
+    if big.len():
+        raise DataError(
+            f"{source}: feature column {s.name!r} holds {big.len()} value(s) beyond "
+            f"the float32 range of ±{FLOAT32_MAX:.3g} (e.g. {big[0]:.3g}); scale "
+            "or clip them"
+        )
+    return s.cast(pl.Float32).fill_null(np.nan).to_numpy()
 
 
 def _is_categorical(dtype: pl.DataType) -> bool:

@@ -34,6 +34,10 @@ class RegistryError(LabelwiseError, LookupError):
     """A registered model, version or alias does not exist (or cannot be moved)."""
 
 
+class JobBusyError(LabelwiseError):
+    """Another run of the same job (config and data) holds its work directory."""
+
+
 class TrackingServerError(LabelwiseError, ConnectionError):
     """The MLflow tracking server could not be reached, even after the bounded retries."""
 

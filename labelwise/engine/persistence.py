@@ -91,6 +91,20 @@ def read_model_dir(
     return manifest, read, mf
 
 
+def verify_model_dir(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` holds a complete model directory whose files match their digests
+    (what a cache of a finished fit must check before it is trusted)."""
+    try:
+        manifest, read, _ = read_model_dir(path)
+        for member in manifest["level1"] + manifest["level2"]:
+            for entry in member:
+                if "constant" not in entry:
+                    read(entry)
+    except ModelFormatError:
+        return False
+    return True
+
+
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checked manifest of a model directory (older format versions migrated)."""
     root = Path(path)
@@ -110,7 +124,10 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"labelwise (reads versions {READABLE_VERSIONS}); upgrade "
             "labelwise or re-export the model"
         )
-    _check_shape(manifest, mf)
+    try:
+        _check_shape(manifest, mf)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ModelFormatError(f"{mf}: malformed manifest ({exc}); re-export the model") from None
     return _migrate_v1(manifest) if version == 1 else manifest
 
 

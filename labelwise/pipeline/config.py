@@ -21,6 +21,7 @@ from labelwise.engine.errors import ConfigError
 from labelwise.engine.promotion import PromotionRule
 from labelwise.engine.thresholds import ThresholdPolicy
 from labelwise.engine.weights import Weighting
+from labelwise.pipeline.environment import redact
 
 if TYPE_CHECKING:
     from labelwise.engine.classifier import LabelwiseClassifier
@@ -88,12 +89,19 @@ class ContractConfig(_Section):
     min_rows: int = Field(10, ge=1)
     min_positives_per_label: int = Field(1, ge=0)
     min_negatives_per_label: int = Field(1, ge=0)
+    min_test_rows: int = Field(10, ge=1, description="rows a model must be judged on")
+    min_test_positives: int = Field(1, ge=1, description="positive labels in those rows")
 
 
 class TrackingConfig(_Section):
     tracking_uri: str | None = Field(None, description="default: SQLite in the state dir")
     experiment: str | None = Field(None, description="default: the config name")
-    registered_model: str | None = Field(None, description="default: the config name")
+    registered_model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$",
+        max_length=200,
+        description="default: the config name",
+    )
 
 
 class ScheduleConfig(_Section):
@@ -166,6 +174,16 @@ class Config(_Section):
     def registered_model(self) -> str:
         return self.tracking.registered_model or self.name
 
+    def missing_files(self) -> list[str]:
+        """``key: path`` of each file this config needs that does not exist (the tables and
+        the contract suite; a monitoring batch may arrive later)."""
+        files = {
+            "data.train": self.data.train,
+            "data.test": self.data.test,
+            "contract.suite": self.contract.suite,
+        }
+        return [f"{k}: {p}" for k, p in files.items() if p is not None and not Path(p).exists()]
+
     def digest(self) -> str:
         """Stable hash of the validated config (paths as given): a cache and lineage key.
         Monitoring, scheduling and where the work runs do not change the model, so they are
@@ -182,7 +200,8 @@ class Config(_Section):
                 for k, x in v.items():
                     walk(f"{prefix}.{k}" if prefix else str(k), x)
             else:
-                out[prefix] = json.dumps(v) if isinstance(v, list | dict) else str(v)
+                text = json.dumps(v) if isinstance(v, list | dict) else str(v)
+                out[prefix] = redact(text)  # a URI with credentials is never logged
 
         walk("", self.model_dump(mode="json"))
         return out
@@ -248,14 +267,17 @@ def parse_config(data: Any, source: str = "config", base_dir: Path | None = None
     if base_dir is not None:
         cfg = _resolve_paths(cfg, base_dir)
     try:
-        cfg.estimator().validate_params()
+        estimator = cfg.estimator()
+        estimator.validate_params()
+        estimator.check_lgb_params()
     except ConfigError as exc:
         raise ConfigError(f"{source}: {_param_path(exc.param)}: {exc}") from None
     return cfg
 
 
 def _resolve_paths(cfg: Config, base: Path) -> Config:
-    """Relative paths in a config are relative to the config file's own folder."""
+    """Relative paths in a config are relative to the config file's own folder; a table path
+    that is a directory is refused here, naming its key."""
     d, mon, con = cfg.data, cfg.monitoring, cfg.contract
     upd: dict[str, Any] = {"train": _resolve(d.train, base)}
     if d.test is not None:
@@ -265,7 +287,19 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         updates["monitoring"] = mon.model_copy(update={"batch": _resolve(mon.batch, base)})
     if con.suite is not None:
         updates["contract"] = con.model_copy(update={"suite": _resolve(con.suite, base)})
-    return cfg.model_copy(update=updates)
+    resolved = cfg.model_copy(update=updates)
+    tables = {
+        "data.train": resolved.data.train,
+        "data.test": resolved.data.test,
+        "monitoring.batch": resolved.monitoring.batch,
+    }
+    for key, path in tables.items():
+        if path is not None and path.is_dir():
+            raise ConfigError(
+                f"{key}: {path} (resolved against {base}) is a directory; give "
+                "the path of a table file"
+            )
+    return resolved
 
 
 def _resolve(p: Path, base: Path) -> Path:

@@ -9,6 +9,7 @@ and ``PREFECT_API_URL``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -37,6 +38,7 @@ def configure_environment() -> None:
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "prefect" / "storage"))
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # no telemetry notice in a job's output
     os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     os.environ.setdefault("MLFLOW_ENABLE_TRACKING_AUTO_LOGGING", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -45,3 +47,72 @@ def configure_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URI in it (``http://user:pass@host``) replaced by
+    ``***``: for every message, log line, tag and param labelwise writes."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+# Runs in a separate, minimal Python process (`python -I -c`): every second it notes the
+# processes descended from PARENT; once PARENT is gone (killed, even with -9), it sends them
+# SIGTERM, then SIGKILL to what is left after 5 s.
+_REAPER = """
+import os, signal, sys, time
+parent, me = int(sys.argv[1]), os.getpid()
+def children():
+    kids = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open(f'/proc/{d}/stat') as fh:
+                    ppid = int(fh.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = set(), [parent]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            if k not in out and k != me:
+                out.add(k)
+                todo.append(k)
+    return out
+seen = set()
+while os.getppid() == parent:
+    seen = children() or seen
+    time.sleep(1)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid in seen:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    time.sleep(5)
+"""
+
+
+_REAPER_STARTED = False
+
+
+def reap_children_on_exit() -> None:
+    """Make sure the processes this one starts (Prefect's ephemeral API server, Dask workers)
+    end with it, even when it is killed: a watchdog process ends them once this one is gone.
+    Linux only (it reads /proc); elsewhere it does nothing."""
+    import subprocess
+    import sys
+
+    global _REAPER_STARTED
+    if _REAPER_STARTED or not Path("/proc/self/stat").exists():
+        return
+    _REAPER_STARTED = True
+    subprocess.Popen(
+        [sys.executable, "-I", "-c", _REAPER, str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
