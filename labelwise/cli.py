@@ -31,6 +31,13 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config fil
 Preset = StrEnum("Preset", ["default", "fast", "accurate"])  # the engine's PRESETS
 Strategy = StrEnum("Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble"])
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+
+def _flag(help: str) -> Any:
+    """A yes/no option with its help text."""
+    return typer.Option(help=help)
+
+
 DataOpt = Annotated[
     Path | None,
     typer.Option("--data", "-d", help="labelled table (default: the config's test table)"),
@@ -271,13 +278,8 @@ def evaluate(
 def promote(
     config: ConfigOpt,
     data: DataOpt = None,
-    include_rejected: Annotated[
-        bool,
-        typer.Option(help="also consider a challenger that a rollback rejected before"),
-    ] = False,
-    fail_if_refused: Annotated[
-        bool, typer.Option(help="exit with code 4 when the champion stays (for CI jobs)")
-    ] = False,
+    include_rejected: Annotated[bool, _flag("also a challenger a rollback rejected")] = False,
+    fail_if_refused: Annotated[bool, _flag("exit 4 when the champion stays (CI jobs)")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Challenger vs champion on the same data; move champion only if the gate passes."""
@@ -330,9 +332,7 @@ def predict(
         str | None,
         typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)"),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="replace an existing output file (never the input itself)")
-    ] = False,
+    overwrite: Annotated[bool, _flag("replace an existing output (never the input)")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Batch-score a table: one probability column per label plus the predicted label set."""
