@@ -134,7 +134,7 @@ def _train_and_track(
     model_dir = trained["model_dir"]
     metrics = evaluate_model(cfg, model_dir, paths["test"], str(workdir / "evaluation"))
     profile_model(cfg, model_dir, paths["train"], paths["test"])
-    log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"))
+    log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"), info)
     model_uri = log_model(cfg, run_id, model_dir, paths["test"])
     version = register_model(cfg, run_id, model_uri, metrics, info) if register_version else None
     return {

@@ -135,6 +135,8 @@ def _env(debug: bool = False) -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # Python warnings that Prefect routes to logging (MLflow's type-hint nag): not a job's news
+    logging.getLogger("py.warnings").setLevel(logging.ERROR if not debug else logging.WARNING)
     if not debug:  # also when prefect configured its logging before (tests, notebooks)
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -496,7 +498,10 @@ def demo(
             overwrite=True,  # the demo's own output of an earlier run
             debug=debug,
         )
+        from labelwise.tasks.tracking import experiment_id, runs_view_url
+
         uri = cfg.tracking.tracking_uri or default_tracking_uri()
+        link = runs_view_url("http://127.0.0.1:5000", experiment_id(cfg))
         new = [f"v{r['version']['version']}" for r in runs if r.get("version")]
         same = [f"v{r['identical']['version']}" for r in runs if r.get("identical")]
         out.print(
@@ -505,8 +510,8 @@ def demo(
             + (f" (unchanged: {', '.join(same)})" if same else "")
             + f"; state in {state_dir()}. Open the MLflow UI on it with:\n"
             f"  [bold]{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri}[/]\n"
-            f"then open http://127.0.0.1:5000 (experiment {cfg.experiment!r}, model "
-            f"{cfg.registered_model!r}).",
+            f"then open {link}\n(the runs of experiment {cfg.experiment!r}, headline metrics "
+            f"first; model {cfg.registered_model!r} under Models).",
             soft_wrap=True,
         )
 

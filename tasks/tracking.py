@@ -71,11 +71,65 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
     c = client(cfg)
     name = name or cfg.experiment
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    # embedded store: artifacts next to the SQLite file, not in the caller's working directory
-    location = f"{artifact_root()}/{name}" if tracking_uri(cfg).startswith("sqlite") else None
-    return c.create_experiment(name, artifact_location=location)
+    if exp is None:
+        # embedded store: artifacts next to the SQLite file, not in the caller's directory
+        location = f"{artifact_root()}/{name}" if tracking_uri(cfg).startswith("sqlite") else None
+        exp_id = c.create_experiment(name, artifact_location=location)
+        exp = c.get_experiment(exp_id)
+    wanted = {EXPERIMENT_KIND: MODEL_TRAINING, f"{SHARED_VIEW}{VIEW_KEY}": runs_view(cfg)}
+    for key, value in wanted.items():
+        if exp.tags.get(key) != value:
+            c.set_experiment_tag(exp.experiment_id, key, value)
+    return str(exp.experiment_id)
+
+
+# the MLflow 3 UI opens an experiment in its model-training view (not the GenAI one) by this tag
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# a run-table view the UI loads from the experiment's tags, for the link `runs_view_url` gives
+SHARED_VIEW, VIEW_KEY = "mlflow.sharedViewState.", "labelwise"
+
+
+def runs_view(cfg: Config) -> str:
+    """The run table as a person comparing runs wants it first: the headline test metrics as
+    columns (the promotion metric first), sorted best first."""
+    import json
+
+    metrics = [cfg.promotion.metric, *(m for m in HEADLINE if m != cfg.promotion.metric)]
+    columns = [f"metrics.`test/{m}`" for m in metrics] + [
+        "metrics.`fit_seconds`",
+        "attributes.`Models`",
+    ]
+    return json.dumps(
+        {
+            "selectedColumns": columns,
+            "orderByKey": f"metrics.`test/{cfg.promotion.metric}`",
+            "orderByAsc": not cfg.promotion.higher_is_better,
+        }
+    )
+
+
+def runs_view_url(ui: str, experiment_id: str) -> str:
+    """The MLflow UI link that opens an experiment's runs in labelwise's view."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+
+
+# settings that change where and when a job runs, never its model: tags, not params
+RUNTIME_SECTIONS = (
+    "schedule",
+    "monitoring",
+    "task_runner",
+    "dask_address",
+    "dask_workers",
+    "n_jobs",
+    "tracking",
+)
+
+
+def run_name(cfg: Config) -> str:
+    """What a run is, at a glance in the run table: preset, strategy, weighting and the first
+    characters of the config digest (runs of one config share it)."""
+    w = cfg.weighting.scheme if isinstance(cfg.weighting.scheme, str) else "explicit"
+    return f"{cfg.model.preset}-{cfg.model.strategy}-{w}-{cfg.digest()[:6]}"
 
 
 def git_commit() -> str:
@@ -116,8 +170,9 @@ def metric_key(key: str) -> str:
 
 
 @task(name="start-run", retries=2, retry_delay_seconds=2)
-def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) -> str:
-    """Create the MLflow run (RUNNING) with the flattened config and lineage tags."""
+def start_run(cfg: Config, info: dict[str, Any], name: str | None = None) -> str:
+    """Create the MLflow run (RUNNING), named for what it trains: the settings that change the
+    model as params, where and when it runs as tags, lineage as tags."""
     import lightgbm
     import mlflow
     from mlflow.entities import Param
@@ -139,9 +194,12 @@ def start_run(cfg: Config, info: dict[str, Any], run_name: str | None = None) ->
         tags["data.test.digest"] = info["test"]["digest"]
     # who owns the run while it is RUNNING: a later run can tell it was abandoned
     tags.update({"labelwise.host": socket.gethostname(), "labelwise.pid": str(os.getpid())})
+    flat = cfg.flat()
+    runtime = {k for k in flat if k.split(".")[0] in RUNTIME_SECTIONS}
+    tags |= {f"labelwise.runtime.{k}": flat[k][:5000] for k in runtime if flat[k] != "None"}
     exp = experiment_id(cfg)
-    run = c.create_run(exp, run_name=run_name, tags=tags)
-    params = [Param(k[:250], v[:6000]) for k, v in cfg.flat().items()]
+    run = c.create_run(exp, run_name=name or run_name(cfg), tags=tags)
+    params = [Param(k[:250], v[:6000]) for k, v in flat.items() if k not in runtime]
     try:
         for i in range(0, len(params), 100):
             c.log_batch(run.info.run_id, params=params[i : i + 100])
@@ -302,27 +360,30 @@ def log_results(
     train_info: dict[str, Any],
     test_metrics: dict[str, float],
     report_dir: str,
+    info: dict[str, Any],
 ) -> None:
     """Batched metrics (valid/…, test/…, per label), the report folder and training facts."""
     import polars as pl
 
     c = client(cfg)
-    values: dict[str, float] = {}
-    for k, v in train_info["validation_metrics"].items():
-        values[f"valid/{k}"] = v
-    for row in train_info.get("validation_per_label", []):
-        for m in ("f1", "precision", "recall"):
-            values[f"valid/label/{label_key(str(row['label']))}/{m}"] = row[m]
-    for k, v in test_metrics.items():
-        values[f"test/{k}"] = v
+    # the run page lists metrics in the order they were logged: the headline ones first
+    values: dict[str, float] = {f"test/{k}": v for k, v in headline_metrics(cfg, test_metrics)}
+    values |= {f"test/{k}": v for k, v in test_metrics.items()}
+    values |= {f"valid/{k}": v for k, v in train_info["validation_metrics"].items()}
     values["fit_seconds"] = train_info["fit_seconds"]
     values["models_resumed"] = train_info.get("models_resumed", 0)
+    log_metrics(c, run_id, values)
+    # per-label results: one sortable table per split (MLflow's table artifacts, comparable
+    # across runs), not hundreds of loose metrics under mangled label names
     table = Path(report_dir) / "test_per_label.csv"
     if table.exists():
-        for row in pl.read_csv(table).iter_rows(named=True):
-            for m in ("f1", "precision", "recall", "pr_auc"):
-                values[f"test/label/{label_key(str(row['label']))}/{m}"] = row[m]
-    log_metrics(c, run_id, values)
+        c.log_table(run_id, pl.read_csv(table).to_pandas(), "evaluation/test_per_label.json")
+    if train_info.get("validation_per_label"):
+        c.log_table(
+            run_id,
+            pl.DataFrame(train_info["validation_per_label"]).to_pandas(),
+            "evaluation/valid_per_label.json",
+        )
     c.log_artifacts(run_id, report_dir, "evaluation")
     c.log_dict(
         run_id,
@@ -331,6 +392,11 @@ def log_results(
             "best_iterations": train_info["best_iterations"],
         },
         "training/labels.json",
+    )
+    c.set_tag(
+        run_id,
+        "mlflow.note.content",
+        run_description(cfg, info, test_metrics, champion_metrics(cfg)),
     )
     if train_info.get("warnings"):  # shown in the run's tags, the MLflow UI's first screen
         c.set_tag(run_id, "labelwise.warnings", " | ".join(train_info["warnings"])[:5000])
@@ -398,6 +464,85 @@ def _requirements() -> list[str]:
     return out
 
 
+HEADLINE = ("f1_macro", "f1_micro", "f1_samples", "hamming_loss", "subset_accuracy")
+
+
+def headline_metrics(cfg: Config, metrics: dict[str, float]) -> list[tuple[str, float]]:
+    """The metrics a person compares first: the promotion metric, then the usual ones."""
+    names = [cfg.promotion.metric, *(m for m in HEADLINE if m != cfg.promotion.metric)]
+    return [(m, metrics[m]) for m in names if m in metrics]
+
+
+def champion_metrics(cfg: Config) -> tuple[str, dict[str, float]] | None:
+    """(version, test metrics) of the current champion, to compare a new run with."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(cfg)
+    try:
+        mv = c.get_model_version_by_alias(cfg.registered_model, CHAMPION)
+        run = c.get_run(mv.run_id)
+    except MlflowException:
+        return None
+    prefix = "test/"
+    metrics = {k[len(prefix) :]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
+    return str(mv.version), metrics
+
+
+def run_description(
+    cfg: Config,
+    info: dict[str, Any],
+    metrics: dict[str, float],
+    champion: tuple[str, dict[str, float]] | None,
+) -> str:
+    """The run page's description (markdown): data, rows and labels, headline test metrics and
+    their change against the current champion."""
+    data = f"`{info['train']['path']}` ({info['train']['rows']} rows"
+    data += (
+        f"; test `{info['test']['path']}`, {info['test']['rows']} rows)"
+        if "test" in info
+        else "; test: a stratified split of it)"
+    )
+    head = "| test metric | this run |" + (
+        f" champion v{champion[0]} | change |" if champion else ""
+    )
+    rule = "|---|---|" + ("---|---|" if champion else "")
+    lines = [
+        f"**{cfg.name}**: `{cfg.model.preset}` preset, `{cfg.model.strategy}`, weighting "
+        f"`{cfg.weighting.scheme}`, config `{cfg.digest()[:6]}`.",
+        "",
+        f"Data: {data}.",
+        "",
+        head,
+        rule,
+    ]
+    for m, v in headline_metrics(cfg, metrics):
+        row = f"| {m} | {v:.4f} |"
+        if champion and m in champion[1]:
+            row += f" {champion[1][m]:.4f} | {v - champion[1][m]:+.4f} |"
+        elif champion:
+            row += " | |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def version_description(
+    cfg: Config, info: dict[str, Any], metrics: dict[str, float], run_id: str
+) -> str:
+    """What a registry version is, in markdown: what was trained on what, headline metrics."""
+    rows = f"{info['train']['rows']} rows" + (
+        f", tested on {info['test']['rows']}" if "test" in info else " (split for testing)"
+    )
+    lines = [
+        f"**{cfg.name}** `{cfg.model.preset}` / `{cfg.model.strategy}`, trained on "
+        f"`{Path(info['train']['path']).name}` ({rows}); run `{run_id}`.",
+        "",
+        "| test metric | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {m} | {v:.4f} |" for m, v in headline_metrics(cfg, metrics)]
+    return "\n".join(lines)
+
+
 @task(name="register-model", retries=2, retry_delay_seconds=2)
 def register_model(
     cfg: Config,
@@ -415,8 +560,9 @@ def register_model(
         c.get_registered_model(name)
     except MlflowException:
         c.create_registered_model(name, description=f"labelwise multi-label model ({cfg.name})")
-    tags = {f"metric.{k}": f"{v:.6f}" for k, v in test_metrics.items() if isinstance(v, float)}
-    tags.update(lineage_tags(cfg, info) | {"labelwise.run_id": run_id})
+    headline = cfg.promotion.metric
+    tags = lineage_tags(cfg, info) | {"labelwise.run_id": run_id}
+    tags[f"metric.{headline}"] = f"{test_metrics.get(headline, float('nan')):.4f}"
     # a logged model's URI is models:/<model id>; a tracking server wants the id named too
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     # idempotent: a retry after a lost answer must not register the run twice
@@ -424,7 +570,14 @@ def register_model(
     mv = (
         mine[0]
         if mine
-        else c.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+        else c.create_model_version(
+            name,
+            model_uri,
+            run_id=run_id,
+            tags=tags,
+            model_id=model_id,
+            description=version_description(cfg, info, test_metrics, run_id),
+        )
     )
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
     first = False

@@ -66,8 +66,23 @@ def test_train_promote_predict_cycle(job):
     assert run.info.status == "FINISHED"
     assert run.data.tags["config.digest"] and run.data.tags["data.train.digest"]
     assert "test/f1_macro" in run.data.metrics and "valid/f1_micro" not in run.data.metrics
-    assert any(k.startswith("test/label/label_00/") for k in run.data.metrics)
     assert run.data.params["model.params.n_estimators"] == "1"
+    # a run a person can tell apart: named for what it trains, described, settings that change
+    # the model as params and where/when it runs as tags; per-label results as one table
+    assert run.info.run_name.startswith("default-binary_relevance-none-")
+    assert "f1_macro" in run.data.tags["mlflow.note.content"]
+    assert "n_jobs" not in run.data.params and "labelwise.runtime.n_jobs" in run.data.tags
+    assert not any(k.startswith(("schedule.", "tracking.")) for k in run.data.params)
+    assert not any("/label/" in k for k in run.data.metrics)
+    import mlflow
+
+    mlflow.set_tracking_uri(job["uri"])
+    per_label = mlflow.load_table("evaluation/test_per_label.json", run_ids=[r1["run_id"]])
+    assert set(per_label["label"]) == set(job["labels"])
+    exp = c.get_experiment_by_name("flowtest")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    v1 = c.get_model_version("flowtest", "1")
+    assert "f1_macro" in v1.description and len(v1.tags) <= 8
     arts = {a.path for a in c.list_artifacts(r1["run_id"], "evaluation")}
     for name in (
         "test_per_label.csv",
@@ -98,7 +113,8 @@ def test_train_promote_predict_cycle(job):
     assert all(t.state.is_completed() for t in chunks)
     assert r2["version"]["version"] == "2" and not r2["version"]["champion"]
     assert "valid/f1_micro" in c.get_run(r2["run_id"]).data.metrics
-    assert "valid/label/label_00/f1" in c.get_run(r2["run_id"]).data.metrics
+    # the second run's description compares it with the champion (v1)
+    assert "champion v1" in c.get_run(r2["run_id"]).data.tags["mlflow.note.content"]
     assert str(c.get_model_version_by_alias("flowtest", "challenger").version) == "2"
     assert r2["metrics"]["f1_macro"] > r1["metrics"]["f1_macro"]
     decision = promote_flow(job["config"])

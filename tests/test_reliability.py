@@ -201,9 +201,12 @@ def test_secrets_never_reach_messages_or_params(tmp_path, monkeypatch):
     assert "s3cret" not in res.output
 
 
-def test_label_names_map_to_distinct_metric_keys(tmp_path, table, prefect_api):
-    """Labels that differ only in characters MLflow forbids, and names too long or with `..`,
-    each get their own valid metric key: the run finishes with one key per label."""
+def test_label_names_never_share_a_metric_key(tmp_path, table, prefect_api):
+    """Labels that differ only in characters MLflow forbids in keys, and names too long or
+    with `..` or `//`: training keeps them by name in its per-label table, and the monitor's
+    per-label metrics get one valid key each."""
+    import mlflow
+
     from labelwise.tasks.tracking import label_key
 
     odd = ["a:b", "a_b", "a?b", "x..y", "p//q", "L" * 300]
@@ -214,7 +217,15 @@ def test_label_names_map_to_distinct_metric_keys(tmp_path, table, prefect_api):
     res = runner.invoke(app, ["train", "-c", str(config)])
     assert res.exit_code == 0, res.output
     [run] = _runs(uri, "odd")
-    logged = {k.split("/")[2] for k in run.data.metrics if k.startswith("test/label/")}
+    mlflow.set_tracking_uri(uri)
+    per_label = mlflow.load_table("evaluation/test_per_label.json", run_ids=[run.info.run_id])
+    assert sorted(per_label["label"]) == sorted(odd)
+    renamed.tail(100).write_parquet(tmp_path / "batch.parquet")
+    res = runner.invoke(app, ["monitor", "-c", str(config), "-b", str(tmp_path / "batch.parquet")])
+    assert res.exit_code in (0, 3), res.output
+    c = _client(uri)
+    [mon] = c.search_runs([c.get_experiment_by_name("odd-monitoring").experiment_id])
+    logged = {k.split("/")[1] for k in mon.data.metrics if k.startswith("label/")}
     assert logged == set(keys)
 
 

@@ -35,7 +35,7 @@ def write_report(
         pl.Series("threshold", np.asarray(thresholds, dtype=np.float64)),
         pl.Series("prevalence", Y.mean(axis=0).astype(np.float64)),
     )
-    table.write_csv(out / f"{prefix}_per_label.csv")
+    table.with_columns(pl.col(pl.Float64).round(4)).write_csv(out / f"{prefix}_per_label.csv")
     stats = label_statistics(Y)
     (out / f"{prefix}_metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "thresholds.json").write_text(
@@ -66,22 +66,32 @@ def write_plots(
     order = np.argsort(-Y.sum(axis=0), kind="stable")[:max_labels]
     names = [labels[j] for j in order]
     f1 = table.get_column("f1").to_numpy()[order]
+    which = (
+        f"all {len(labels)} labels"
+        if len(order) == len(labels)
+        else f"the {len(order)} most frequent of {len(labels)} labels"
+    )
+    support = Y.sum(axis=0)[order]
     _bars(
         out / f"{prefix}_per_label_f1.png",
         names,
         f1,
         "F1",
-        f"{prefix}: per-label F1 (most frequent {len(order)} labels)",
+        f"per-label F1 on the {prefix} split, {which}",
         "#3b7dd8",
-        (0, 1),
+        (0, 1.1),
+        [f"{v:.2f}\nn={n}" for v, n in zip(f1, support, strict=True)],
     )
+    share = Y.mean(axis=0)[order]
     _bars(
         out / f"{prefix}_label_frequencies.png",
         names,
-        Y.mean(axis=0)[order],
+        share,
         "share of rows",
-        f"{prefix}: label frequencies",
+        f"label frequencies on the {prefix} split, {which}",
         "#6aa84f",
+        None,
+        [f"{n}" for n in support],
     )
     thr = table.get_column("threshold").to_numpy()[order]
     _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y[:, order], S[:, order], names, thr)
@@ -96,11 +106,15 @@ def _bars(
     title: str,
     color: str,
     ylim: tuple[float, float] | None = None,
+    notes: list[str] | None = None,
 ) -> None:
+    """Bars with their value (and support) written above each, readable at 100% zoom."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names)), 4))
-    ax.bar(range(len(names)), values, color=color)
+    fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(names)), 4.5))
+    bars = ax.bar(range(len(names)), values, color=color)
+    if notes:
+        ax.bar_label(bars, labels=notes, fontsize=7, padding=2)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylabel(ylabel)
     if ylim is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -233,20 +234,46 @@ SECTION_PARAMS = {
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config"]
+    """One line per YAML path; the alternatives of a union (``str | dict``) become one
+    sentence ("must be a valid string, or a valid dictionary; got [1]"), not one line each."""
+    by_path: dict[str, list[str]] = {}
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        msg = err["msg"]
-        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            msg = "unknown key (typo?)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, ConfigError):  # an engine object's own check names its field
-            msg = str(cause)
-            loc += [cause.param] if cause.param else []
-        lines.append(f"  {'.'.join(loc) or '(top level)'}: {msg}")
+        path, msg = _error_line(err)
+        by_path.setdefault(path, []).append(msg)
+    lines = [f"{source}: invalid config"]
+    for path, msgs in by_path.items():
+        if len(msgs) > 1:
+            wanted = ", or ".join(
+                m.removeprefix("Input should be ").split("; got")[0] for m in msgs
+            )
+            msgs = [f"must be {wanted}{_got(msgs[0])}"]
+        lines.append(f"  {path}: {msgs[0]}")
     return "\n".join(lines)
+
+
+def _got(msg: str) -> str:
+    return "; got" + msg.split("; got", 1)[1] if "; got" in msg else ""
+
+
+# pydantic names each branch of a union in the error location: not part of the YAML path
+_TYPE_TAG = re.compile(r"\[|^(str|int|float|bool|dict|list|none|function-.*)$")
+
+
+def _error_line(err: Any) -> tuple[str, str]:
+    """(YAML path, message) of one pydantic error."""
+    loc = [str(p) for p in err["loc"] if not _TYPE_TAG.search(str(p))]
+    msg = err["msg"]
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        msg = "unknown key (typo?)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif "input" in err:
+        msg += f"; got {err['input']!r}"[:120]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):  # an engine object's own check names its field
+        msg = str(cause)
+        loc += [cause.param] if cause.param else []
+    return ".".join(loc) or "(top level)", msg
 
 
 def _param_path(param: str | None) -> str:

@@ -1,0 +1,136 @@
+"""The MLflow UI as a person comparing runs sees it, in a real browser (Debian's chromium driven
+by Playwright): run names and the headline metric in the run table, a run's description
+rendered on its page. Screenshots are kept in test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labelwise.engine.synthetic import make_multilabel_table
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-artifacts" / "ui"
+
+
+def _browser() -> str:
+    """Debian's chromium and Playwright, or a skip that says loudly why the check did not run."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        exe = None
+    if exe is None:
+        pytest.skip(
+            "BROWSER CHECK NOT RUN: Debian's chromium or Playwright is not installed "
+            "(.ci/run installs both; apt-get install chromium)"
+        )
+    return exe
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def ui(tmp_path, prefect_api):
+    """Two training runs of one job in a SQLite store, and `mlflow server` on it."""
+    from labelwise.flows.train import train_flow
+
+    df = make_multilabel_table(n_rows=1200, n_labels=8, seed=4)
+    df.head(900).write_parquet(tmp_path / "train.parquet")
+    df.tail(300).write_parquet(tmp_path / "test.parquet")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tmp_path / "uijob.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "uijob",
+                "tracking": {"tracking_uri": uri},
+                "contract": {"min_rows": 50},
+                "data": {
+                    "train": "train.parquet",
+                    "test": "test.parquet",
+                    "labels": {"prefix": "label_"},
+                    "exclude": ["id"],
+                },
+            }
+        )
+    )
+    runs = [train_flow(str(config), overrides={"model.preset": p}) for p in ("fast", "default")]
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/health", timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server"
+            time.sleep(1)
+    try:
+        yield {"base": base, "uri": uri, "runs": runs}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_runs_are_readable_in_the_mlflow_ui(ui):
+    from mlflow import MlflowClient
+    from playwright.sync_api import sync_playwright
+
+    from labelwise.tasks.tracking import runs_view_url
+
+    exe = _browser()
+    c = MlflowClient(ui["uri"])
+    exp = c.get_experiment_by_name("uijob")
+    names = [c.get_run(r["run_id"]).info.run_name for r in ui["runs"]]
+    assert names[0].startswith("fast-") and names[1].startswith("default-")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 2000, "height": 1000})
+        # the run table, in the view labelwise keeps on the experiment: headline metrics first
+        page.goto(runs_view_url(ui["base"], exp.experiment_id))
+        for name in names:
+            page.get_by_text(name).first.wait_for(timeout=120_000)
+        page.get_by_text("test/f1_macro").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "run-table.png"))
+        table = page.inner_text("body")
+        assert "Sort: test/f1_macro" in table and "test/f1_micro" in table
+        # a run's page: the description renders (markdown table against the champion)
+        page.goto(f"{ui['base']}/#/experiments/{exp.experiment_id}/runs/{ui['runs'][1]['run_id']}")
+        page.get_by_text("Description").first.wait_for(timeout=120_000)
+        page.get_by_text("champion v1").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "run-page.png"))
+        text = page.inner_text("body")
+        assert "uijob" in text and "test metric" in text
+        browser.close()
