@@ -53,6 +53,7 @@ def monitor_flow(
         "rows": report["n_rows"],
         "alerts": report["alerts"],
         "feature_alerts": report["feature_alerts"],
+        "labels": report["labels"],
     }
     if report["alerts"] or report["feature_alerts"]:
         do_retrain = cfg.monitoring.retrain_on_drift if retrain is None else retrain

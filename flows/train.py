@@ -103,6 +103,7 @@ def _train_and_track(
     from labelwise.engine.persistence import verify_model_dir
     from labelwise.tasks.contract import validate_contract
     from labelwise.tasks.data import check_evaluable, split_data
+    from labelwise.tasks.progress import stage
     from labelwise.tasks.tracking import (
         log_contract,
         log_datasets,
@@ -112,16 +113,19 @@ def _train_and_track(
     )
     from labelwise.tasks.train import evaluate_model, profile_model, train_model
 
+    stage("data contract")
     for part in ("train", "test"):
         if part in info:
             report = validate_contract(cfg, info[part]["path"], part)
             log_contract(cfg, run_id, report, part)
     workdir = workdir_for(cfg, info["train"]["digest"])
+    stage("split")
     notes: list[str] = []
     files_exist = lambda p: all(Path(x).is_file() for x in p.values())  # noqa: E731
     paths = _verified(split_data, files_exist, notes, cfg, info, str(workdir))
     check_evaluable(cfg, paths["test"])
     log_datasets(cfg, run_id, paths, info)
+    stage("fit per-label models")
     trained = _verified(
         train_model,
         lambda t: verify_model_dir(t["model_dir"]),
@@ -132,10 +136,13 @@ def _train_and_track(
         str(workdir),
     )
     model_dir = trained["model_dir"]
+    stage("evaluate on the test table")
     metrics = evaluate_model(cfg, model_dir, paths["test"], str(workdir / "evaluation"))
     profile_model(cfg, model_dir, paths["train"], paths["test"])
+    stage("log to MLflow")
     log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"), info)
     model_uri = log_model(cfg, run_id, model_dir, paths["test"])
+    stage("register")
     version = register_model(cfg, run_id, model_uri, metrics, info) if register_version else None
     return {
         "run_id": run_id,

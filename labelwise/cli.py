@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +38,45 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 def _flag(help: str) -> Any:
     """A yes/no option with its help text."""
     return typer.Option(help=help)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines, not tables")]
+
+
+def _drift_report(report: dict[str, Any], as_json: bool) -> None:
+    """A monitor result: JSON, or tables of the alerts and the labels whose scores moved most."""
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
+        return
+    alerts = report.get("alerts", []) + report.get("feature_alerts", [])
+    if alerts:
+        _table(
+            "drift alerts",
+            [
+                {"label or feature": a.get("label", a.get("feature")), "why": a["why"]}
+                for a in alerts[:30]
+            ],
+        )
+    moved = sorted(report.get("labels", []), key=lambda r: -r["score_psi"])[:5]
+    _table(
+        "labels whose scores moved most",
+        [
+            {k: r[k] for k in ("label", "score_psi", "predicted_prevalence", "train_prevalence")}
+            for r in moved
+        ],
+    )
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> None:
+    """Rows as a rich table on stdout (numbers to 4 digits)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for key in rows[0] if rows else []:
+        table.add_column(key, justify="right" if isinstance(rows[0][key], float | int) else "left")
+    for r in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()))
+    out.print(table)
 
 
 DataOpt = Annotated[
@@ -142,6 +183,42 @@ def _env(debug: bool = False) -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+@contextmanager
+def _stages() -> Iterator[None]:
+    """A progress line on the terminal that names each stage of a run (contract, split, fit
+    with its count of per-label models, thresholds, evaluate, log, register)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from labelwise.tasks import progress
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[n]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tid = bar.add_task("starting (Prefect, MLflow)", total=None, n="")
+
+        def on_stage(name: str) -> None:
+            bar.update(tid, description=name, total=None, completed=0, n="")
+
+        def on_model(done: int, planned: int, _label: str) -> None:
+            what = "thresholds, saving the model" if done >= planned else "fit per-label models"
+            bar.update(
+                tid, description=what, total=planned, completed=done, n=f"{done}/{planned} models"
+            )
+
+        progress.STAGE_LISTENERS.append(on_stage)
+        progress.LISTENERS.append(on_model)
+        try:
+            yield
+        finally:
+            progress.STAGE_LISTENERS.remove(on_stage)
+            progress.LISTENERS.remove(on_model)
+
+
 def _overrides(preset: str | None, strategy: str | None) -> dict[str, Any]:
     o: dict[str, Any] = {}
     if preset:
@@ -168,33 +245,14 @@ def train(
         from labelwise.pipeline.config import load_config
 
         load_config(config, _overrides(preset, strategy))  # fail fast, before Prefect starts
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         from labelwise.flows.train import train_flow
-        from labelwise.tasks import progress
 
-        with Progress(
-            TextColumn("training"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} per-label models"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            tid = bar.add_task("fit", total=None)
-
-            def listen(done: int, planned: int, _label: str) -> None:
-                bar.update(tid, completed=done, total=planned)
-
-            progress.LISTENERS.append(listen)
-            try:
-                return train_flow(
-                    str(config),
-                    overrides=_overrides(preset, strategy),
-                    register_version=not no_register,
-                )
-            finally:
-                progress.LISTENERS.remove(listen)
+        with _stages():
+            return train_flow(
+                str(config),
+                overrides=_overrides(preset, strategy),
+                register_version=not no_register,
+            )
 
     res: dict[str, Any] = _run(body, debug)
     for note in res.get("notes", []):
@@ -252,14 +310,16 @@ def evaluate(
     ],
     config: ConfigOpt,
     data: DataOpt = None,
+    as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Score a labelled table with a model and print the multi-label metrics."""
     _env(debug)
 
-    def body() -> dict[str, float]:
+    def body() -> tuple[dict[str, float], list[dict[str, Any]]]:
         from labelwise.engine.errors import ConfigError
         from labelwise.engine.metrics import evaluate as ev
+        from labelwise.engine.metrics import per_label_table
         from labelwise.pipeline.config import load_config
         from labelwise.pipeline.tables import score_table
         from labelwise.tasks.registry import load_model
@@ -271,9 +331,18 @@ def evaluate(
             raise ConfigError("no evaluation table: pass --data or set data.test in the config")
         clf, _ = load_model(model, tracking_uri(cfg))
         Y, S, P = score_table(cfg, clf, str(path))
-        return ev(Y, P, S)
+        return ev(Y, P, S), per_label_table(Y, P, S, clf.labels_)
 
-    out.print_json(json.dumps(_run(body, debug)))
+    metrics, per_label = _run(body, debug)
+    if as_json:
+        out.print_json(json.dumps(metrics))
+        return
+    _table("metrics", [{"metric": k, "value": v} for k, v in metrics.items()])
+    worst = sorted((r for r in per_label if r["support"]), key=lambda r: r["f1"])[:5]
+    _table(
+        "weakest labels (F1, with support)",
+        [{k: r[k] for k in ("label", "f1", "precision", "recall", "support")} for r in worst],
+    )
 
 
 @app.command()
@@ -329,7 +398,9 @@ def predict(
     ],
     input: Annotated[Path, typer.Option("--input", "-i", help="table to score")],
     output: Annotated[Path, typer.Option("--output", "-o", help="parquet to write")],
-    chunk_rows: Annotated[int, typer.Option(min=1)] = 100_000,
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, help="rows scored per chunk (memory)")
+    ] = 100_000,
     tracking_uri: Annotated[
         str | None,
         typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)"),
@@ -376,21 +447,29 @@ def monitor(
             help="start the retrain deployment on drift (default: monitoring.retrain_on_drift)",
         ),
     ] = None,
+    as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Label-wise drift of a batch against the model's training data; exit code 3 on drift."""
     _env(debug)
 
     def body() -> dict[str, Any]:
+        from labelwise.engine.errors import DriftError
         from labelwise.flows.monitor import monitor_flow
 
-        return monitor_flow(str(config), str(batch) if batch else None, model, retrain)
+        try:
+            return monitor_flow(str(config), str(batch) if batch else None, model, retrain)
+        except DriftError as exc:  # the drifted labels, then the exit code 3 of a drift alert
+            _drift_report(exc.report, as_json)
+            raise
 
     res = _run(body, debug)
-    out.print(
-        f"[green]no drift[/] in {res['rows']} rows against {res['model']} "
-        f"(MLflow run {res['run_id']})"
-    )
+    _drift_report(res, as_json)
+    if not as_json:
+        out.print(
+            f"[green]no drift[/] in {res['rows']} rows against {res['model']} "
+            f"(MLflow run {res['run_id']})"
+        )
 
 
 @app.command()
@@ -455,8 +534,10 @@ def config_check(
 
 @app.command()
 def demo(
-    rows: Annotated[int, typer.Option(min=200)] = 4000,
-    config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/demo.yaml"),
+    rows: Annotated[int, typer.Option(min=200, help="labelled rows to generate")] = 4000,
+    config: Annotated[Path, typer.Option("--config", "-c", help="the demo job's config")] = Path(
+        "configs/demo.yaml"
+    ),
     debug: DebugOpt = False,
 ) -> None:
     """The whole cycle on a generated table: train (twice), promote, predict."""

@@ -16,3 +16,12 @@ def notify(done: int, planned: int, label: str) -> None:
     """Tell every listener that ``done`` of ``planned`` per-label models are trained."""
     for listen in list(LISTENERS):
         listen(done, planned, label)
+
+
+STAGE_LISTENERS: list[Callable[[str], None]] = []
+
+
+def stage(name: str) -> None:
+    """Tell every stage listener that the run moved on to ``name`` (contract, split, fit...)."""
+    for listen in list(STAGE_LISTENERS):
+        listen(name)

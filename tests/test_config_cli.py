@@ -138,3 +138,24 @@ def test_overlapping_settings_name_both_places(tmp_path):
         load_config(_write(tmp_path, BASE), over)
     with pytest.raises(ConfigError, match=r"model\.params.*thresholds"):
         load_config(_write(tmp_path, BASE), {"model.params": {"threshold_policy": {}}})
+
+
+def test_every_option_has_help_and_choices_are_listed():
+    from typer.main import get_command
+
+    cmd = get_command(app)
+    missing = []
+
+    def walk(c, path=""):
+        for name, sub in getattr(c, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+        missing.extend(
+            f"{path} --{p.name}"
+            for p in getattr(c, "params", [])
+            if p.param_type_name == "option" and not p.help
+        )
+
+    walk(cmd)
+    assert not missing
+    res = runner.invoke(app, ["train", "--help"])
+    assert "fast" in res.output and "chain_ensemble" in res.output

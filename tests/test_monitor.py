@@ -145,6 +145,15 @@ def test_monitor_cli_exit_codes(watched):
     )
     assert res.exit_code == 3, res.output
     assert "label_00" in res.output and "drift" in res.output
+    assert "drift alerts" in res.stdout  # the table of what drifted, not only the message
+    as_json = CliRunner().invoke(
+        app, ["monitor", "-c", watched["config"], "-b", str(root / "wrong_truth.parquet"), "--json"]
+    )
+    assert as_json.exit_code == 3
+    import json
+
+    report = json.loads(as_json.stdout)
+    assert {a["label"] for a in report["alerts"]} >= {"label_00"}
     res = CliRunner().invoke(
         app, ["monitor", "-c", watched["config"], "-b", str(root / "nope.parquet")]
     )
