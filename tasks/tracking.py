@@ -385,6 +385,7 @@ def log_results(
             "evaluation/valid_per_label.json",
         )
     c.log_artifacts(run_id, report_dir, "evaluation")
+    _log_images(c, run_id, Path(report_dir))
     c.log_dict(
         run_id,
         {
@@ -400,6 +401,16 @@ def log_results(
     )
     if train_info.get("warnings"):  # shown in the run's tags, the MLflow UI's first screen
         c.set_tag(run_id, "labelwise.warnings", " | ".join(train_info["warnings"])[:5000])
+
+
+def _log_images(c: MlflowClient, run_id: str, report_dir: Path) -> None:
+    """The plots again as MLflow *images* (by key): the compare view's charts show images of
+    the same key side by side for the selected runs; plain artifacts it never compares."""
+    from PIL import Image
+
+    for png in sorted(report_dir.glob("*.png")):
+        with Image.open(png) as image:
+            c.log_image(run_id, image.convert("RGB"), key=png.stem, step=0)
 
 
 @task(name="log-model", retries=1, retry_delay_seconds=2)
