@@ -205,8 +205,6 @@ def test_label_names_never_share_a_metric_key(tmp_path, table, prefect_api):
     """Labels that differ only in characters MLflow forbids in keys, and names too long or
     with `..` or `//`: training keeps them by name in its per-label table, and the monitor's
     per-label metrics get one valid key each."""
-    import mlflow
-
     from labelwise.tasks.tracking import label_key
 
     odd = ["a:b", "a_b", "a?b", "x..y", "p//q", "L" * 300]
@@ -217,9 +215,10 @@ def test_label_names_never_share_a_metric_key(tmp_path, table, prefect_api):
     res = runner.invoke(app, ["train", "-c", str(config)])
     assert res.exit_code == 0, res.output
     [run] = _runs(uri, "odd")
-    mlflow.set_tracking_uri(uri)
-    per_label = mlflow.load_table("evaluation/test_per_label.json", run_ids=[run.info.run_id])
-    assert sorted(per_label["label"]) == sorted(odd)
+    from tests.test_flows import _table_artifact
+
+    table = _table_artifact(_client(uri), run.info.run_id, "evaluation/test_per_label.json")
+    assert sorted(table["label"]) == sorted(odd)
     renamed.tail(100).write_parquet(tmp_path / "batch.parquet")
     res = runner.invoke(app, ["monitor", "-c", str(config), "-b", str(tmp_path / "batch.parquet")])
     assert res.exit_code in (0, 3), res.output
