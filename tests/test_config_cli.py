@@ -159,3 +159,28 @@ def test_every_option_has_help_and_choices_are_listed():
     assert not missing
     res = runner.invoke(app, ["train", "--help"])
     assert "fast" in res.output and "chain_ensemble" in res.output
+
+
+def test_union_errors_are_one_sentence(tmp_path):
+    """`weighting.scheme` is a name or a {label: weight} mapping: a wrong value gets one line
+    naming the YAML path, the allowed forms and the value, not one line per union branch."""
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, {**BASE, "weighting": {"scheme": [1, 2]}}))
+    lines = [ln for ln in str(info.value).splitlines() if "weighting" in ln]
+    assert len(lines) == 1 and "got [1, 2]" in lines[0] and "or" in lines[0]
+
+
+def test_core_only_install_names_the_extra(tmp_path):
+    """Without the pipeline extra (prefect missing), `labelwise train` says what to install
+    and exits 2, instead of a ModuleNotFoundError traceback."""
+    (tmp_path / "x.parquet").write_bytes(b"")
+    cfg = _write(tmp_path, BASE)
+    code = (
+        "import sys; sys.modules['prefect'] = None; "
+        "from labelwise.cli import app; app(['train', '-c', sys.argv[1]])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "labelwise[pipeline]" in proc.stderr and "Traceback" not in proc.stderr

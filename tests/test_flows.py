@@ -143,6 +143,16 @@ def test_train_promote_predict_cycle(job):
     assert refused["promote"] is False and refused["champion"] == "2"
     assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
     assert "refused" in c.get_model_version("flowtest", "3").tags["promotion.decision"]
+    # the promotion run shows the gate's rule as params
+    promo = c.get_run(refused["run_id"])
+    assert promo.data.params["rule.metric"] == "f1_macro" and "rule.min_gain" in promo.data.params
+    # a CI job can fail on a refused promotion
+    from typer.testing import CliRunner
+
+    from labelwise.cli import app
+
+    res = CliRunner().invoke(app, ["promote", "-c", job["config"], "--fail-if-refused"])
+    assert res.exit_code == 4, res.output
 
     # rollback restores v1, the champion before the last promotion
     back = rollback_flow(job["config"])

@@ -133,4 +133,17 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
         page.screenshot(path=str(SHOTS / "run-page.png"))
         text = page.inner_text("body")
         assert "uijob" in text and "test metric" in text
+        # the compare view of the two runs: one bar per run on each headline metric
+        page.goto(runs_view_url(ui["base"], exp.experiment_id) + "&compareRunsMode=CHART")
+        for name in names:
+            page.get_by_text(name).first.wait_for(timeout=120_000)
+        page.get_by_text("Add chart").first.wait_for(timeout=60_000)  # the charts are drawn
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(SHOTS / "compare-view.png"))
+        assert page.inner_text("body").count("test/f1_macro") >= 2  # sort + its chart
+        # the registry: the version's description (what, on what, headline metrics)
+        page.goto(f"{ui['base']}/#/models/uijob/versions/1")
+        page.get_by_text("test metric").first.wait_for(timeout=120_000)
+        page.screenshot(path=str(SHOTS / "registry-version.png"))
+        assert "trained on" in page.inner_text("body")
         browser.close()
