@@ -366,7 +366,7 @@ def promote(
     res = _run(body, debug)
     colour = "green" if res.get("promote") else "yellow"
     out.print(f"[{colour}]{res.get('decision', res['reasons'][0])}[/]", soft_wrap=True)
-    for r in res.get("reasons", []):
+    for r in res.get("reasons", []) if "decision" in res else []:
         out.print(f"  - {r}", soft_wrap=True)
     if fail_if_refused and not res.get("promote"):
         raise typer.Exit(4)
