@@ -33,8 +33,9 @@ def _promote(cfg: Config, data_path: str | None, include_rejected: bool) -> dict
     from labelwise.tasks.tracking import tracking_uri
 
     uri, name = tracking_uri(cfg), cfg.registered_model
-    aliases = mlflow_client(uri).get_registered_model(name).aliases or {}
+    # the champion first: a missing model or alias is a RegistryError naming what exists
     champ_v, champ_dir = download_model_dir(uri, f"models:/{name}@{CHAMPION}")
+    aliases = mlflow_client(uri).get_registered_model(name).aliases or {}
     if CHALLENGER not in aliases:
         return _nothing(
             f"{name}: no challenger to promote (train a new version first)", champ_v.version

@@ -184,3 +184,11 @@ def test_core_only_install_names_the_extra(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert "labelwise[pipeline]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_per_feature_lightgbm_settings_pass_the_early_check(tmp_path):
+    """The dry run of lgb_params cannot try settings shaped like the real features (one entry
+    per feature): they are accepted, not refused for not fitting two made-up columns."""
+    over = {"model.lgb_params": {"monotone_constraints": [1, 0, -1, 0, 1]}}
+    cfg = load_config(_write(tmp_path, BASE), over)
+    assert cfg.model.lgb_params["monotone_constraints"] == [1, 0, -1, 0, 1]

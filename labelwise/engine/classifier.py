@@ -57,6 +57,18 @@ if TYPE_CHECKING:
 STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble")
 AUTO_CV_MAX_ROWS = 10_000
 MAX_INT32 = 2**31 - 1  # LightGBM reads integer parameters as C ints
+# LightGBM parameters with one entry per feature (or naming features): not dry-run checkable
+PER_FEATURE = (
+    "monotone_constraints",
+    "interaction_constraints",
+    "feature_contri",
+    "forcedsplits_filename",
+    "categorical_feature",
+    "max_bin_by_feature",
+    "cegb_penalty_feature_lazy",
+    "cegb_penalty_feature_coupled",
+    "forcedbins_filename",
+)
 
 # Presets: measured on the shared benchmark datasets (benchmarks/RESULTS.md).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -262,10 +274,14 @@ class LabelwiseClassifier(BaseEstimator):
             raise ConfigError(
                 f"lgb_params: {unknown} are not LightGBM parameters", param="lgb_params"
             )
+        # settings shaped like the real features cannot be tried on two made-up columns
+        names = {n for key in PER_FEATURE for n in _ConfigAliases.get(key)}
+        params = {k: v for k, v in self._lgb_params().items() if k not in names}
         X = np.arange(16, dtype=np.float64).reshape(8, 2)
         try:
-            data = lgb.Dataset(X, label=np.arange(8) % 2, params=self._dataset_params())
-            lgb.train(self._lgb_params() | {"verbose": -1}, data, num_boost_round=1)
+            dataset_params = {k: v for k, v in self._dataset_params().items() if k not in names}
+            data = lgb.Dataset(X, label=np.arange(8) % 2, params=dataset_params)
+            lgb.train(params | {"verbose": -1}, data, num_boost_round=1)
         except lgb.basic.LightGBMError as exc:
             raise ConfigError(
                 f"lgb_params: LightGBM refuses them ({exc})", param="lgb_params"
