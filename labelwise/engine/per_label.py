@@ -230,9 +230,7 @@ def train_per_label(
     out = _Collector(step, split, len(jobs), callbacks)
     todo = [(pos, job) for pos, job in enumerate(jobs) if not out.restore(pos, job.index)]
     executor = executor or ThreadExecutor()
-    if not todo:
-        pass
-    elif executor.shares_memory:
+    if todo and executor.shares_memory:
         views = _Views(base, split, rounds.refit)
 
         def fit(item: tuple[int, LabelJob]) -> None:
@@ -242,7 +240,7 @@ def train_per_label(
 
         for _ in executor.map(step, fit, todo):
             pass
-    else:
+    elif todo:
         _train_remote(base, Y, split, todo, rounds, step, executor, out)
     return out.results, out.P_valid
 
