@@ -3,11 +3,12 @@ and a tracked, validated, promoted production path (MLflow + Prefect + great-exp
 
 Layers, each importing only those below it (checked by import-linter in CI)::
 
-    labelwise.cli        the command line (imports flows lazily, inside its commands)
-    labelwise.flows      Prefect flows (the project's flows/ folder)
-    labelwise.tasks      Prefect tasks: effects around the engine (the project's tasks/ folder)
-    labelwise.pipeline   adapters: YAML config, environment, tables, MLflow pyfunc
-    labelwise.engine     the pure engine: no prefect, mlflow or great_expectations
+    labelwise.cli           the command line (imports flows lazily, inside its commands)
+    labelwise.flows         Prefect flows (the project's flows/ folder)
+    labelwise.tasks         Prefect tasks: effects around the engine (the project's tasks/ folder)
+    labelwise.pipeline      adapters: YAML config, environment, a config's tables
+    labelwise.mlflow_model  the MLflow models-from-code file (loaded by MLflow; engine only)
+    labelwise.engine        the pure engine: no prefect, mlflow or great_expectations
 """
 
 from __future__ import annotations

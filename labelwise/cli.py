@@ -544,23 +544,10 @@ def demo(
     _env(debug)
 
     def body() -> None:
-        from labelwise.engine.synthetic import make_multilabel_table
         from labelwise.pipeline.config import load_config
-        from labelwise.pipeline.environment import default_tracking_uri, state_dir
 
         cfg = load_config(config)
-        df = make_multilabel_table(n_rows=rows + rows // 4, seed=0)
-        n_train = int(rows * 0.8)
-        cfg.data.train.parent.mkdir(parents=True, exist_ok=True)
-        df.head(n_train).write_parquet(cfg.data.train)
-        df.slice(n_train, rows - n_train).write_parquet(cfg.data.test)
-        fresh = cfg.data.train.parent / "fresh.parquet"
-        labels = [c for c in df.columns if c.startswith("label_")]
-        df.tail(rows // 4).drop(labels).write_parquet(fresh)
-        out.print(
-            f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in "
-            f"{cfg.data.train.parent}"
-        )
+        fresh = _demo_tables(cfg, rows)
         out.print("[bold]2/4[/] train v1 with the fast preset, then v2 with the defaults")
         runs = [
             train(config, preset=p, strategy=None, no_register=False, debug=debug)
@@ -569,34 +556,58 @@ def demo(
         out.print("[bold]3/4[/] promote: challenger vs champion on the same test table")
         promote(config, data=None, debug=debug)
         out.print("[bold]4/4[/] batch-score fresh rows with the champion")
-        scored = cfg.data.train.parent / "scored.parquet"
         predict(
             f"models:/{cfg.registered_model}@champion",
             fresh,
-            scored,
+            cfg.data.train.parent / "scored.parquet",
             chunk_rows=100_000,
             tracking_uri=cfg.tracking.tracking_uri,
             overwrite=True,  # the demo's own output of an earlier run
             debug=debug,
         )
-        from labelwise.tasks.tracking import experiment_id, runs_view_url
-
-        uri = cfg.tracking.tracking_uri or default_tracking_uri()
-        link = runs_view_url("http://127.0.0.1:5000", experiment_id(cfg))
-        new = [f"v{r['version']['version']}" for r in runs if r.get("version")]
-        same = [f"v{r['identical']['version']}" for r in runs if r.get("identical")]
-        out.print(
-            f"\nRegistered {cfg.registered_model!r} "
-            + (", ".join(new) if new else "no new version")
-            + (f" (unchanged: {', '.join(same)})" if same else "")
-            + f"; state in {state_dir()}. Open the MLflow UI on it with:\n"
-            f"  [bold]{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri}[/]\n"
-            f"then open {link}\n(the runs of experiment {cfg.experiment!r}, headline metrics "
-            f"first; model {cfg.registered_model!r} under Models).",
-            soft_wrap=True,
-        )
+        _demo_summary(cfg, runs)
 
     _run(body, debug)
+
+
+def _demo_tables(cfg: Any, rows: int) -> Path:
+    """The demo's generated train, test and fresh (unlabelled) tables; the fresh one's path."""
+    from labelwise.engine.synthetic import make_multilabel_table
+
+    df = make_multilabel_table(n_rows=rows + rows // 4, seed=0)
+    n_train = int(rows * 0.8)
+    cfg.data.train.parent.mkdir(parents=True, exist_ok=True)
+    df.head(n_train).write_parquet(cfg.data.train)
+    df.slice(n_train, rows - n_train).write_parquet(cfg.data.test)
+    fresh = cfg.data.train.parent / "fresh.parquet"
+    labels = [c for c in df.columns if c.startswith("label_")]
+    df.tail(rows // 4).drop(labels).write_parquet(fresh)
+    out.print(
+        f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in "
+        f"{cfg.data.train.parent}"
+    )
+    return Path(fresh)
+
+
+def _demo_summary(cfg: Any, runs: list[dict[str, Any]]) -> None:
+    """The versions the demo registered, and the exact command and link to see them."""
+    from labelwise.pipeline.environment import default_tracking_uri, state_dir
+    from labelwise.tasks.tracking import experiment_id, runs_view_url
+
+    uri = cfg.tracking.tracking_uri or default_tracking_uri()
+    link = runs_view_url("http://127.0.0.1:5000", experiment_id(cfg))
+    new = [f"v{r['version']['version']}" for r in runs if r.get("version")]
+    same = [f"v{r['identical']['version']}" for r in runs if r.get("identical")]
+    out.print(
+        f"\nRegistered {cfg.registered_model!r} "
+        + (", ".join(new) if new else "no new version")
+        + (f" (unchanged: {', '.join(same)})" if same else "")
+        + f"; state in {state_dir()}. Open the MLflow UI on it with:\n"
+        f"  [bold]{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri}[/]\n"
+        f"then open {link}\n(the runs of experiment {cfg.experiment!r}, headline metrics "
+        f"first; model {cfg.registered_model!r} under Models).",
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":  # `python -m labelwise.cli ...`, as the console script does

@@ -428,9 +428,9 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
     clf = LabelwiseClassifier.load(model_dir)
     # the signature keeps the table's own types: MLflow refuses int64 -> float64 on input
     example = read_table(example_path, columns=clf.encoder_.features).head(5)
-    from labelwise.pipeline import pyfunc
+    from labelwise import mlflow_model
 
-    out = pyfunc.LabelwisePyfunc()
+    out = mlflow_model.LabelwisePyfunc()
     out.model = clf
     example_pd = example.to_pandas()
     with warnings.catch_warnings():
@@ -443,7 +443,7 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
         warnings.simplefilter("ignore", UserWarning)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(pkg / "pipeline" / "pyfunc.py"),
+            python_model=str(pkg / "mlflow_model.py"),
             artifacts={"model_dir": model_dir},
             code_paths=[str(pkg)],
             pip_requirements=_requirements(),
