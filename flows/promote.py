@@ -74,10 +74,9 @@ def _nothing(message: str, champion: Any) -> dict[str, Any]:
 
 def _evaluation_table(cfg: Config) -> str:
     """The config's test table, or the test part of its stratified split."""
-    from labelwise.flows.train import workdir_for
-    from labelwise.tasks.data import inspect_data, split_data
+    from labelwise.tasks.data import snapshot_data, split_data, workdir_for
 
-    info = inspect_data(cfg)
+    info = snapshot_data(cfg)
     return str(split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))["test"])
 
 

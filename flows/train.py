@@ -14,57 +14,56 @@ from labelwise.pipeline.config import Config, load_config
 from labelwise.pipeline.environment import configure_environment
 
 
-def workdir_for(cfg: Config, data_digest: str) -> Path:
-    """One folder per (config, data): reruns of the same job find their finished steps there."""
-    from labelwise.pipeline.environment import state_dir
-
-    d = state_dir() / "runs" / cfg.name / f"{cfg.digest()}-{data_digest[:12]}"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 @flow(
     name="labelwise-train",
     log_prints=True,
     task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2),
 )
 def train_flow(
-    config_path: str, overrides: dict[str, Any] | None = None, register_version: bool = True
+    config_path: str,
+    overrides: dict[str, Any] | None = None,
+    register_version: bool = True,
+    as_of: str | None = None,
+    snapshot: str | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate, track and register the model a config describes.
 
     ``overrides`` sets dotted config keys for this run, e.g. ``{"model.preset": "fast"}``.
+    ``as_of`` (ISO time) ends the data window; by default the flow run's scheduled start, so
+    a deployment run, retried or re-run, reads the same rows. ``snapshot`` (an MLflow run id)
+    trains on exactly the rows that run read, whatever the source holds now.
     """
     from prefect.runtime import flow_run
 
-    from labelwise.tasks.data import inspect_data, job_lock
+    from labelwise.tasks.data import job_lock, snapshot_data, workdir_for
+    from labelwise.tasks.tracking import fetch_snapshot
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path, overrides)
-    info = inspect_data(cfg)
+    when = as_of or _scheduled_start()
+    info = snapshot_data(cfg, when, fetch_snapshot(cfg, snapshot) if snapshot else None)
     with job_lock(workdir_for(cfg, info["train"]["digest"]), cfg.name):
         return _run_job(cfg, info, register_version) | {"flow_run_id": str(flow_run.id)}
+
+
+def _scheduled_start() -> str | None:
+    """When this flow run was scheduled to start (a deployment's schedule, or when it was
+    created): the same for every retry of the run."""
+    from prefect.runtime import flow_run
+
+    start = flow_run.scheduled_start_time
+    return start.isoformat() if start is not None else None
 
 
 def _run_job(cfg: Config, info: dict[str, Any], register_version: bool) -> dict[str, Any]:
     """The job under its lock: nothing when an identical version exists, else one MLflow run
     that ends FINISHED only after registration, FAILED (nothing registered) on any error."""
-    from labelwise.tasks.registry import identical_version
     from labelwise.tasks.tracking import fail_run, finish_run, repair_abandoned_runs, start_run
 
     repaired = repair_abandoned_runs(cfg)  # before the identical check: an orphan is no model
-    same = identical_version(cfg, info) if register_version else None
-    if same is not None:
-        print(
-            f"identical to {same.name} v{same.version} (same config and data digests, run "
-            f"{same.run_id}); nothing trained or registered"
-        )
-        return {
-            "identical": {"name": same.name, "version": str(same.version), "run_id": same.run_id},
-            "version": None,
-            "run_id": None,
-            "notes": repaired,
-        }
+    skip = _nothing_to_do(cfg, info) if register_version else None
+    if skip is not None:
+        return skip | {"version": None, "run_id": None, "notes": repaired}
     run_id = None
     try:
         run_id = start_run(cfg, info)
@@ -86,6 +85,32 @@ def _run_job(cfg: Config, info: dict[str, Any], register_version: bool) -> dict[
     return result
 
 
+def _nothing_to_do(cfg: Config, info: dict[str, Any]) -> dict[str, Any] | None:
+    """Why this run need not train: an identical version exists, or the champion of this
+    config already saw the newest row of the window. None when it must train."""
+    from labelwise.tasks.registry import identical_version, nothing_new
+
+    same = identical_version(cfg, info)
+    if same is not None:
+        print(
+            f"identical to {same.name} v{same.version} (same config and data digests, run "
+            f"{same.run_id}); nothing trained or registered"
+        )
+        return {
+            "identical": {"name": same.name, "version": str(same.version), "run_id": same.run_id}
+        }
+    seen = nothing_new(cfg, info)
+    if seen is not None:
+        message = (
+            f"the newest row in the window ({info['train']['max_time']}) is no newer than what "
+            f"{seen.name} v{seen.version} was trained on ({seen.tags['data.max_time']}); "
+            "nothing trained or registered"
+        )
+        print(f"nothing new: {message}")
+        return {"nothing_new": {"name": seen.name, "version": str(seen.version), "why": message}}
+    return None
+
+
 def _verified(task: Any, ok: Callable[[Any], bool], notes: list[str], *args: Any) -> Any:
     """A cached task's result, recomputed when the files it names are gone or damaged (a
     user who frees disk by deleting the state directory's runs/ must not break the job)."""
@@ -102,7 +127,7 @@ def _train_and_track(
     """Contract, split, fit, evaluate, profile, log and register, inside the MLflow run."""
     from labelwise.engine.persistence import verify_model_dir
     from labelwise.tasks.contract import validate_contract
-    from labelwise.tasks.data import check_evaluable, split_data
+    from labelwise.tasks.data import check_evaluable, split_data, workdir_for
     from labelwise.tasks.progress import stage
     from labelwise.tasks.tracking import (
         log_contract,

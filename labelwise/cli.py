@@ -219,6 +219,20 @@ def _stages() -> Iterator[None]:
             progress.LISTENERS.remove(on_model)
 
 
+def _as_of(text: str | None, parse: Any) -> str | None:
+    """--as-of checked before anything starts, as an ISO time in UTC."""
+    from labelwise.engine.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return str(parse(text).isoformat())
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {text!r}: not an ISO date or time (2026-11-23 or 2026-11-23T04:00:00Z)"
+        ) from None
+
+
 def _overrides(preset: str | None, strategy: str | None) -> dict[str, Any]:
     o: dict[str, Any] = {}
     if preset:
@@ -236,15 +250,33 @@ def train(
     no_register: Annotated[
         bool, typer.Option("--no-register", help="track the run but register no version")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="end of the data window (ISO date/time, UTC unless it says otherwise); "
+            "default: now",
+        ),
+    ] = None,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot",
+            help="MLflow run id: train on exactly the rows that run read (its snapshot)",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> dict[str, Any]:
-    """Validate, split, train, evaluate, track in MLflow and register (alias challenger)."""
+    """Read the source into a snapshot, validate, split, train, evaluate, track in MLflow and
+    register (alias challenger)."""
     _env(debug)
 
     def body() -> dict[str, Any]:
         from labelwise.pipeline.config import load_config
+        from labelwise.pipeline.sources import parse_as_of
 
         load_config(config, _overrides(preset, strategy))  # fail fast, before Prefect starts
+        when = _as_of(as_of, parse_as_of)
         from labelwise.flows.train import train_flow
 
         with _stages():
@@ -252,11 +284,16 @@ def train(
                 str(config),
                 overrides=_overrides(preset, strategy),
                 register_version=not no_register,
+                as_of=when,
+                snapshot=snapshot,
             )
 
     res: dict[str, Any] = _run(body, debug)
     for note in res.get("notes", []):
         console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    if res.get("nothing_new"):
+        out.print(f"[yellow]nothing new[/]: {escape(res['nothing_new']['why'])}", soft_wrap=True)
+        return res
     if res.get("identical"):
         same = res["identical"]
         out.print(

@@ -29,7 +29,8 @@ def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]
             "kwargs": {"min_value": cfg.contract.min_rows},
         }
     ]
-    for c in cfg.data.features or []:
+    time = [cfg.data.time_column] if cfg.data.time_column else []
+    for c in [*(cfg.data.features or []), *time]:
         exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
     for c in label_cols:
         exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})

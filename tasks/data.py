@@ -3,7 +3,8 @@ frames (Prefect hashes task inputs for caching and pickles persisted results).""
 
 from __future__ import annotations
 
-import hashlib
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,14 +14,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS
 
 from labelwise.pipeline.config import Config
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from labelwise.pipeline.sources import write_snapshot
 
 
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -37,36 +31,125 @@ def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(
-    name="inspect-data",
+    name="snapshot-data",
     retries=2,
     retry_delay_seconds=1,
     retry_condition_fn=retry_unless_user_error,
 )
-def inspect_data(cfg: Config) -> dict[str, Any]:
-    """Check the tables can be read; return their paths, digests and shapes."""
+def snapshot_data(
+    cfg: Config, as_of: str | None = None, from_run: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Read each source once (rows after ``as_of`` and outside ``data.window`` left out) into a
+    parquet snapshot in the job's work directory; return, per part, the snapshot's path,
+    digest, rows and columns, and what it was read from. ``from_run`` maps parts to the
+    snapshot files of an earlier run, read as they are (``labelwise train --snapshot``)."""
+    import uuid
+
+    from labelwise.pipeline.environment import state_dir
+    from labelwise.pipeline.sources import Window, parse_as_of, parse_duration
+
+    when = parse_as_of(as_of)
+    d = cfg.data
+    window = None
+    if d.time_column is not None:
+        window = Window(d.time_column, when, parse_duration(d.window) if d.window else None)
+    staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
+    info: dict[str, Any] = {}
+    try:
+        for part in ("train", "test"):
+            if from_run is not None:
+                if part in from_run:
+                    info[part] = _materialise(cfg, part, staging, None, from_run[part])
+            elif part == "train" or d.test is not None:
+                info[part] = _materialise(cfg, part, staging, window)
+        final = workdir_for(cfg, info["train"]["digest"]) / "snapshot"
+        final.mkdir(parents=True, exist_ok=True)
+        for part, entry in info.items():
+            target = final / f"{part}.parquet"
+            os.replace(entry["path"], target)
+            entry["path"] = str(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def _materialise(
+    cfg: Config, part: str, staging: Path, window: Any, snapshot: str | None = None
+) -> dict[str, Any]:
+    """One part's rows written to ``staging/<part>.parquet``, with its lineage."""
     import polars as pl
 
-    from labelwise.engine.data import scan_table
-    from labelwise.engine.errors import DataError
+    from labelwise.pipeline.environment import redact
+    from labelwise.pipeline.sources import apply_window, file_digest, utc_time
 
-    out: dict[str, Any] = {}
-    for part in ("train", "test"):
-        path = getattr(cfg.data, part)
-        if path is None:
-            continue
-        if not Path(path).exists():
-            raise DataError(
-                f"data.{part}: {path} not found; fix the path in the config "
-                "(relative paths are read from the config file's folder)"
-            )
-        lf = scan_table(path)
-        out[part] = {
-            "path": str(path),
-            "digest": file_digest(path),
-            "columns": lf.collect_schema().names(),
-            "rows": int(lf.select(pl.len()).collect().item()),
-        }
-    return out
+    key = "data.sql" if part == "train" and cfg.data.sql else f"data.{part}"
+    dest = staging / f"{part}.parquet"
+    staging.mkdir(parents=True, exist_ok=True)
+    lf, source, db = _open(cfg, part, window, snapshot, key)
+    if snapshot is not None:
+        shutil.copyfile(snapshot, dest)  # the same bytes: the same digest as the run had
+        entry = {"rows": lf.select(pl.len()).collect().item(), "digest": file_digest(dest)}
+    else:
+        what = redact(source)[:300]
+        if window is not None:
+            lf = apply_window(lf, window, key)
+            what += f", rows with {window.describe()}"
+        entry = write_snapshot(lf, dest, key, what)
+    snap = pl.scan_parquet(dest)
+    entry |= {
+        "path": str(dest),
+        "columns": snap.collect_schema().names(),
+        "source": redact(source),
+        "kind": _kind(cfg, part, snapshot),
+        "db": db,
+    }
+    if window is not None:
+        entry |= {"window": window.describe(), "as_of": window.as_of.isoformat()}
+    if cfg.data.time_column is not None:
+        newest = snap.select(utc_time(snap, cfg.data.time_column, key).max()).collect().item()
+        entry["max_time"] = newest.isoformat() if newest is not None else ""
+    return entry
+
+
+def _open(
+    cfg: Config, part: str, window: Any, snapshot: str | None, key: str
+) -> tuple[Any, str, dict[str, str] | None]:
+    """(lazy rows, source description, database server of a SQL source) of one part."""
+    import polars as pl
+
+    from labelwise.pipeline.sources import read_sql, scan_source, server_of
+
+    if snapshot is not None:
+        return pl.scan_parquet(snapshot), snapshot, None
+    sql = cfg.data.sql
+    if part == "train" and sql is not None:
+        lf = read_sql(sql.uri_env, sql.query, window, key)
+        db = {"server": server_of(os.environ[sql.uri_env]), "uri_env": sql.uri_env}
+        return lf, f"{sql.query.strip()} (database {db['server']} from ${sql.uri_env})", db
+    spec = str(getattr(cfg.data, part))
+    return scan_source(spec, key), spec, None
+
+
+def _kind(cfg: Config, part: str, snapshot: str | None) -> str:
+    from labelwise.pipeline.sources import is_glob, scheme
+
+    if snapshot is not None:
+        return "snapshot"
+    if part == "train" and cfg.data.sql is not None:
+        return "sql"
+    spec = str(getattr(cfg.data, part))
+    if scheme(spec) is not None:
+        return "object_store"
+    return "files" if is_glob(spec) or Path(spec).is_dir() else "file"
+
+
+def workdir_for(cfg: Config, data_digest: str) -> Path:
+    """One folder per (config, data): reruns of the same job find their finished steps there."""
+    from labelwise.pipeline.environment import state_dir
+
+    d = state_dir() / "runs" / cfg.name / f"{cfg.digest()}-{data_digest[:12]}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 @contextmanager
@@ -132,11 +215,25 @@ def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str
     if "test" in info:
         return {"train": info["train"]["path"], "test": info["test"]["path"]}
     df = read_table(info["train"]["path"])
-    Y, _ = encode_labels(df, cfg.data.labels, source=info["train"]["path"])
-    frac = cfg.split.test_fraction
-    fold = iterative_stratification(Y, [1 - frac, frac], cfg.split.seed)
+    if cfg.split.by == "time":
+        fold = _time_fold(cfg, df, info["train"]["path"])
+    else:
+        Y, _ = encode_labels(df, cfg.data.labels, source=info["train"]["path"])
+        frac = cfg.split.test_fraction
+        fold = iterative_stratification(Y, [1 - frac, frac], cfg.split.seed)
     df = df.with_columns(pl.Series("__fold", fold))
     paths = {"train": str(out / "train.parquet"), "test": str(out / "test.parquet")}
     df.filter(pl.col("__fold") == 0).drop("__fold").write_parquet(paths["train"])
     df.filter(pl.col("__fold") == 1).drop("__fold").write_parquet(paths["test"])
     return paths
+
+
+def _time_fold(cfg: Config, df: Any, path: str) -> Any:
+    """split.by: time -- the latest rows (split.test_last or split.test_fraction) test."""
+    from labelwise.engine.time_split import time_split
+    from labelwise.pipeline.sources import parse_duration, utc_time
+
+    column = str(cfg.data.time_column)
+    times = df.select(utc_time(df.lazy(), column, path).dt.replace_time_zone(None)).to_series()
+    last = parse_duration(cfg.split.test_last) if cfg.split.test_last else None
+    return time_split(times.to_numpy(), cfg.split.test_fraction, last)

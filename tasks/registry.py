@@ -129,6 +129,46 @@ def lineage_tags(cfg: Config, info: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def source_tags(info: dict[str, Any]) -> dict[str, str]:
+    """Where the rows came from (credentials never included) and, for a time-windowed
+    source, the window, the as-of time and the newest row: shown on runs and versions."""
+    train = info["train"]
+    tags = {"data.source": train["source"][:5000], "data.kind": train["kind"]}
+    tags["data.rows"] = str(train["rows"])
+    for k in ("window", "as_of", "max_time"):
+        if train.get(k):
+            tags[f"data.{k}"] = train[k]
+    return tags
+
+
+def nothing_new(cfg: Config, info: dict[str, Any]) -> Any | None:
+    """The newest-data version of this same config (the champion or a later challenger) when
+    its snapshot's newest row is at least as new as the newest row now in the window: a
+    retrain would learn from nothing it has not seen."""
+    from datetime import datetime
+
+    from mlflow.exceptions import MlflowException
+
+    newest = info["train"].get("max_time")
+    if not newest:
+        return None
+    c = mlflow_client(tracking_uri_of(cfg))
+    try:
+        versions = c.search_model_versions(f"name='{cfg.registered_model}'")
+    except MlflowException:
+        return None
+    mine = [
+        v
+        for v in versions
+        if (v.tags or {}).get("config.digest") == cfg.digest() and v.tags.get("data.max_time")
+    ]
+    if not mine:
+        return None
+    latest = max(mine, key=lambda v: datetime.fromisoformat(v.tags["data.max_time"]))
+    seen = datetime.fromisoformat(latest.tags["data.max_time"])
+    return latest if datetime.fromisoformat(newest) <= seen else None
+
+
 def identical_version(cfg: Config, info: dict[str, Any]) -> Any | None:
     """The registered version trained from the same config on the same tables, if any: a
     retrain of an unchanged job would only register it again."""

@@ -23,6 +23,7 @@ from labelwise.tasks.registry import (
     CHAMPION,
     lineage_tags,
     mlflow_client,
+    source_tags,
     tracking_uri_of,
 )
 
@@ -187,11 +188,9 @@ def start_run(cfg: Config, info: dict[str, Any], name: str | None = None) -> str
         "git.commit": git_commit(),
         "config.digest": cfg.digest(),
         "config.name": cfg.name,
-        "data.train.digest": info["train"]["digest"],
         "mlflow.source.name": "labelwise train",
     }
-    if "test" in info:
-        tags["data.test.digest"] = info["test"]["digest"]
+    tags |= lineage_tags(cfg, info) | source_tags(info)
     # who owns the run while it is RUNNING: a later run can tell it was abandoned
     tags.update({"labelwise.host": socket.gethostname(), "labelwise.pid": str(os.getpid())})
     flat = cfg.flat()
@@ -327,30 +326,51 @@ def log_contract(cfg: Config, run_id: str, report: dict[str, Any], label: str) -
 
 @task(name="log-dataset", retries=2, retry_delay_seconds=2)
 def log_datasets(cfg: Config, run_id: str, paths: dict[str, str], info: dict[str, Any]) -> None:
-    """``mlflow.log_input`` lineage: one dataset per table, with its digest and source path."""
+    """``mlflow.log_input`` lineage: one dataset per part, named by its real source (path, URI
+    or query) and the snapshot's digest, tagged with the window and as-of time; the snapshot
+    files themselves are logged as artifacts (``snapshot/``), so ``labelwise train --snapshot
+    <run id>`` can retrain on exactly these rows after the source has changed."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    c = client(cfg)
+    inputs = []
+    for part, path in paths.items():
+        entry = info.get(part) or info["train"]
+        tags = [InputTag("mlflow.data.context", part)]
+        tags += [
+            InputTag(f"labelwise.{k}", str(entry[k]))
+            for k in ("kind", "window", "as_of", "rows")
+            if entry.get(k)
+        ]
+        ds = _dataset(cfg, part, path, entry)
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=tags))
+    c.log_inputs(run_id, datasets=inputs)
+    for entry in info.values():
+        c.log_artifact(run_id, entry["path"], "snapshot")
+
+
+def _dataset(cfg: Config, part: str, path: str, entry: dict[str, Any]) -> Any:
+    """An MLflow dataset of a table's first 1,000 rows (lineage needs the schema and a
+    profile, not the whole table), its source the one the rows were read from."""
     import mlflow
     import polars as pl
-    from mlflow.entities import DatasetInput, InputTag
 
     from labelwise.engine.data import scan_table
 
-    inputs = []
-    for part, path in paths.items():
-        # lineage needs the schema and a profile, not the whole table: read 1,000 rows
-        df = scan_table(path).head(1000).collect()
-        sample = df.with_columns(
-            [pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_integer()]
-        )
-        ds = mlflow.data.from_polars(
-            sample,
-            source=str(path),
-            name=f"{cfg.name}-{part}",
-            digest=(info.get(part) or info["train"])["digest"][:16],
-        )
-        inputs.append(
-            DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", part)])
-        )
-    client(cfg).log_inputs(run_id, datasets=inputs)
+    df = scan_table(path).head(1000).collect()
+    sample = df.with_columns(
+        [pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_integer()]
+        + [pl.col(c).cast(pl.String) for c, t in df.schema.items() if t.is_temporal()]
+    )
+    source: Any = entry["source"]
+    if entry["kind"] == "sql":
+        from labelwise.tasks.sql_source import SqlDatasetSource
+
+        source = SqlDatasetSource(query=cfg.data.sql.query if cfg.data.sql else "", **entry["db"])
+    # a split part is the source's rows too, named by the part it is
+    return mlflow.data.from_polars(
+        sample, source=source, name=f"{cfg.name}-{part}", digest=entry["digest"][:16]
+    )
 
 
 @task(name="log-results", retries=2, retry_delay_seconds=2)
@@ -572,7 +592,7 @@ def register_model(
     except MlflowException:
         c.create_registered_model(name, description=f"labelwise multi-label model ({cfg.name})")
     headline = cfg.promotion.metric
-    tags = lineage_tags(cfg, info) | {"labelwise.run_id": run_id}
+    tags = lineage_tags(cfg, info) | source_tags(info) | {"labelwise.run_id": run_id}
     tags[f"metric.{headline}"] = f"{test_metrics.get(headline, float('nan')):.4f}"
     # a logged model's URI is models:/<model id>; a tracking server wants the id named too
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
@@ -601,3 +621,42 @@ def register_model(
         )
         first = True
     return {"name": name, "version": str(mv.version), "champion": first}
+
+
+def fetch_snapshot(cfg: Config, run_id: str) -> dict[str, str]:
+    """The snapshot files of an earlier run of this job (its ``snapshot/`` artifacts), checked
+    against the digests the run recorded: ``{"train": path, "test": path}``."""
+    from mlflow.exceptions import MlflowException
+
+    from labelwise.engine.errors import ConfigError, DataError
+    from labelwise.pipeline.environment import state_dir
+    from labelwise.pipeline.sources import file_digest
+
+    c = client(cfg)
+    try:
+        run = c.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(
+            f"--snapshot {run_id}: no such run at {redact(tracking_uri(cfg))} ({exc})"
+        ) from None
+    tags = run.data.tags
+    dst = state_dir() / "snapshots" / f"run-{run_id}"
+    try:
+        local = Path(c.download_artifacts(run_id, "snapshot", str(dst)))
+    except (MlflowException, OSError) as exc:
+        raise DataError(
+            f"--snapshot {run_id}: the run has no snapshot/ artifacts to train on ({exc}); "
+            "only runs of labelwise with data snapshots can be replayed"
+        ) from None
+    found: dict[str, str] = {}
+    for part in ("train", "test"):
+        f = local / f"{part}.parquet"
+        want = tags.get(f"data.{part}.digest")
+        if not f.is_file() or want is None:
+            continue
+        if file_digest(f) != want:
+            raise DataError(f"--snapshot {run_id}: {f} does not match the run's digest {want}")
+        found[part] = str(f)
+    if "train" not in found:
+        raise DataError(f"--snapshot {run_id}: the run's snapshot/ holds no train.parquet")
+    return found

@@ -13,9 +13,17 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from labelwise.engine.data import LabelSpec
 from labelwise.engine.errors import ConfigError
@@ -23,6 +31,7 @@ from labelwise.engine.promotion import PromotionRule
 from labelwise.engine.thresholds import ThresholdPolicy
 from labelwise.engine.weights import Weighting
 from labelwise.pipeline.environment import redact
+from labelwise.pipeline.sources import check_spec, is_glob, local_matches, parse_duration, scheme
 
 if TYPE_CHECKING:
     from labelwise.engine.classifier import LabelwiseClassifier
@@ -33,18 +42,66 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+# a span of time written as a number and a unit: 90d, 12h, 2w (see sources.parse_duration)
+Duration = Annotated[str, AfterValidator(_duration)]
+# a table file, a folder or glob of parquet files, or an object-store URI
+SourceSpec = Annotated[str, AfterValidator(check_spec)]
+
+
+class SqlSource(_Section):
+    """Rows of a SQL query. The database URI, credentials included, is read at run time from
+    the environment variable ``uri_env``: the config, MLflow and the logs never hold it."""
+
+    uri_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var of the URI")
+    query: str = Field(min_length=1, description="SELECT ... (the window is applied around it)")
+
+
 class DataConfig(_Section):
-    train: Path = Field(description="training table (parquet / CSV / NDJSON)")
-    test: Path | None = Field(None, description="held-out table; else split off the training one")
+    train: SourceSpec | None = Field(
+        None,
+        description="a table file (parquet / CSV / NDJSON), a folder or glob of parquet files "
+        "(hive partitions such as dt=2026-11-23/ become columns), or an object-store URI",
+    )
+    sql: SqlSource | None = Field(None, description="or: the rows of a SQL query")
+    test: SourceSpec | None = Field(None, description="held-out table; else split off the train")
     labels: LabelSpec = Field(
         description="exactly one of columns, prefix, regex, set_column (+ separator)"
     )
     features: list[str] | None = Field(None, description="feature columns; default: all others")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features")
+    time_column: str | None = Field(
+        None,
+        description="when each row happened (date or datetime; never a feature): rows after "
+        "the run's as-of time are never read",
+    )
+    window: Duration | None = Field(None, description="only rows of the last <window> (90d)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        given = [k for k in ("train", "sql") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one source kind: data.train (a file, folder, glob or object-store "
+                f"URI) or data.sql ({{uri_env, query}}); got {given or 'neither'}"
+            )
+        if self.window is not None and self.time_column is None:
+            raise ValueError("data.window needs data.time_column, the column it selects on")
+        return self
 
 
 class SplitConfig(_Section):
+    by: Literal["stratified", "time"] = Field(
+        "stratified",
+        description="stratified: a random part with every label's share kept; time: the "
+        "latest rows (data.time_column), what a retraining job is judged on",
+    )
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_last: Duration | None = Field(None, description="by: time: the last <span> instead")
     seed: int = 0
 
 
@@ -114,7 +171,11 @@ class MonitoringConfig(_Section):
     """The monitor flow: which batch it reads on its schedule and when a batch counts as drifted
     (see labelwise.drift.DriftRules for the meaning of each limit)."""
 
-    batch: Path | None = Field(None, description="table the scheduled monitor run reads")
+    batch: SourceSpec | None = Field(
+        None, description="what the scheduled monitor run reads: any data.train source kind"
+    )
+    sql: SqlSource | None = Field(None, description="or: the rows of a SQL query")
+    window: Duration | None = Field(None, description="only the batch's last <window> (7d)")
     cron: str | None = Field(None, description="schedule of the monitor deployment")
     top_features: int = Field(20, ge=0, description="features profiled, by importance")
     prevalence_ratio: float = Field(2.0, gt=1)
@@ -167,6 +228,22 @@ class Config(_Section):
     dask_workers: int | None = Field(None, ge=1, description="local cluster size (CPUs)")
     n_jobs: int = -1
 
+    @model_validator(mode="after")
+    def _time_settings(self) -> Config:
+        """Settings that read data.time_column need it; a time split needs something to split."""
+        d, sp, mon = self.data, self.split, self.monitoring
+        if sp.by == "time" and d.time_column is None:
+            raise ValueError("split.by: time needs data.time_column")
+        if sp.test_last is not None and sp.by != "time":
+            raise ValueError("split.test_last is for split.by: time")
+        if sp.by == "time" and d.test is not None:
+            raise ValueError("split.by: time splits data.train; data.test is given, so drop one")
+        if mon.window is not None and d.time_column is None:
+            raise ValueError("monitoring.window needs data.time_column")
+        if mon.batch is not None and mon.sql is not None:
+            raise ValueError("give one monitoring source: monitoring.batch or monitoring.sql")
+        return self
+
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
@@ -176,14 +253,20 @@ class Config(_Section):
         return self.tracking.registered_model or self.name
 
     def missing_files(self) -> list[str]:
-        """``key: path`` of each file this config needs that does not exist (the tables and
-        the contract suite; a monitoring batch may arrive later)."""
+        """``key: path`` of each local file or folder this config needs that does not exist, and
+        of each glob that matches nothing (a monitoring batch may arrive later)."""
         files = {
             "data.train": self.data.train,
             "data.test": self.data.test,
             "contract.suite": self.contract.suite,
         }
-        return [f"{k}: {p}" for k, p in files.items() if p is not None and not Path(p).exists()]
+        return [
+            f"{k}: {p}"
+            for k, p in files.items()
+            if p is not None
+            and scheme(str(p)) is None
+            and not (local_matches(str(p)) if is_glob(str(p)) else Path(p).exists())
+        ]
 
     def digest(self) -> str:
         """Stable hash of the validated config (paths as given): a cache and lineage key.
@@ -267,6 +350,10 @@ def _error_line(err: Any) -> tuple[str, str]:
         msg = "unknown key (typo?)"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "value_error":  # our own validators' sentences, said once
+        msg = msg.removeprefix("Value error, ")
+        if not isinstance(err.get("input"), dict):
+            msg += f"; got {err['input']!r}"[:160] if "; got" not in msg else ""
     elif "input" in err:
         msg += f"; got {err['input']!r}"[:120]
     cause = (err.get("ctx") or {}).get("error")
@@ -303,30 +390,22 @@ def parse_config(data: Any, source: str = "config", base_dir: Path | None = None
 
 
 def _resolve_paths(cfg: Config, base: Path) -> Config:
-    """Relative paths in a config are relative to the config file's own folder; a table path
-    that is a directory is refused here, naming its key."""
+    """Relative paths and globs in a config are relative to the config file's own folder;
+    URIs stay as they are."""
     d, mon, con = cfg.data, cfg.monitoring, cfg.contract
-    upd: dict[str, Any] = {"train": _resolve(d.train, base)}
-    if d.test is not None:
-        upd["test"] = _resolve(d.test, base)
+    upd = {k: _resolve_spec(getattr(d, k), base) for k in ("train", "test")}
     updates: dict[str, Any] = {"data": d.model_copy(update=upd)}
     if mon.batch is not None:
-        updates["monitoring"] = mon.model_copy(update={"batch": _resolve(mon.batch, base)})
+        updates["monitoring"] = mon.model_copy(update={"batch": _resolve_spec(mon.batch, base)})
     if con.suite is not None:
         updates["contract"] = con.model_copy(update={"suite": _resolve(con.suite, base)})
-    resolved = cfg.model_copy(update=updates)
-    tables = {
-        "data.train": resolved.data.train,
-        "data.test": resolved.data.test,
-        "monitoring.batch": resolved.monitoring.batch,
-    }
-    for key, path in tables.items():
-        if path is not None and path.is_dir():
-            raise ConfigError(
-                f"{key}: {path} (resolved against {base}) is a directory; give "
-                "the path of a table file"
-            )
-    return resolved
+    return cfg.model_copy(update=updates)
+
+
+def _resolve_spec(spec: str | None, base: Path) -> str | None:
+    if spec is None or scheme(spec) is not None:
+        return spec
+    return spec if Path(spec).is_absolute() else str((base / spec).resolve())
 
 
 def _resolve(p: Path, base: Path) -> Path:

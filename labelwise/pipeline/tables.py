@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,8 +27,12 @@ def read_xy(
     cfg: Config, path: str, labels: list[str] | None = None
 ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
     """Features (polars), Y and label names of a table; ``labels`` fixes the label order."""
+    from labelwise.pipeline.sources import scan_source
+
     d = cfg.data
-    return table_xy(read_table(path), d.labels, d.features, d.exclude, labels, source=path)
+    exclude = [*d.exclude, *([d.time_column] if d.time_column else [])]  # never a feature
+    df = read_table(path) if Path(path).is_file() else scan_source(path, path).collect()
+    return table_xy(df, d.labels, d.features, exclude, labels, source=path)
 
 
 def score_table(
