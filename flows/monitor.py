@@ -14,12 +14,14 @@ from typing import Any
 
 from prefect import flow
 
+from labelwise.flows.train import _scheduled_start
 from labelwise.pipeline.config import load_config
 from labelwise.pipeline.environment import configure_environment
 from labelwise.tasks.monitoring import (
     log_monitoring,
     measure_drift,
     publish_drift,
+    snapshot_batch,
     trigger_retrain,
 )
 
@@ -30,22 +32,29 @@ def monitor_flow(
     batch_path: str | None = None,
     model: str | None = None,
     retrain: bool | None = None,
+    as_of: str | None = None,
 ) -> dict[str, Any]:
-    """Compare ``batch_path`` (default: ``monitoring.batch`` of the config) with what ``model``
-    (default: the champion) was trained on; Failed with the drifted labels named."""
+    """Compare ``batch_path`` (default: ``monitoring.batch`` or ``monitoring.sql`` of the
+    config: a file, folder, glob, object-store URI or query; its last ``monitoring.window``
+    before ``as_of``) with what ``model`` (default: the champion) was trained on; Failed with
+    the drifted labels named."""
     configure_environment()
     from labelwise.engine.errors import ConfigError, DriftError
     from labelwise.tasks.registry import locate_model
     from labelwise.tasks.tracking import tracking_uri
 
     cfg = load_config(config_path)
-    batch = batch_path or (str(cfg.monitoring.batch) if cfg.monitoring.batch else None)
-    if batch is None:
-        raise ConfigError(f"{config_path}: no batch to monitor: pass one or set monitoring.batch")
+    source = batch_path or cfg.monitoring.batch or cfg.monitoring.sql
+    if source is None:
+        raise ConfigError(
+            f"{config_path}: no batch to monitor: pass one or set monitoring.batch / .sql"
+        )
     model = model or f"models:/{cfg.registered_model}@champion"
     model_dir, what = locate_model(model, tracking_uri(cfg))
-    report = measure_drift(cfg, model_dir, batch)
-    run_id = log_monitoring(cfg, report, what, batch)
+    snap = snapshot_batch(cfg, source, as_of or _scheduled_start())
+    batch = snap["source"]
+    report = measure_drift(cfg, model_dir, snap["path"], batch)
+    run_id = log_monitoring(cfg, report, what, snap)
     publish_drift(cfg, report)
     result = {
         "run_id": run_id,

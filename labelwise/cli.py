@@ -219,6 +219,21 @@ def _stages() -> Iterator[None]:
             progress.LISTENERS.remove(on_model)
 
 
+def _checked_config(config: Path, overrides: dict[str, Any] | None = None) -> Any:
+    """The validated config, its local tables and suite checked to exist (before Prefect)."""
+    from labelwise.engine.errors import ConfigError
+    from labelwise.pipeline.config import load_config
+
+    cfg = load_config(config, overrides)
+    missing = cfg.missing_files()
+    if missing:
+        raise ConfigError(
+            f"{config}: not found (relative paths are read from "
+            f"{config.resolve().parent}): " + "; ".join(missing)
+        )
+    return cfg
+
+
 def _as_of(text: str | None, parse: Any) -> str | None:
     """--as-of checked before anything starts, as an ISO time in UTC."""
     from labelwise.engine.errors import ConfigError
@@ -272,10 +287,9 @@ def train(
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from labelwise.pipeline.config import load_config
         from labelwise.pipeline.sources import parse_as_of
 
-        load_config(config, _overrides(preset, strategy))  # fail fast, before Prefect starts
+        _checked_config(config, _overrides(preset, strategy))  # fail fast, before Prefect
         when = _as_of(as_of, parse_as_of)
         from labelwise.flows.train import train_flow
 
@@ -471,8 +485,13 @@ def predict(
 def monitor(
     config: ConfigOpt,
     batch: Annotated[
-        Path | None,
-        typer.Option("--batch", "-b", help="table to check (default: monitoring.batch)"),
+        str | None,
+        typer.Option(
+            "--batch",
+            "-b",
+            help="what to check: a file, folder, glob or object-store URI (default: "
+            "monitoring.batch or monitoring.sql)",
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="default: models:/<name>@champion")
@@ -484,6 +503,9 @@ def monitor(
             help="start the retrain deployment on drift (default: monitoring.retrain_on_drift)",
         ),
     ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="end of monitoring.window (default: now)")
+    ] = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -493,9 +515,11 @@ def monitor(
     def body() -> dict[str, Any]:
         from labelwise.engine.errors import DriftError
         from labelwise.flows.monitor import monitor_flow
+        from labelwise.pipeline.sources import parse_as_of
 
+        when = _as_of(as_of, parse_as_of)
         try:
-            return monitor_flow(str(config), str(batch) if batch else None, model, retrain)
+            return monitor_flow(str(config), batch, model, retrain, when)
         except DriftError as exc:  # the drifted labels, then the exit code 3 of a drift alert
             _drift_report(exc.report, as_json)
             raise
@@ -548,20 +572,7 @@ def config_check(
 ) -> None:
     """Validate a config file and print it resolved."""
 
-    def body() -> Any:
-        from labelwise.engine.errors import ConfigError
-        from labelwise.pipeline.config import load_config
-
-        cfg = load_config(config)
-        missing = cfg.missing_files()
-        if missing:
-            raise ConfigError(
-                f"{config}: not found (relative paths are read from "
-                f"{config.resolve().parent}): " + "; ".join(missing)
-            )
-        return cfg
-
-    cfg = _run(body, debug)
+    cfg = _run(lambda: _checked_config(config), debug)
     out.print(
         f"[green]ok[/] {config}: job {cfg.name!r}, registered model "
         f"{cfg.registered_model!r}, experiment {cfg.experiment!r}"
@@ -596,7 +607,7 @@ def demo(
         predict(
             f"models:/{cfg.registered_model}@champion",
             fresh,
-            cfg.data.train.parent / "scored.parquet",
+            Path(cfg.data.train).parent / "scored.parquet",
             chunk_rows=100_000,
             tracking_uri=cfg.tracking.tracking_uri,
             overwrite=True,  # the demo's own output of an earlier run
@@ -613,16 +624,14 @@ def _demo_tables(cfg: Any, rows: int) -> Path:
 
     df = make_multilabel_table(n_rows=rows + rows // 4, seed=0)
     n_train = int(rows * 0.8)
-    cfg.data.train.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(cfg.data.train).parent
+    folder.mkdir(parents=True, exist_ok=True)
     df.head(n_train).write_parquet(cfg.data.train)
     df.slice(n_train, rows - n_train).write_parquet(cfg.data.test)
-    fresh = cfg.data.train.parent / "fresh.parquet"
+    fresh = folder / "fresh.parquet"
     labels = [c for c in df.columns if c.startswith("label_")]
     df.tail(rows // 4).drop(labels).write_parquet(fresh)
-    out.print(
-        f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in "
-        f"{cfg.data.train.parent}"
-    )
+    out.print(f"[bold]1/4[/] generated {rows} labelled rows + {rows // 4} fresh rows in {folder}")
     return Path(fresh)
 
 

@@ -14,7 +14,6 @@ from prefect import task
 from prefect.cache_policies import INPUTS
 
 from labelwise.pipeline.config import Config
-from labelwise.pipeline.sources import write_snapshot
 
 
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -46,22 +45,25 @@ def snapshot_data(
     import uuid
 
     from labelwise.pipeline.environment import state_dir
-    from labelwise.pipeline.sources import Window, parse_as_of, parse_duration
+    from labelwise.pipeline.sources import Window, materialise, parse_as_of, parse_duration
 
-    when = parse_as_of(as_of)
     d = cfg.data
     window = None
     if d.time_column is not None:
-        window = Window(d.time_column, when, parse_duration(d.window) if d.window else None)
+        span = parse_duration(d.window) if d.window else None
+        window = Window(d.time_column, parse_as_of(as_of), span)
     staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
     info: dict[str, Any] = {}
     try:
         for part in ("train", "test"):
-            if from_run is not None:
-                if part in from_run:
-                    info[part] = _materialise(cfg, part, staging, None, from_run[part])
-            elif part == "train" or d.test is not None:
-                info[part] = _materialise(cfg, part, staging, window)
+            dest = staging / f"{part}.parquet"
+            if from_run is not None and part in from_run:
+                info[part] = materialise(from_run[part], dest, "--snapshot", None, d.time_column)
+                info[part]["kind"] = "snapshot"
+            elif from_run is None and (part == "train" or d.test is not None):
+                source = d.sql if part == "train" and d.sql else str(getattr(d, part))
+                key = "data.sql" if d.sql and part == "train" else f"data.{part}"
+                info[part] = materialise(source, dest, key, window, d.time_column)
         final = workdir_for(cfg, info["train"]["digest"]) / "snapshot"
         final.mkdir(parents=True, exist_ok=True)
         for part, entry in info.items():
@@ -71,76 +73,6 @@ def snapshot_data(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
-
-
-def _materialise(
-    cfg: Config, part: str, staging: Path, window: Any, snapshot: str | None = None
-) -> dict[str, Any]:
-    """One part's rows written to ``staging/<part>.parquet``, with its lineage."""
-    import polars as pl
-
-    from labelwise.pipeline.environment import redact
-    from labelwise.pipeline.sources import apply_window, file_digest, utc_time
-
-    key = "data.sql" if part == "train" and cfg.data.sql else f"data.{part}"
-    dest = staging / f"{part}.parquet"
-    staging.mkdir(parents=True, exist_ok=True)
-    lf, source, db = _open(cfg, part, window, snapshot, key)
-    if snapshot is not None:
-        shutil.copyfile(snapshot, dest)  # the same bytes: the same digest as the run had
-        entry = {"rows": lf.select(pl.len()).collect().item(), "digest": file_digest(dest)}
-    else:
-        what = redact(source)[:300]
-        if window is not None:
-            lf = apply_window(lf, window, key)
-            what += f", rows with {window.describe()}"
-        entry = write_snapshot(lf, dest, key, what)
-    snap = pl.scan_parquet(dest)
-    entry |= {
-        "path": str(dest),
-        "columns": snap.collect_schema().names(),
-        "source": redact(source),
-        "kind": _kind(cfg, part, snapshot),
-        "db": db,
-    }
-    if window is not None:
-        entry |= {"window": window.describe(), "as_of": window.as_of.isoformat()}
-    if cfg.data.time_column is not None:
-        newest = snap.select(utc_time(snap, cfg.data.time_column, key).max()).collect().item()
-        entry["max_time"] = newest.isoformat() if newest is not None else ""
-    return entry
-
-
-def _open(
-    cfg: Config, part: str, window: Any, snapshot: str | None, key: str
-) -> tuple[Any, str, dict[str, str] | None]:
-    """(lazy rows, source description, database server of a SQL source) of one part."""
-    import polars as pl
-
-    from labelwise.pipeline.sources import read_sql, scan_source, server_of
-
-    if snapshot is not None:
-        return pl.scan_parquet(snapshot), snapshot, None
-    sql = cfg.data.sql
-    if part == "train" and sql is not None:
-        lf = read_sql(sql.uri_env, sql.query, window, key)
-        db = {"server": server_of(os.environ[sql.uri_env]), "uri_env": sql.uri_env}
-        return lf, f"{sql.query.strip()} (database {db['server']} from ${sql.uri_env})", db
-    spec = str(getattr(cfg.data, part))
-    return scan_source(spec, key), spec, None
-
-
-def _kind(cfg: Config, part: str, snapshot: str | None) -> str:
-    from labelwise.pipeline.sources import is_glob, scheme
-
-    if snapshot is not None:
-        return "snapshot"
-    if part == "train" and cfg.data.sql is not None:
-        return "sql"
-    spec = str(getattr(cfg.data, part))
-    if scheme(spec) is not None:
-        return "object_store"
-    return "files" if is_glob(spec) or Path(spec).is_dir() else "file"
 
 
 def workdir_for(cfg: Config, data_digest: str) -> Path:

@@ -5,6 +5,7 @@ deployment started on drift."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -13,10 +14,13 @@ from typing import Any
 from prefect import task
 
 from labelwise.pipeline.config import Config
+from labelwise.tasks.data import retry_unless_user_error
 
 
 @task(name="measure-drift")
-def measure_drift(cfg: Config, model_dir: str, batch_path: str) -> dict[str, Any]:
+def measure_drift(
+    cfg: Config, model_dir: str, batch_path: str, name: str | None = None
+) -> dict[str, Any]:
     import warnings
 
     from labelwise.engine.classifier import LabelwiseClassifier
@@ -34,13 +38,14 @@ def measure_drift(cfg: Config, model_dir: str, batch_path: str) -> dict[str, Any
         )
     profile = json.loads(prof_file.read_text())
     df = read_table(batch_path)
+    src = name or batch_path  # messages name the source, not the snapshot file
     if df.height == 0:
-        raise DataError(f"{batch_path}: the batch has no rows; nothing to monitor")
+        raise DataError(f"{src}: the batch has no rows; nothing to monitor")
     feats = clf.encoder_.features
-    require_columns(df.columns, feats, batch_path, why=TRAINED_WITH)
+    require_columns(df.columns, feats, src, why=TRAINED_WITH)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        Xa = clf.encoder_.transform(df.select(feats), source=batch_path)
+        Xa = clf.encoder_.transform(df.select(feats), source=src)
         scored = proba_columns(clf.labels_)
         if all(c in df.columns for c in scored):  # already scored by the predict flow
             S = df.select(scored).to_numpy().astype("float64")
@@ -54,7 +59,7 @@ def measure_drift(cfg: Config, model_dir: str, batch_path: str) -> dict[str, Any
         has_truth = False
     Y = None
     if has_truth:
-        Y, _ = encode_labels(df, spec, labels=clf.labels_, source=batch_path)
+        Y, _ = encode_labels(df, spec, labels=clf.labels_, source=src)
     report = drift_report(profile, feats, Xa, S, P, Y, cfg.monitoring.rules())
     report["unseen_categories"] = dict(clf.encoder_.unseen_counts)
     return report
@@ -64,8 +69,35 @@ def _artifact_key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "labelwise"
 
 
+@task(
+    name="snapshot-batch",
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=retry_unless_user_error,
+)
+def snapshot_batch(cfg: Config, source: Any, as_of: str | None) -> dict[str, Any]:
+    """The batch's rows (its last ``monitoring.window`` before ``as_of``, when set) as one
+    parquet file in the state directory, named by its digest, with its lineage."""
+    import uuid
+
+    from labelwise.pipeline.environment import state_dir
+    from labelwise.pipeline.sources import Window, materialise, parse_as_of, parse_duration
+
+    mon, column = cfg.monitoring, cfg.data.time_column
+    window = None
+    if mon.window is not None and column is not None:
+        window = Window(column, parse_as_of(as_of), parse_duration(mon.window))
+    folder = state_dir() / "monitoring" / cfg.name
+    key = "monitoring.sql" if not isinstance(source, str) else "monitoring.batch"
+    tmp = folder / f".batch-{uuid.uuid4().hex[:8]}.parquet"
+    entry = materialise(source, tmp, key, window, None)
+    final = folder / f"{entry['digest'][:16]}.parquet"
+    os.replace(tmp, final)
+    return entry | {"path": str(final)}
+
+
 @task(name="log-monitoring")
-def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch_path: str) -> str:
+def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch: dict[str, Any]) -> str:
     """One run per batch in ``<experiment>-monitoring``: metrics (step = batch number), the
     report, a PSI chart and the history of the most drifted labels."""
     from labelwise.tasks.tracking import client, experiment_id, log_metrics
@@ -77,7 +109,7 @@ def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch_path: 
     drifted = bool(report["alerts"] or report["feature_alerts"])
     run = c.create_run(
         exp,
-        run_name=f"batch-{step:04d}-{Path(batch_path).stem}",
+        run_name=f"batch-{step:04d}-{_batch_name(batch)}",
         tags={"labelwise.kind": "monitoring", "labelwise.drift": str(drifted).lower()},
     )
     rid = run.info.run_id
@@ -89,7 +121,9 @@ def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch_path: 
             step=step,
             params={
                 "model": model,
-                "batch": str(batch_path),
+                "batch": batch["source"][:6000],
+                "batch.digest": batch["digest"][:16],
+                "batch.window": batch.get("window", "none"),
                 "has_truth": str(report["has_truth"]),
             },
             tags={"mlflow.note.content": drift_summary(report)},
@@ -103,6 +137,13 @@ def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch_path: 
         raise
     c.set_terminated(rid, "FINISHED")
     return rid
+
+
+def _batch_name(batch: dict[str, Any]) -> str:
+    """A short name for the run: the file's stem, the folder's name, or the source kind."""
+    if batch["kind"] in ("file", "files"):
+        return Path(batch["source"].split("*")[0]).stem or "files"
+    return str(batch["kind"])
 
 
 def _metrics(report: dict[str, Any]) -> dict[str, float]:

@@ -129,12 +129,14 @@ def lineage_tags(cfg: Config, info: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def source_tags(info: dict[str, Any]) -> dict[str, str]:
+def source_tags(info: dict[str, Any], run: bool = True) -> dict[str, str]:
     """Where the rows came from (credentials never included) and, for a time-windowed
-    source, the window, the as-of time and the newest row: shown on runs and versions."""
+    source, the window, the as-of time and the newest row; a run also gets the source kind
+    and the row count (a version stays short: its run has them)."""
     train = info["train"]
-    tags = {"data.source": train["source"][:5000], "data.kind": train["kind"]}
-    tags["data.rows"] = str(train["rows"])
+    tags = {"data.source": train["source"][:5000]}
+    if run:
+        tags |= {"data.kind": train["kind"], "data.rows": str(train["rows"])}
     for k in ("window", "as_of", "max_time"):
         if train.get(k):
             tags[f"data.{k}"] = train[k]

@@ -527,11 +527,13 @@ def run_description(
 ) -> str:
     """The run page's description (markdown): data, rows and labels, headline test metrics and
     their change against the current champion."""
-    data = f"`{info['train']['path']}` ({info['train']['rows']} rows"
+    data = f"`{_short(info['train']['source'])}` ({info['train']['rows']} rows"
+    if info["train"].get("window"):
+        data += f", {info['train']['window']}"
     data += (
-        f"; test `{info['test']['path']}`, {info['test']['rows']} rows)"
+        f"; test `{_short(info['test']['source'])}`, {info['test']['rows']} rows)"
         if "test" in info
-        else "; test: a stratified split of it)"
+        else f"; test: a {cfg.split.by} split of it)"
     )
     head = "| test metric | this run |" + (
         f" champion v{champion[0]} | change |" if champion else ""
@@ -556,6 +558,14 @@ def run_description(
     return "\n".join(lines)
 
 
+def _short(source: str) -> str:
+    """A source as a description shows it: a path's last two parts, a query's first line."""
+    first = source.strip().splitlines()[0] if source.strip() else source
+    if "://" in first or " " in first:
+        return first[:120]
+    return "/".join(Path(first).parts[-2:])
+
+
 def version_description(
     cfg: Config, info: dict[str, Any], metrics: dict[str, float], run_id: str
 ) -> str:
@@ -565,7 +575,7 @@ def version_description(
     )
     lines = [
         f"**{cfg.name}** `{cfg.model.preset}` / `{cfg.model.strategy}`, trained on "
-        f"`{Path(info['train']['path']).name}` ({rows}); run `{run_id}`.",
+        f"`{_short(info['train']['source'])}` ({rows}); run `{run_id}`.",
         "",
         "| test metric | value |",
         "|---|---|",
@@ -592,7 +602,7 @@ def register_model(
     except MlflowException:
         c.create_registered_model(name, description=f"labelwise multi-label model ({cfg.name})")
     headline = cfg.promotion.metric
-    tags = lineage_tags(cfg, info) | source_tags(info) | {"labelwise.run_id": run_id}
+    tags = lineage_tags(cfg, info) | source_tags(info, run=False) | {"labelwise.run_id": run_id}
     tags[f"metric.{headline}"] = f"{test_metrics.get(headline, float('nan')):.4f}"
     # a logged model's URI is models:/<model id>; a tracking server wants the id named too
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None

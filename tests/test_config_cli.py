@@ -43,7 +43,7 @@ def test_every_shipped_config_is_valid():
             lambda c: c.update(thresholds={"objective": "precision", "target": 2}),
             "thresholds.target",
         ),
-        (lambda c: c["data"].pop("train"), "data.train: required key is missing"),
+        (lambda c: c["data"].pop("train"), "data: give exactly one source kind"),
         (lambda c: c["data"].update(labels={}), "data.labels"),
         (lambda c: c.update(split={"test_fraction": 0}), "split.test_fraction"),
     ],

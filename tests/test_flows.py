@@ -314,11 +314,11 @@ def _task_runs(flow_run_id: str, prefix: str) -> list:
 def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
     """Fault injection: the first read of the table fails like a flaky network disk; Prefect
     retries the task and the run completes. A labelwise error is never retried."""
-    import labelwise.tasks.data as data_tasks
+    import labelwise.pipeline.sources as sources
     from labelwise.engine.errors import DataError
     from labelwise.flows.train import train_flow
 
-    real, calls = data_tasks.file_digest, []
+    real, calls = sources.file_digest, []
 
     def flaky(path):
         calls.append(path)
@@ -326,9 +326,9 @@ def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
             raise OSError(5, "Input/output error (injected)", str(path))
         return real(path)
 
-    monkeypatch.setattr(data_tasks, "file_digest", flaky)
+    monkeypatch.setattr(sources, "file_digest", flaky)
     ok = train_flow(job["config"], register_version=False)
-    [inspect] = _task_runs(ok["flow_run_id"], "inspect-data")
+    [inspect] = _task_runs(ok["flow_run_id"], "snapshot-data")
     assert inspect.run_count == 2 and inspect.state.is_completed()
     assert _client(job["uri"]).get_run(ok["run_id"]).info.status == "FINISHED"
 
@@ -336,7 +336,7 @@ def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
         calls.append(path)
         raise DataError(f"{path}: not a table (injected)")
 
-    monkeypatch.setattr(data_tasks, "file_digest", broken)
+    monkeypatch.setattr(sources, "file_digest", broken)
     calls.clear()
     with pytest.raises(DataError, match="injected"):
         train_flow(job["config"], register_version=False)

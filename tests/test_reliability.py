@@ -234,7 +234,7 @@ def test_label_names_never_share_a_metric_key(tmp_path, table, prefect_api):
         ({"model.lgb_params": {"max_depth": "deep"}}, ["model.lgb_params", "LightGBM"]),
         ({"model.lgb_params": {"learnig_rat": 0.1}}, ["learnig_rat", "not LightGBM"]),
         ({"tracking.registered_model": "team/model"}, ["tracking.registered_model"]),
-        ({"data.train": "."}, ["data.train", "directory"]),
+        ({"data.train": "parts/*.parquet"}, ["data.train", "no parquet files match"]),
         ({"model.params": {"n_estimators": 10**30}}, ["model.params.n_estimators"]),
         ({"promotion.metric": "f2_macro"}, ["promotion", "f2_macro", "f1_macro"]),
         ({"data.labels": {"columns": ["label_00", "label_00"]}}, ["label_00", "more than once"]),

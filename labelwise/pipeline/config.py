@@ -253,20 +253,24 @@ class Config(_Section):
         return self.tracking.registered_model or self.name
 
     def missing_files(self) -> list[str]:
-        """``key: path`` of each local file or folder this config needs that does not exist, and
-        of each glob that matches nothing (a monitoring batch may arrive later)."""
+        """``key: path`` of each local table, folder or suite this config needs that is not
+        there: a missing path, a folder or glob without parquet files (a monitoring batch may
+        arrive later; URIs and databases are checked when read)."""
         files = {
             "data.train": self.data.train,
             "data.test": self.data.test,
             "contract.suite": self.contract.suite,
         }
-        return [
-            f"{k}: {p}"
-            for k, p in files.items()
-            if p is not None
-            and scheme(str(p)) is None
-            and not (local_matches(str(p)) if is_glob(str(p)) else Path(p).exists())
-        ]
+        out = []
+        for key, p in files.items():
+            if p is None or scheme(str(p)) is not None:
+                continue
+            if is_glob(str(p)) or Path(p).is_dir():
+                if not local_matches(str(p)):
+                    out.append(f"{key}: {p} (no parquet files match)")
+            elif not Path(p).exists():
+                out.append(f"{key}: {p}")
+        return out
 
     def digest(self) -> str:
         """Stable hash of the validated config (paths as given): a cache and lineage key.

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -237,7 +237,28 @@ def write_snapshot(lf: pl.LazyFrame, dest: Path, key: str, what: str) -> dict[st
     rows = pl.scan_parquet(tmp).select(pl.len()).collect().item()
     if rows == 0:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"{key}: {what} holds no rows; nothing to train on")
+        raise DataError(
+            f"{key}: no rows to read from {what}; check the source (and, for a window, its "
+            "length and the as-of time)"
+        )
+    os.replace(tmp, dest)
+    return {"rows": int(rows), "digest": file_digest(dest)}
+
+
+def _is_parquet_file(spec: str) -> bool:
+    return scheme(spec) is None and not is_glob(spec) and Path(spec).suffix.lower() == ".parquet"
+
+
+def _copy_snapshot(path: str, dest: Path, key: str) -> dict[str, Any]:
+    import shutil
+
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, tmp)
+    rows = pl.scan_parquet(tmp).select(pl.len()).collect().item()
+    if rows == 0:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{key}: {path} holds no rows")
     os.replace(tmp, dest)
     return {"rows": int(rows), "digest": file_digest(dest)}
 
@@ -248,3 +269,67 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class SqlQuery(Protocol):
+    """A SQL source as the config declares it (``data.sql`` / ``monitoring.sql``)."""
+
+    uri_env: str
+    query: str
+
+
+def materialise(
+    source: str | SqlQuery,
+    dest: Path,
+    key: str,
+    window: Window | None = None,
+    time_column: str | None = None,
+) -> dict[str, Any]:
+    """Read ``source`` (its rows in ``window``) once into the parquet file ``dest``; return
+    the snapshot's lineage: path, rows, digest, columns, source (no credentials), kind, and
+    with a time column the window, as-of time and newest row."""
+    from labelwise.pipeline.environment import redact
+
+    lf, text, db = open_source(source, window, key)
+    what = redact(text)[:300]
+    if window is not None:
+        lf = apply_window(lf, window, key)
+        what += f", rows with {window.describe()}"
+    if window is None and isinstance(source, str) and _is_parquet_file(source):
+        entry = _copy_snapshot(source, dest, key)  # the same bytes: no re-encoding, same digest
+    else:
+        entry = write_snapshot(lf, dest, key, what)
+    snap = pl.scan_parquet(dest)
+    entry |= {
+        "path": str(dest),
+        "columns": snap.collect_schema().names(),
+        "source": redact(text),
+        "kind": source_kind(source),
+        "db": db,
+    }
+    if window is not None:
+        entry |= {"window": window.describe(), "as_of": window.as_of.isoformat()}
+    if time_column is not None:
+        newest = snap.select(utc_time(snap, time_column, key).max()).collect().item()
+        entry["max_time"] = newest.isoformat() if newest is not None else ""
+    return entry
+
+
+def open_source(
+    source: str | SqlQuery, window: Window | None, key: str
+) -> tuple[pl.LazyFrame, str, dict[str, str] | None]:
+    """(lazy rows, what they are read from, the database of a SQL source)."""
+    if isinstance(source, str):
+        return scan_source(source, key), source, None
+    lf = read_sql(source.uri_env, source.query, window, key)
+    db = {"server": server_of(os.environ[source.uri_env]), "uri_env": source.uri_env}
+    return lf, f"{source.query.strip()} (database {db['server']} from ${source.uri_env})", db
+
+
+def source_kind(source: str | SqlQuery) -> str:
+    """file, files (a folder or glob), object_store or sql."""
+    if not isinstance(source, str):
+        return "sql"
+    if scheme(source) is not None:
+        return "object_store"
+    return "files" if is_glob(source) or Path(source).is_dir() else "file"
