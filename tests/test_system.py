@@ -200,3 +200,88 @@ def test_tracking_server_lost_mid_run(stack: Stack, tmp_path: Path):
     status, body = stack.mlflow_get("registered-models/get", name=name)
     versions = body.get("registered_model", {}).get("latest_versions", []) if status == 200 else []
     assert versions == [], body
+
+
+def test_scheduled_retrains_follow_a_growing_partitioned_folder(stack: Stack, tmp_path: Path):
+    """Three runs of the retrain deployment, picked up by a process worker, on a hive folder
+    (dt=YYYY-MM-DD) read with a 30-day window ending at each run's scheduled start: a run after
+    a new partition trains on it (its snapshot holds the new rows and its MLflow input differs);
+    a run with no new partition ends Completed and registers nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    name = f"grow-{secrets.token_hex(3)}"
+    pool = f"pool-{name}"
+    df = make_multilabel_table(n_rows=1600, n_labels=4, seed=9)
+    today = datetime.now(UTC).date()
+
+    def add_day(k: int) -> None:  # day k before today: 400 rows
+        folder = tmp_path / "events" / f"dt={today - timedelta(days=k)}"
+        folder.mkdir(parents=True)
+        df.slice((3 - k) * 400, 400).write_parquet(folder / "part-0.parquet")
+
+    for k in (3, 2, 1):
+        add_day(k)
+    cfg = {
+        "name": name,
+        "data": {
+            "train": "events/",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+            "time_column": "dt",
+            "window": "30d",
+        },
+        "split": {"by": "time", "test_last": "1d"},
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 50},
+        "schedule": {"cron": "0 4 * * *"},
+    }
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(cfg))
+    res = stack.run(["labelwise", "deploy", "-c", str(job), "--work-pool", pool], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    def retrain() -> dict:
+        res = stack.run(
+            ["prefect", "deployment", "run", f"labelwise-train/{name}-retrain"], tmp_path
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", res.stdout).group(1)
+        worker = stack.run(
+            ["prefect", "worker", "start", "--pool", pool, "--type", "process", "--run-once"],
+            tmp_path,
+            timeout=900,
+        )
+        _, run = http(f"{stack.prefect_api}/flow_runs/{run_id}", auth=stack.prefect_auth)
+        assert run["state"]["type"] == "COMPLETED", worker.stdout[-4000:] + worker.stderr[-4000:]
+        return run
+
+    def versions() -> list[dict]:
+        status, body = stack.mlflow_get("model-versions/search", filter=f"name='{name}'")
+        assert status == 200, body
+        return sorted(body.get("model_versions", []), key=lambda v: int(v["version"]))
+
+    def train_input(run_id: str) -> dict:
+        _, body = stack.mlflow_get("runs/get", run_id=run_id)
+        [ds] = [
+            d
+            for d in body["run"]["inputs"]["dataset_inputs"]
+            if {"key": "mlflow.data.context", "value": "train"} in d["tags"]
+        ]
+        return ds
+
+    retrain()
+    add_day(0)
+    retrain()
+    v1, v2 = versions()
+    tags = [{t["key"]: t["value"] for t in v.get("tags", [])} for v in (v1, v2)]
+    assert tags[0]["data.max_time"].startswith(str(today - timedelta(days=1)))
+    assert tags[1]["data.max_time"].startswith(str(today))  # the new partition is in v2
+    d1, d2 = train_input(v1["run_id"]), train_input(v2["run_id"])
+    assert d1["dataset"]["digest"] != d2["dataset"]["digest"]
+    assert str(tmp_path / "events") in d2["dataset"]["source"]
+    _, body = stack.mlflow_get("runs/get", run_id=v2["run_id"])
+    run_tags = {t["key"]: t["value"] for t in body["run"]["data"]["tags"]}
+    assert run_tags["data.rows"] == "1600"  # 4 days x 400 rows
+
+    retrain()  # no new partition: Completed, nothing registered
+    assert len(versions()) == 2
