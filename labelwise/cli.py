@@ -40,6 +40,14 @@ def _flag(help: str) -> Any:
     return typer.Option(help=help)
 
 
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="end of the data window (ISO date/time, UTC unless it says otherwise); default: "
+        "the flow run's scheduled start (now, from the command line)",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines, not tables")]
 
 
@@ -265,20 +273,10 @@ def train(
     no_register: Annotated[
         bool, typer.Option("--no-register", help="track the run but register no version")
     ] = False,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="end of the data window (ISO date/time, UTC unless it says otherwise); "
-            "default: now",
-        ),
-    ] = None,
+    as_of: AsOfOpt = None,
     snapshot: Annotated[
         str | None,
-        typer.Option(
-            "--snapshot",
-            help="MLflow run id: train on exactly the rows that run read (its snapshot)",
-        ),
+        typer.Option("--snapshot", help="MLflow run id: train on exactly the rows it read"),
     ] = None,
     debug: DebugOpt = False,
 ) -> dict[str, Any]:
@@ -303,11 +301,17 @@ def train(
             )
 
     res: dict[str, Any] = _run(body, debug)
+    _train_summary(res)
+    return res
+
+
+def _train_summary(res: dict[str, Any]) -> None:
+    """What a train run did: notes, then nothing new / identical / trained and registered."""
     for note in res.get("notes", []):
         console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if res.get("nothing_new"):
         out.print(f"[yellow]nothing new[/]: {escape(res['nothing_new']['why'])}", soft_wrap=True)
-        return res
+        return
     if res.get("identical"):
         same = res["identical"]
         out.print(
@@ -315,7 +319,7 @@ def train(
             "same config and data, nothing trained or registered",
             soft_wrap=True,
         )
-        return res
+        return
     m = res["metrics"]
     for msg in res.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
@@ -330,7 +334,6 @@ def train(
             f"registered [bold]{v['name']}[/] v{v['version']} as challenger"
             + (" and champion (first version)" if v["champion"] else "")
         )
-    return res
 
 
 @app.command()
@@ -503,9 +506,7 @@ def monitor(
             help="start the retrain deployment on drift (default: monitoring.retrain_on_drift)",
         ),
     ] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="end of monitoring.window (default: now)")
-    ] = None,
+    as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -149,19 +149,12 @@ def nothing_new(cfg: Config, info: dict[str, Any]) -> Any | None:
     retrain would learn from nothing it has not seen."""
     from datetime import datetime
 
-    from mlflow.exceptions import MlflowException
-
     newest = info["train"].get("max_time")
     if not newest:
         return None
-    c = mlflow_client(tracking_uri_of(cfg))
-    try:
-        versions = c.search_model_versions(f"name='{cfg.registered_model}'")
-    except MlflowException:
-        return None
     mine = [
         v
-        for v in versions
+        for v in _versions(cfg)
         if (v.tags or {}).get("config.digest") == cfg.digest() and v.tags.get("data.max_time")
     ]
     if not mine:
@@ -171,20 +164,27 @@ def nothing_new(cfg: Config, info: dict[str, Any]) -> Any | None:
     return latest if datetime.fromisoformat(newest) <= seen else None
 
 
+def _versions(cfg: Config) -> list[Any]:
+    """Every version of the config's registered model (none when the model does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return list(
+            mlflow_client(tracking_uri_of(cfg)).search_model_versions(
+                f"name='{cfg.registered_model}'"
+            )
+        )
+    except MlflowException:
+        return []
+
+
 def identical_version(cfg: Config, info: dict[str, Any]) -> Any | None:
     """The registered version trained from the same config on the same tables, if any: a
     retrain of an unchanged job would only register it again."""
-    from mlflow.exceptions import MlflowException
-
     want = lineage_tags(cfg, info)
-    c = mlflow_client(tracking_uri_of(cfg))
-    try:
-        versions = c.search_model_versions(f"name='{cfg.registered_model}'")
-    except MlflowException:
-        return None
     same = [
         v
-        for v in versions
+        for v in _versions(cfg)
         if all((v.tags or {}).get(k) == x for k, x in want.items())
         and (v.tags or {}).get("data.test.digest") == want.get("data.test.digest")
     ]
