@@ -1,13 +1,16 @@
-"""Pipeline overhead: `labelwise train` end to end against the engine's fit alone.
+"""Pipeline overhead, side by side in one run: what a `labelwise` command costs beyond its work.
 
-    python -m benchmarks.pipeline [--configs configs/tmc2007-500.yaml,configs/emotions.yaml]
-                                  [--json OUT]
+    python -m benchmarks.pipeline [--rows 300000,1000000] [--delicious] [--json OUT]
 
-For each config: (1) the engine alone (read, encode, `LabelwiseClassifier.fit`) in this
-process; (2) `labelwise train -c CONFIG` as a subprocess on a state directory warmed by one
-earlier run (MLflow's SQLite schema and Prefect's database exist), wall time measured outside.
-The difference is what the pipeline adds: Prefect's ephemeral API, the data contract, the
-split, evaluation and plots, MLflow logging of metrics, artifacts and the model, registration.
+1. `labelwise train` wall time (a subprocess; peak RSS of its process tree) against the engine's
+   own read + encode + fit in a fresh process, for tmc2007-500 and synthetic tables of
+   ``--rows`` rows (labelwise.synthetic, 24 labels, generated at run time), and delicious (983
+   labels) with ``--delicious``. Each `train` runs on a state directory warmed by one earlier
+   run of another config (MLflow's and Prefect's databases exist), first with Prefect's
+   ephemeral API (what a plain command does), then with the state directory's shared local
+   server (`labelwise server start`).
+2. The small commands on emotions, warm state directory, ephemeral API vs shared server:
+   `train`, `validate`, `predict` (the champion on the test table), `evaluate`.
 """
 
 from __future__ import annotations
@@ -21,75 +24,129 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.scale import absolute_config, measure
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def engine_fit(config: Path) -> float:
-    from labelwise.pipeline.config import load_config
-    from labelwise.tasks.train import read_xy
-
-    cfg = load_config(config)
-    t0 = time.perf_counter()
-    X, Y, labels = read_xy(cfg, str(cfg.data.train))
-    cfg.estimator().fit(X, Y, labels=labels)
-    return time.perf_counter() - t0
-
-
-def cli_train(config: Path, home: str) -> tuple[float, float]:
-    """Wall time of `labelwise train` and the fit time it logged to MLflow."""
-    env = {**os.environ, "LABELWISE_HOME": home}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "labelwise.cli", "train", "-c", str(config)],
-        check=True,
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
+    """Read + encode + fit, in a fresh process (imports not counted: a library user pays
+    them once per session)."""
+    code = (
+        "import time, sys\n"
+        "from labelwise.pipeline.config import load_config\n"
+        "from labelwise.pipeline.tables import read_xy\n"
+        "cfg = load_config(sys.argv[1]); t0 = time.perf_counter()\n"
+        "X, Y, labels = read_xy(cfg, str(cfg.data.train))\n"
+        "cfg.estimator().fit(X, Y, labels=labels)\n"
+        "print(time.perf_counter() - t0)\n"
     )
-    wall = time.perf_counter() - t0
-    from mlflow import MlflowClient
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
-    from labelwise.pipeline.config import load_config
 
-    uri = f"sqlite:///{Path(home) / 'mlflow.db'}"
-    c = MlflowClient(uri)
-    exp = c.get_experiment_by_name(load_config(config).experiment)
-    run = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
-    return wall, run.data.metrics["fit_seconds"]
+class Home:
+    """A state directory, warmed by one train of ``warmup``; optionally with a shared server."""
+
+    def __init__(self, tmp: Path, name: str, server: bool, warmup: Path) -> None:
+        self.path = tmp / name
+        self.path.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLF"))}
+        self.env["LABELWISE_HOME"] = str(self.path)
+        self.server = server
+        if server:
+            self.run("server", "start")
+        self.run("train", "-c", str(warmup), "--no-register")
+
+    def run(self, *args: str) -> tuple[float, float]:
+        wall, peak, _ = measure([sys.executable, "-m", "labelwise.cli", *args], env=self.env)
+        return wall, peak
+
+    def close(self) -> None:
+        if self.server:
+            self.run("server", "stop")
+
+
+def train_rows(tmp: Path, homes: list[Home], configs: dict[str, Path]) -> list[dict]:
+    rows = []
+    for name, config in configs.items():
+        fit = engine_fit(config)
+        row: dict = {"case": name, "engine_fit_s": fit}
+        for home in homes:
+            wall, peak = home.run("train", "-c", str(config), "--no-register")
+            key = "server" if home.server else "ephemeral"
+            row |= {f"train_{key}_s": wall, f"ratio_{key}": wall / fit, f"rss_{key}_mb": peak}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def synthetic_config(tmp: Path, rows: int) -> Path:
+    from labelwise.engine.synthetic import make_multilabel_table
+
+    folder = tmp / f"synthetic-{rows}"
+    folder.mkdir()
+    make_multilabel_table(n_rows=rows, n_labels=24, seed=0).write_parquet(folder / "t.parquet")
+    cfg = {
+        "name": f"synthetic-{rows}",
+        "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
+        "contract": {"min_rows": 100},
+    }
+    import yaml
+
+    (folder / "job.yaml").write_text(yaml.safe_dump(cfg))
+    return folder / "job.yaml"
+
+
+def small_commands(homes: list[Home], emotions: Path) -> list[dict]:
+    """train, validate, predict, evaluate on emotions, each home."""
+    test = str(ROOT.parent / "shared" / "datasets" / "emotions" / "test.parquet")
+    out = []
+    for home in homes:
+        row: dict = {"home": "server" if home.server else "ephemeral"}
+        row["train_s"] = home.run("train", "-c", str(emotions))[0]  # registers the champion
+        row["validate_s"] = home.run("validate", "-c", str(emotions))[0]
+        model = "models:/emotions@champion"
+        scored = str(home.path / "scored.parquet")
+        row["predict_s"] = home.run(
+            "predict", "-m", model, "-i", test, "-o", scored, "--overwrite"
+        )[0]
+        row["evaluate_s"] = home.run("evaluate", "-m", model, "-c", str(emotions))[0]
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pipeline")
-    ap.add_argument("--configs", default="configs/tmc2007-500.yaml,configs/emotions.yaml")
-    ap.add_argument("--warmup", default="configs/yeast.yaml")
+    ap.add_argument("--rows", default="300000", help="synthetic table sizes ('' for none)")
+    ap.add_argument("--delicious", action="store_true", help="also delicious (983 labels)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    home = tempfile.mkdtemp(prefix="labelwise-bench-")
-    cli_train(ROOT / args.warmup, home)  # warm the state directory
-    rows = []
-    for cfg in [ROOT / c for c in args.configs.split(",")]:
-        fit = engine_fit(cfg)
-        wall, logged_fit = cli_train(cfg, home)
-        rows.append(
-            {
-                "config": cfg.name,
-                "engine_fit_s": fit,
-                "labelwise_train_s": wall,
-                "fit_inside_pipeline_s": logged_fit,
-                "ratio": wall / fit,
-                "fixed_cost_s": wall - logged_fit,
-            }
-        )
-    print("| config | engine fit s | `labelwise train` s | ratio | pipeline cost beyond fit s |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['config']} | {r['engine_fit_s']:.1f} | {r['labelwise_train_s']:.1f} | "
-            f"{r['ratio']:.2f}x | {r['fixed_cost_s']:.1f} |"
-        )
+    tmp = Path(tempfile.mkdtemp(prefix="labelwise-bench-"))
+    cfgs = {"tmc2007-500": ROOT / "configs" / "tmc2007-500.yaml"}
+    for r in filter(None, args.rows.split(",")):
+        cfgs[f"synthetic {int(r):,}"] = synthetic_config(tmp, int(r))
+    if args.delicious:
+        cfgs["delicious"] = ROOT / "configs" / "delicious.yaml"
+    cfgs = {k: absolute_config(v, tmp / f"{k.replace(' ', '-')}.yaml") for k, v in cfgs.items()}
+    emotions = absolute_config(ROOT / "configs" / "emotions.yaml", tmp / "emotions.yaml")
+    warmup = absolute_config(ROOT / "configs" / "yeast.yaml", tmp / "yeast.yaml")
+    homes = [Home(tmp, "ephemeral", False, warmup), Home(tmp, "server", True, warmup)]
+    try:
+        started = time.strftime("%Y-%m-%d %H:%M")
+        result = {
+            "started": started,
+            "train": train_rows(tmp, homes, cfgs),
+            "commands": small_commands(homes, emotions),
+        }
+    finally:
+        for h in homes:
+            h.close()
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows}, indent=1))
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -15,14 +15,9 @@ from labelwise.pipeline.config import Config, read_document
 
 
 def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]:
-    """The expectations a config implies, as suite-JSON entries (type + kwargs)."""
-    try:
-        label_cols = cfg.data.labels.source_columns(columns)
-    except DataError:  # absent: expect the declared ones, so the report names what is missing
-        lab = cfg.data.labels
-        label_cols = list(lab.columns or []) or ([lab.set_column] if lab.set_column else [])
-        if not label_cols:  # a prefix / regex that matches nothing: its own message says so
-            raise
+    """The table-level expectations a config implies, as suite-JSON entries (type + kwargs):
+    the row count and the feature and time columns. The per-label checks run on the label
+    summary (:func:`label_summary`), a few expectations shared by every label."""
     exp: list[dict[str, Any]] = [
         {
             "type": "expect_table_row_count_to_be_between",
@@ -32,31 +27,80 @@ def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]
     time = [cfg.data.time_column] if cfg.data.time_column else []
     for c in [*(cfg.data.features or []), *time]:
         exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
-    for c in label_cols:
-        exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
-        exp.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}})
-        if not cfg.data.labels.set_column:
-            exp.append(
-                {
-                    "type": "expect_column_values_to_be_in_set",
-                    "kwargs": {"column": c, "value_set": [0, 1, True, False]},
-                }
-            )
-            if cfg.contract.min_positives_per_label > 0:
-                exp.append(
-                    {
-                        "type": "expect_column_sum_to_be_between",
-                        "kwargs": {"column": c, "min_value": cfg.contract.min_positives_per_label},
-                    }
-                )
-            if cfg.contract.min_negatives_per_label > 0:  # a label that is always on
-                exp.append(
-                    {
-                        "type": "expect_column_min_to_be_between",
-                        "kwargs": {"column": c, "max_value": 0},
-                    }
-                )
     return exp
+
+
+def label_columns(cfg: Config, columns: list[str]) -> list[str]:
+    """The label columns of a table, or the declared ones when absent (so the report names
+    what is missing); a prefix / regex that matches nothing raises its own message."""
+    try:
+        return list(cfg.data.labels.source_columns(columns))
+    except DataError:
+        lab = cfg.data.labels
+        found = list(lab.columns or []) or ([lab.set_column] if lab.set_column else [])
+        if not found:
+            raise
+        return found
+
+
+# per-label checks: summary column -> (the per-column expectation it stands for, what it counts)
+LABEL_CHECKS = {
+    "present": ("expect_column_to_exist", "column missing"),
+    "nulls": ("expect_column_values_to_not_be_null", "null values"),
+    "outside_01": ("expect_column_values_to_be_in_set", "values outside {0, 1}"),
+    "positives": ("expect_column_sum_to_be_between", "positive rows"),
+    "negatives": ("expect_column_min_to_be_between", "negative rows"),
+}
+
+
+def label_summary(df: Any, labels: list[str]) -> Any:
+    """One row per label: present (0/1), nulls, values outside {0, 1}, positives and
+    negatives, computed in one polars pass over the table."""
+    import polars as pl
+
+    present = [c for c in labels if c in df.columns]
+    binary = {c for c in present if df.schema[c].is_numeric() or df.schema[c] == pl.Boolean}
+    stats = (
+        df.select(
+            [pl.col(c).null_count().alias(f"{c}\0nulls") for c in present]
+            + [
+                (~pl.col(c).cast(pl.Float64).is_in([0.0, 1.0])).sum().alias(f"{c}\0outside_01")
+                for c in binary
+            ]
+            + [(pl.col(c).cast(pl.Float64) == 1).sum().alias(f"{c}\0positives") for c in binary]
+            + [(pl.col(c).cast(pl.Float64) == 0).sum().alias(f"{c}\0negatives") for c in binary]
+        ).row(0, named=True)
+        if present
+        else {}
+    )
+    rows = []
+    for c in labels:
+        row = {"label": c, "present": int(c in df.columns)}
+        for k in ("nulls", "outside_01", "positives", "negatives"):
+            v = stats.get(f"{c}\0{k}")
+            row[k] = int(v) if v is not None else (df.height if k == "outside_01" else 0)
+        rows.append(row)
+    return pl.DataFrame(rows, schema={"label": pl.String, **dict.fromkeys(LABEL_CHECKS, pl.Int64)})
+
+
+def label_expectations(cfg: Config, part: str) -> list[dict[str, Any]]:
+    """The expectations every label shares, on its summary row; a test part is not held to
+    the training minimums of positives and negatives."""
+    c = cfg.contract
+    bounds: dict[str, dict[str, int]] = {
+        "present": {"min_value": 1},
+        "nulls": {"max_value": 0},
+    }
+    if not cfg.data.labels.set_column:
+        bounds["outside_01"] = {"max_value": 0}
+        if part == "train":
+            bounds["positives"] = {"min_value": c.min_positives_per_label}
+            bounds["negatives"] = {"min_value": c.min_negatives_per_label}
+    return [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": k, **b}}
+        for k, b in bounds.items()
+        if b.get("min_value", 1) > 0 or "max_value" in b
+    ]
 
 
 def load_suite(path: Path) -> list[dict[str, Any]]:
@@ -186,23 +230,57 @@ def format_report(report: dict[str, Any], source: str) -> str:
     return "\n".join(lines)
 
 
+def run_label_checks(summary: Any, expectations: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Validate the label summary (one row per label) and report each failing label as its
+    own failure: ``expect_column_sum_to_be_between column 'label_07': observed 0 positive
+    rows``. Counts are per label and check, as if each label had its own expectations."""
+    suite = _Suite(summary, name)
+    result = suite.validate(name, expectations, "COMPLETE")
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        check = r.expectation_config.kwargs["column"]
+        what, noun = LABEL_CHECKS[check]
+        bound = {k: v for k, v in r.expectation_config.kwargs.items() if k.endswith("_value")}
+        for i in (r.result or {}).get("unexpected_index_list") or []:
+            row = summary.row(int(i), named=True)
+            if check != "present" and not row["present"]:
+                continue  # a missing column is reported once, as missing
+            failures.append(
+                {
+                    "expectation": what,
+                    "column": row["label"],
+                    "observed": noun if check == "present" else f"{row[check]} {noun}",
+                    "expected": {k: int(v) for k, v in bound.items()},
+                }
+            )
+    evaluated = len(expectations) * summary.height
+    return {"failures": failures, "evaluated": evaluated, "successful": evaluated - len(failures)}
+
+
 @task(name="validate-contract", task_run_name="validate-contract-{label}")
 def validate_contract(cfg: Config, path: str, label: str = "train") -> dict[str, Any]:
-    """Check one table against its contract; raise ContractError with a readable summary."""
+    """Check one table against its contract: the config's table-level expectations and the
+    suite on the table, the checks every label shares on the label summary; raise
+    ContractError with a readable summary."""
     from labelwise.engine.data import read_table
 
     df = read_table(path)
     expectations = config_expectations(cfg, df.columns)
-    if label != "train":  # a test table may have fewer positives; keep the structural checks
-        expectations = [
-            e
-            for e in expectations
-            if e["type"]
-            not in ("expect_column_sum_to_be_between", "expect_column_min_to_be_between")
-        ]
     if cfg.contract.suite is not None:
         expectations += load_suite(cfg.contract.suite)
     report = run_contract(df, expectations, f"{cfg.name}-{label}")
+    labels = label_columns(cfg, df.columns)
+    checks = label_expectations(cfg, label)
+    if labels and checks:
+        per_label = run_label_checks(
+            label_summary(df, labels), checks, f"{cfg.name}-{label}-labels"
+        )
+        report["failures"] = per_label["failures"] + report["failures"]
+        report["success"] = report["success"] and not per_label["failures"]
+        report["evaluated"] += per_label["evaluated"]
+        report["successful"] += per_label["successful"]
     report["table"] = path
     _publish(report, label)
     if not report["success"]:

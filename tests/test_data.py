@@ -116,3 +116,36 @@ def test_read_table_errors(tmp_path: Path, small):
     assert read_table(p2, columns=["num"]).width == 1
     with pytest.raises(DataError, match="no rows"):
         table_xy(small.head(0), LabelSpec(prefix="tag_"))
+
+
+def test_two_level_nominal_columns_are_split_as_numbers():
+    """YES/NO columns are coded 0/1 and given to LightGBM as numbers (same partitions, no
+    per-category histograms); three or more levels stay categorical. The model predicts the
+    same rows the same way either way a two-level column is written."""
+    import numpy as np
+
+    from labelwise.engine.classifier import LabelwiseClassifier
+
+    rng = np.random.default_rng(0)
+    n = 400
+    yes = rng.random((n, 3)) < 0.4
+    frame = pl.DataFrame(
+        {
+            "a": np.where(yes[:, 0], "YES", "NO"),
+            "b": np.where(yes[:, 1], "YES", "NO"),
+            "city": rng.choice(["x", "y", "z"], n),
+            "num": rng.normal(size=n),
+        }
+    )
+    enc = FeatureEncoder().fit(frame, frame.columns)
+    assert enc.categorical_indices == [2]  # city only
+    X = enc.transform(frame)
+    assert set(np.unique(X[:, 0])) == {0.0, 1.0}
+    Y = np.column_stack([yes[:, 0] ^ yes[:, 1], yes[:, 2] & yes[:, 0]]).astype(np.uint8)
+    as_text = LabelwiseClassifier.from_preset("fast").fit(frame, Y)
+    as_bool = LabelwiseClassifier.from_preset("fast").fit(
+        frame.with_columns(pl.col("a") == "YES", pl.col("b") == "YES"), Y
+    )
+    P = as_text.predict_proba(frame)
+    Q = as_bool.predict_proba(frame.with_columns(pl.col("a") == "YES", pl.col("b") == "YES"))
+    np.testing.assert_allclose(P, Q, rtol=1e-6)

@@ -297,7 +297,10 @@ class FeatureEncoder:
 
     @property
     def categorical_indices(self) -> list[int]:
-        return [i for i, f in enumerate(self.features) if f in self.categories]
+        """Columns LightGBM should split as categories: three or more levels. A two-level
+        column (YES/NO, a/b) is coded 0/1 and split as a number: the same partitions, without
+        the cost of LightGBM's per-category histograms (9-30x slower on wide nominal tables)."""
+        return [i for i, f in enumerate(self.features) if len(self.categories.get(f, ())) > 2]
 
     def fit(
         self, df: pl.DataFrame, features: Sequence[str], source: str = "table"

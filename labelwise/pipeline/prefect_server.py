@@ -1,0 +1,162 @@
+"""A local Prefect server that commands share, instead of a fresh ephemeral one per command.
+
+Without ``PREFECT_API_URL``, every ``labelwise`` command starts Prefect's ephemeral API (a
+server subprocess: ~7 s) and stops it at exit. ``labelwise server start`` starts one real
+``prefect server`` for the state directory instead, in the background, on a free local port;
+every later command of that state directory finds it (``prefect-server.json``: pid and URL,
+checked alive and healthy) and talks to it: no start-up cost, and its UI shows every run.
+``labelwise server status`` shows it, ``labelwise server stop`` stops it. A server that died
+is noticed (its pid or health check fails) and the commands fall back to the ephemeral API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from labelwise.engine.errors import LabelwiseError
+from labelwise.pipeline.environment import state_dir
+
+FILE = "prefect-server.json"
+
+
+class ServerError(LabelwiseError):
+    """The local Prefect server could not be started or stopped."""
+
+
+def server_file() -> Path:
+    return state_dir() / FILE
+
+
+def running() -> dict[str, Any] | None:
+    """The state directory's local server, when its process lives and its API answers."""
+    f = server_file()
+    if not f.is_file():
+        return None
+    try:
+        info = json.loads(f.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (ValueError, KeyError, TypeError, ProcessLookupError, PermissionError):
+        return None
+    return info if healthy(info["url"]) else None
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def use_running_server() -> str | None:
+    """Point this process's Prefect client at the local server when one runs (and no
+    ``PREFECT_API_URL`` was given); its URL, or None (ephemeral API as before)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    info = running()
+    if info is None:
+        return None
+    os.environ["PREFECT_API_URL"] = info["url"]
+    return str(info["url"])
+
+
+# Started through this launcher, which exits at once: the server is then nobody's child, so the
+# watchdog that ends a killed command's children (environment.reap_children_on_exit) spares it.
+_LAUNCHER = """
+import subprocess, sys
+log = open(sys.argv[1], "ab")
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     start_new_session=True)
+print(p.pid, flush=True)
+"""
+
+
+def start(timeout: float = 180.0) -> dict[str, Any]:
+    """Start the local server (or return the one that runs) and wait until it answers."""
+    from labelwise.pipeline.environment import configure_environment
+
+    info = running()
+    if info is not None:
+        return info | {"already": True}
+    configure_environment()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    log = state_dir() / "prefect-server.log"
+    exe = Path(sys.executable).parent / "prefect"
+    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", _LAUNCHER, str(log), *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + timeout
+    while not healthy(url, timeout=1.0):
+        if not _alive(pid) or time.monotonic() > deadline:
+            _kill(pid)
+            tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
+            raise ServerError(f"the local Prefect server did not start (log {log}):\n{tail}")
+        time.sleep(0.3)
+    info = {"pid": pid, "url": url, "ui": url.removesuffix("/api"), "log": str(log)}
+    server_file().write_text(json.dumps(info))
+    return info
+
+
+def stop() -> dict[str, Any] | None:
+    """Stop the local server; the info of the one stopped, or None when none ran."""
+    f = server_file()
+    if not f.is_file():
+        return None
+    try:
+        info: dict[str, Any] = json.loads(f.read_text())
+        pid = int(info["pid"])
+    except (ValueError, KeyError, TypeError):
+        f.unlink(missing_ok=True)
+        return None
+    _kill(pid)
+    f.unlink(missing_ok=True)
+    return info
+
+
+def _kill(pid: int) -> None:
+    """SIGTERM the server's process group, SIGKILL what is left after 15 s."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _alive(pid):
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # a zombie (exited, not yet reaped) is not alive
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
