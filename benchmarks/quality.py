@@ -53,6 +53,12 @@ SYSTEMS = LABELWISE_VARIANTS + PEERS
 
 
 def load(root: Path, name: str) -> dict[str, Any]:
+    """A shared dataset; ``<name>-nominal[-N]`` is its 0/1 features written as YES/NO text
+    (categorical, as ARFF nominal attributes arrive), on its first N training rows: the small
+    wide nominal tables of some Mulan sets (genbase: 463 x 1,185 YES/NO; medical: 333 x 1,449)."""
+    base, nominal, rest = name.partition("-nominal")
+    if nominal:
+        return _nominal(load(root, base), name, int(rest.lstrip("-") or 0))
     meta = json.loads((root / name / "meta.json").read_text())
     tr = pl.read_parquet(root / name / "train.parquet")
     te = pl.read_parquet(root / name / "test.parquet")
@@ -63,6 +69,19 @@ def load(root: Path, name: str) -> dict[str, Any]:
         "Xte": te.select(meta["features"]),
         "Yte": te.select(meta["labels"]).to_numpy(),
     }
+
+
+def _nominal(data: dict[str, Any], name: str, rows: int) -> dict[str, Any]:
+    feats = data["meta"]["features"]
+    binary = [c for c in feats if set(data["Xtr"][c].unique().to_list()) <= {0, 1}]
+    text = [
+        pl.when(pl.col(c) > 0).then(pl.lit("YES")).otherwise(pl.lit("NO")).alias(c) for c in binary
+    ]
+    out = dict(data, meta=dict(data["meta"], name=name, categorical_features=binary))
+    out["Xtr"], out["Xte"] = data["Xtr"].with_columns(text), data["Xte"].with_columns(text)
+    if rows:
+        out["Xtr"], out["Ytr"] = out["Xtr"].head(rows), out["Ytr"].head(rows)
+    return out
 
 
 def _numeric(X: pl.DataFrame, cats: list[str]) -> np.ndarray:
@@ -304,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown system(s) {unknown}; choose from {SYSTEMS}")
     rows: list[dict[str, Any]] = []
     for name in [d for d in args.datasets.split(",") if d]:
-        if not (args.data_root / name / "meta.json").is_file():
+        if not (args.data_root / name.partition("-nominal")[0] / "meta.json").is_file():
             ap.error(
                 f"{args.data_root / name}: no meta.json (expected <name>/train.parquet, "
                 "test.parquet, meta.json)"

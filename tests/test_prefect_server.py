@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
 
 
 def _job(home: Path) -> None:
-    make_multilabel_table(n_rows=300, n_labels=3, seed=4).write_parquet(home / "t.parquet")
+    make_multilabel_table(n_rows=300, n_labels=4, seed=4).write_parquet(home / "t.parquet")
     cfg = {
         "name": "shared",
         "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
