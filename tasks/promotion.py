@@ -48,11 +48,10 @@ def registry_lock(name: str, timeout_s: float = 900) -> AbstractContextManager[A
 
 def evaluate_version(cfg: Config, model_dir: str, data_path: str) -> Evaluation:
     """Aggregate and per-label metrics of a model directory on a labelled table."""
-    from labelwise.engine.classifier import LabelwiseClassifier
     from labelwise.engine.metrics import evaluate, per_label_table
-    from labelwise.pipeline.tables import score_table
+    from labelwise.pipeline.tables import load_classifier, score_table
 
-    clf = LabelwiseClassifier.load(model_dir)
+    clf = load_classifier(model_dir)
     Y, S, P = score_table(cfg, clf, data_path)
     return {"metrics": evaluate(Y, P, S), "per_label": per_label_table(Y, P, None, clf.labels_)}
 

@@ -442,10 +442,10 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
     from mlflow.models import infer_signature
 
     import labelwise
-    from labelwise.engine.classifier import LabelwiseClassifier
     from labelwise.engine.data import read_table
+    from labelwise.pipeline.tables import load_classifier
 
-    clf = LabelwiseClassifier.load(model_dir)
+    clf = load_classifier(model_dir)
     # the signature keeps the table's own types: MLflow refuses int64 -> float64 on input
     example = read_table(example_path, columns=clf.encoder_.features).head(5)
     from labelwise import mlflow_model

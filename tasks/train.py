@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE
 
@@ -161,15 +162,20 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
 
 @task(name="evaluate-model")
 def evaluate_model(
-    cfg: Config, model_dir: str, test_path: str, out_dir: str, prefix: str = "test"
+    cfg: Config,
+    model_dir: str,
+    test_path: str,
+    out_dir: str,
+    prefix: str = "test",
+    scores_path: str | None = None,
 ) -> dict[str, float]:
     """Score the test table; write metrics, per-label table and plots into ``out_dir``."""
     from prefect.artifacts import create_table_artifact
 
-    from labelwise.engine.classifier import LabelwiseClassifier
     from labelwise.engine.report import write_report
+    from labelwise.pipeline.tables import load_classifier
 
-    clf = LabelwiseClassifier.load(model_dir)
+    clf = load_classifier(model_dir)
     Y, S, _ = score_table(cfg, clf, test_path)
     rep = write_report(
         Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.policy.at_least_one, prefix=prefix
@@ -181,29 +187,41 @@ def evaluate_model(
         description="per-label test metrics",
     )
     (Path(out_dir) / "unseen_categories.json").write_text(json.dumps(clf.encoder_.unseen_counts))
+    if scores_path is not None:  # the profile step reuses them instead of scoring again
+        np.save(scores_path, S)
     return rep["metrics"]
 
 
 @task(name="profile-model")
 def profile_model(
-    cfg: Config, model_dir: str, train_path: str, reference_path: str
+    cfg: Config,
+    model_dir: str,
+    train_path: str,
+    reference_path: str,
+    scores_path: str | None = None,
 ) -> dict[str, Any]:
     """Save the reference profile the monitor flow compares new batches with, in the model
     directory (so it travels with the model into the registry): training prevalence and the
     important features' distributions from ``train_path``; score distributions, predicted
-    prevalence and F1 per label on the held-out ``reference_path``."""
+    prevalence and F1 per label on the held-out ``reference_path`` (scored again unless
+    ``scores_path`` holds its probabilities, as the evaluation step saves them)."""
     import warnings
 
-    from labelwise.engine.classifier import LabelwiseClassifier
     from labelwise.engine.drift import PROFILE_FILE, reference_profile
     from labelwise.engine.metrics import per_label_table
+    from labelwise.pipeline.tables import load_classifier
 
-    clf = LabelwiseClassifier.load(model_dir)
+    clf = load_classifier(model_dir)
     X, Y_train, _ = read_xy(cfg, train_path, clf.labels_)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Xa = clf.encoder_.transform(X)
-    Y, S, P = score_table(cfg, clf, reference_path)
+    if scores_path is not None and Path(scores_path).is_file():
+        _, Y, _ = read_xy(cfg, reference_path, clf.labels_)
+        S = np.load(scores_path)
+        P = clf.predict_from_proba(S)
+    else:
+        Y, S, P = score_table(cfg, clf, reference_path)
     f1 = [r["f1"] for r in per_label_table(Y, P, None, clf.labels_)]
     prof = reference_profile(
         clf.labels_,
