@@ -30,14 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def engine_fit(config: Path) -> float:
-    """Read + encode + fit, in a fresh process (imports not counted: a library user pays
-    them once per session)."""
+    """Read + encode + fit of the rows `labelwise train` fits (without data.test: the
+    training part of the same stratified split), in a fresh process; imports not counted (a
+    library user pays them once per session)."""
     code = (
         "import time, sys\n"
+        "from labelwise.engine.split import iterative_stratification\n"
         "from labelwise.pipeline.config import load_config\n"
         "from labelwise.pipeline.tables import read_xy\n"
         "cfg = load_config(sys.argv[1]); t0 = time.perf_counter()\n"
         "X, Y, labels = read_xy(cfg, str(cfg.data.train))\n"
+        "if cfg.data.test is None:\n"
+        "    f = cfg.split.test_fraction\n"
+        "    keep = iterative_stratification(Y, [1 - f, f], cfg.split.seed) == 0\n"
+        "    X, Y = X.filter(keep), Y[keep]\n"
         "cfg.estimator().fit(X, Y, labels=labels)\n"
         "print(time.perf_counter() - t0)\n"
     )
