@@ -14,7 +14,6 @@ from typing import Any
 
 from prefect import flow
 
-from labelwise.flows.train import _scheduled_start
 from labelwise.pipeline.config import load_config
 from labelwise.pipeline.environment import configure_environment
 from labelwise.tasks.monitoring import (
@@ -40,6 +39,7 @@ def monitor_flow(
     the drifted labels named."""
     configure_environment()
     from labelwise.engine.errors import ConfigError, DriftError
+    from labelwise.tasks.data import scheduled_start
     from labelwise.tasks.registry import locate_model
     from labelwise.tasks.tracking import tracking_uri
 
@@ -51,7 +51,7 @@ def monitor_flow(
         )
     model = model or f"models:/{cfg.registered_model}@champion"
     model_dir, what = locate_model(model, tracking_uri(cfg))
-    snap = snapshot_batch(cfg, source, as_of or _scheduled_start())
+    snap = snapshot_batch(cfg, source, as_of or scheduled_start())
     batch = snap["source"]
     report = measure_drift(cfg, model_dir, snap["path"], batch)
     run_id = log_monitoring(cfg, report, what, snap)

@@ -35,24 +35,15 @@ def train_flow(
     """
     from prefect.runtime import flow_run
 
-    from labelwise.tasks.data import job_lock, snapshot_data, workdir_for
+    from labelwise.tasks.data import job_lock, scheduled_start, snapshot_data, workdir_for
     from labelwise.tasks.tracking import fetch_snapshot
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path, overrides)
-    when = as_of or _scheduled_start()
+    when = as_of or scheduled_start()
     info = snapshot_data(cfg, when, fetch_snapshot(cfg, snapshot) if snapshot else None)
     with job_lock(workdir_for(cfg, info["train"]["digest"]), cfg.name):
         return _run_job(cfg, info, register_version) | {"flow_run_id": str(flow_run.id)}
-
-
-def _scheduled_start() -> str | None:
-    """When this flow run was scheduled to start (a deployment's schedule, or when it was
-    created): the same for every retry of the run."""
-    from prefect.runtime import flow_run
-
-    start = flow_run.scheduled_start_time
-    return start.isoformat() if start is not None else None
 
 
 def _run_job(cfg: Config, info: dict[str, Any], register_version: bool) -> dict[str, Any]:

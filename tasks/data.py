@@ -75,6 +75,15 @@ def snapshot_data(
     return info
 
 
+def scheduled_start() -> str | None:
+    """When the current flow run was scheduled to start (a deployment's schedule, or when it
+    was created): the same for every retry of the run, so its data window is too."""
+    from prefect.runtime import flow_run
+
+    start = flow_run.scheduled_start_time
+    return start.isoformat() if start is not None else None
+
+
 def workdir_for(cfg: Config, data_digest: str) -> Path:
     """One folder per (config, data): reruns of the same job find their finished steps there."""
     from labelwise.pipeline.environment import state_dir
