@@ -117,7 +117,8 @@ def test_abandoned_run_with_a_version_is_repaired(tmp_path, table, prefect_api):
 
     config, uri = _job(tmp_path, table, "orphan")
     c = _client(uri)
-    exp = c.create_experiment("orphan")
+    # artifacts under tmp_path: a bare create_experiment would use ./mlruns in the caller's cwd
+    exp = c.create_experiment("orphan", artifact_location=(tmp_path / "artifacts").as_uri())
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     run = c.create_run(
