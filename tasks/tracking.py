@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 
 from labelwise.pipeline.config import Config
-from labelwise.pipeline.environment import redact
+from labelwise.pipeline.environment import pid_alive, redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -226,7 +226,7 @@ def repair_abandoned_runs(cfg: Config) -> list[str]:
     for r in runs:
         tags = r.data.tags
         pid = tags.get("labelwise.pid", "")
-        if tags.get("labelwise.host") != host or not pid.isdigit() or _alive(int(pid)):
+        if tags.get("labelwise.host") != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         run_id = r.info.run_id
         orphans = c.search_model_versions(f"name='{cfg.registered_model}' and run_id='{run_id}'")
@@ -238,16 +238,6 @@ def repair_abandoned_runs(cfg: Config) -> list[str]:
         gone = f"; deleted its version(s) {[mv.version for mv in orphans]}" if orphans else ""
         repaired.append(f"repaired run {run_id} ({why}): marked FAILED{gone}")
     return repaired
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def finish_run(

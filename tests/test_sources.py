@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 from labelwise.cli import app
 from labelwise.engine.synthetic import make_multilabel_table
+from tests.store import client as _client
+from tests.store import runs as _runs
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -62,18 +64,6 @@ def _config(tmp: Path, name: str, data: dict, **sections: object) -> tuple[Path,
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path, uri
-
-
-def _client(uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(uri, registry_uri=uri)
-
-
-def _runs(uri: str, name: str) -> list:
-    c = _client(uri)
-    exp = c.get_experiment_by_name(name)
-    return [] if exp is None else c.search_runs([exp.experiment_id])
 
 
 def _versions(uri: str, name: str) -> list:

@@ -19,6 +19,22 @@ def state_dir() -> Path:
     return d
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine: it exists (someone else's counts) and is
+    not a zombie (exited, not yet reaped by its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux), or it exited meanwhile
+        return True
+
+
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
 

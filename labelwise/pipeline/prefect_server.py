@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labelwise.engine.errors import LabelwiseError
-from labelwise.pipeline.environment import state_dir
+from labelwise.pipeline.environment import pid_alive, state_dir
 
 FILE = "prefect-server.json"
 
@@ -41,10 +41,10 @@ def running() -> dict[str, Any] | None:
         return None
     try:
         info = json.loads(f.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (ValueError, KeyError, TypeError, ProcessLookupError, PermissionError):
+        alive = pid_alive(int(info["pid"]))
+    except (ValueError, KeyError, TypeError):
         return None
-    return info if healthy(info["url"]) else None
+    return info if alive and healthy(info["url"]) else None
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -104,7 +104,7 @@ def start(timeout: float = 180.0) -> dict[str, Any]:
     pid = int(out.stdout.strip())
     deadline = time.monotonic() + timeout
     while not healthy(url, timeout=1.0):
-        if not _alive(pid) or time.monotonic() > deadline:
+        if not pid_alive(pid) or time.monotonic() > deadline:
             _kill(pid)
             tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
             raise ServerError(f"the local Prefect server did not start (log {log}):\n{tail}")
@@ -138,20 +138,10 @@ def _kill(pid: int) -> None:
         except (ProcessLookupError, PermissionError):
             return
         deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    # a zombie (exited, not yet reaped) is not alive
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
 def _free_port() -> int:

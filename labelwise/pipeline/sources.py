@@ -222,13 +222,21 @@ def parse_as_of(text: str | datetime | None) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def write_snapshot(lf: pl.LazyFrame, dest: Path, key: str, what: str) -> dict[str, Any]:
-    """Write the rows to ``dest`` (parquet, atomically), and return rows, columns and digest;
-    an empty result is a clear error naming ``what`` was read."""
+def write_snapshot(
+    lf: pl.LazyFrame, dest: Path, key: str, what: str, copy_of: str | None = None
+) -> dict[str, Any]:
+    """Write the rows to ``dest`` (parquet, atomically; ``copy_of``: that parquet file's
+    bytes, not re-encoded, so its digest stays the file's) and return rows and digest; an
+    empty result is a clear error naming ``what`` was read."""
+    import shutil
+
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        lf.sink_parquet(tmp)
+        if copy_of is not None:
+            shutil.copyfile(copy_of, tmp)
+        else:
+            lf.sink_parquet(tmp)
     except DataError:
         raise
     except Exception as exc:
@@ -247,20 +255,6 @@ def write_snapshot(lf: pl.LazyFrame, dest: Path, key: str, what: str) -> dict[st
 
 def _is_parquet_file(spec: str) -> bool:
     return scheme(spec) is None and not is_glob(spec) and Path(spec).suffix.lower() == ".parquet"
-
-
-def _copy_snapshot(path: str, dest: Path, key: str) -> dict[str, Any]:
-    import shutil
-
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, tmp)
-    rows = pl.scan_parquet(tmp).select(pl.len()).collect().item()
-    if rows == 0:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{key}: {path} holds no rows")
-    os.replace(tmp, dest)
-    return {"rows": int(rows), "digest": file_digest(dest)}
 
 
 def file_digest(path: str | Path) -> str:
@@ -295,10 +289,8 @@ def materialise(
     if window is not None:
         lf = apply_window(lf, window, key)
         what += f", rows with {window.describe()}"
-    if window is None and isinstance(source, str) and _is_parquet_file(source):
-        entry = _copy_snapshot(source, dest, key)  # the same bytes: no re-encoding, same digest
-    else:
-        entry = write_snapshot(lf, dest, key, what)
+    copy = window is None and isinstance(source, str) and _is_parquet_file(source)
+    entry = write_snapshot(lf, dest, key, what, copy_of=source if copy else None)
     snap = pl.scan_parquet(dest)
     entry |= {
         "path": str(dest),

@@ -1,0 +1,16 @@
+"""Reading a test's MLflow store (the real one the flows wrote)."""
+
+from __future__ import annotations
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def runs(uri: str, name: str) -> list:
+    """The runs of experiment ``name`` (none when it does not exist)."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    return [] if exp is None else c.search_runs([exp.experiment_id])
