@@ -120,11 +120,13 @@ def _run(fn: Any, debug: bool) -> Any:
             _say("[bold yellow]drift:[/]", str(exc), 3)
         if isinstance(exc, LabelwiseError):
             _say("[bold red]error:[/]", str(exc), 2)
-        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in PIPELINE:
+        root = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+        if root in PIPELINE or root == "optuna":
+            extra = "tune" if root == "optuna" else "pipeline"
             _say(
                 "[bold red]error:[/]",
-                f"{exc.name} is not installed: this command needs the "
-                "pipeline extra (pip install 'labelwise[pipeline]')",
+                f"{root} is not installed: this command needs the "
+                f"{extra} extra (pip install 'labelwise[{extra}]')",
                 2,
             )
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -226,13 +228,21 @@ def _stages() -> Iterator[None]:
                 tid, description=what, total=planned, completed=done, n=f"{done}/{planned} models"
             )
 
-        progress.STAGE_LISTENERS.append(on_stage)
-        progress.LISTENERS.append(on_model)
+        def on_say(line: str) -> None:
+            bar.console.print(escape(line), highlight=False, soft_wrap=True)
+
+        listeners = (
+            (progress.STAGE_LISTENERS, on_stage),
+            (progress.LISTENERS, on_model),
+            (progress.SAY_LISTENERS, on_say),
+        )
+        for where, fn in listeners:
+            where.append(fn)  # type: ignore[attr-defined]
         try:
             yield
         finally:
-            progress.STAGE_LISTENERS.remove(on_stage)
-            progress.LISTENERS.remove(on_model)
+            for where, fn in listeners:
+                where.remove(fn)  # type: ignore[attr-defined]
 
 
 def _checked_config(config: Path, overrides: dict[str, Any] | None = None) -> Any:
@@ -342,6 +352,68 @@ def _train_summary(res: dict[str, Any]) -> None:
             f"registered [bold]{v['name']}[/] v{v['version']} as challenger"
             + (" and champion (first version)" if v["champion"] else "")
         )
+
+
+@app.command()
+def tune(
+    config: ConfigOpt,
+    budget: Annotated[
+        str, typer.Option(help="wall-clock time for the search: 30s, 10m, 2h (± one trial)")
+    ] = "10m",
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="stop once the study has this many finished trials")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="what trials are judged by: f1_micro_macro, f1_macro, f1_micro…")
+    ] = "f1_micro_macro",
+    parallel: Annotated[int, typer.Option(min=1, help="trials at once (they share the cores)")] = 1,
+    register: Annotated[
+        bool, typer.Option("--register", help="train the best config through `train`")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="write the best config here (default: <config>.tuned.yaml)")
+    ] = None,
+    as_of: AsOfOpt = None,
+    debug: DebugOpt = False,
+) -> dict[str, Any]:
+    """Search the config's settings (an Optuna study, trials as MLflow child runs, judged on
+    held-out rows of the training part only); write <config>.tuned.yaml next to the config and
+    score the test table once, for the best config. A killed tune resumes its study."""
+    _env(debug)
+
+    def body() -> dict[str, Any]:
+        from labelwise.engine.errors import ConfigError
+        from labelwise.pipeline.search_space import check_metric
+        from labelwise.pipeline.sources import parse_as_of, parse_duration
+
+        _checked_config(config)
+        check_metric(metric)
+        try:
+            seconds = parse_duration(budget).total_seconds()
+        except ValueError as exc:
+            raise ConfigError(f"--budget: {exc}") from None
+        when = _as_of(as_of, parse_as_of)
+        from labelwise.flows.tune import tune_flow
+
+        with _stages():
+            return tune_flow(
+                str(config),
+                budget_seconds=seconds,
+                trials=trials,
+                metric=metric,
+                parallel=parallel,
+                register_best=register,
+                as_of=when,
+                output=None if output is None else str(output),
+            )
+
+    res: dict[str, Any] = _run(body, debug)
+    out.print(
+        f"[green]tuned[/] {res['trials']} trials (run {res['run_id']}): best trial "
+        f"{res['best_trial']}; best config written to {res['best_config']}",
+        soft_wrap=True,
+    )
+    return res
 
 
 @app.command()

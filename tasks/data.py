@@ -36,12 +36,16 @@ def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=retry_unless_user_error,
 )
 def snapshot_data(
-    cfg: Config, as_of: str | None = None, from_run: dict[str, str] | None = None
+    cfg: Config,
+    as_of: str | None = None,
+    from_run: dict[str, str] | None = None,
+    parts: tuple[str, ...] = ("train", "test"),
 ) -> dict[str, Any]:
     """Read each source once (rows after ``as_of`` and outside ``data.window`` left out) into a
     parquet snapshot in the job's work directory; return, per part, the snapshot's path,
     digest, rows and columns, and what it was read from. ``from_run`` maps parts to the
-    snapshot files of an earlier run, read as they are (``labelwise train --snapshot``)."""
+    snapshot files of an earlier run, read as they are (``labelwise train --snapshot``).
+    ``parts=("train",)`` leaves data.test unread (``labelwise tune``'s search)."""
     import uuid
 
     from labelwise.pipeline.environment import state_dir
@@ -55,7 +59,7 @@ def snapshot_data(
     staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
     info: dict[str, Any] = {}
     try:
-        for part in ("train", "test"):
+        for part in parts:
             dest = staging / f"{part}.parquet"
             if from_run is not None and part in from_run:
                 info[part] = materialise(from_run[part], dest, "--snapshot", None, d.time_column)

@@ -25,3 +25,12 @@ def stage(name: str) -> None:
     """Tell every stage listener that the run moved on to ``name`` (contract, split, fit...)."""
     for listen in list(STAGE_LISTENERS):
         listen(name)
+
+
+SAY_LISTENERS: list[Callable[[str], None]] = []
+
+
+def say(line: str) -> None:
+    """A line worth keeping on the terminal (a finished trial of ``labelwise tune``)."""
+    for listen in list(SAY_LISTENERS):
+        listen(line)

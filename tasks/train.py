@@ -105,6 +105,16 @@ def dask_executor(cfg: Config) -> Iterator[DaskExecutor]:
         yield DaskExecutor(runner, max(1, len(runner.client.scheduler_info()["workers"])))
 
 
+def fit_executor(cfg: Config, stack: ExitStack) -> PrefectExecutor | DaskExecutor:
+    """Where a fit's per-label work runs: a Dask cluster (``task_runner: dask``, entered on
+    ``stack``) or Prefect tasks on the flow's threads."""
+    from labelwise.engine.executors import n_workers
+
+    if cfg.task_runner == "dask":
+        return stack.enter_context(dask_executor(cfg))
+    return PrefectExecutor(n_workers(cfg.n_jobs))
+
+
 @task(name="train-model", cache_policy=INPUTS, persist_result=True)
 def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) -> dict[str, Any]:
     """Fit the configured estimator on the training table; save it; return its directory.
@@ -114,7 +124,6 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     from labelwise.engine.callbacks import Checkpoint, Progress
-    from labelwise.engine.executors import n_workers
     from labelwise.tasks.progress import (
         notify,
     )  # imported here so it is never pickled with the task
@@ -135,11 +144,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     checkpoint = Checkpoint(Path(workdir) / "checkpoints")
     t0 = time.perf_counter()
     with ExitStack() as stack, named_errors(train_path):
-        executor = (
-            stack.enter_context(dask_executor(cfg))
-            if cfg.task_runner == "dask"
-            else PrefectExecutor(n_workers(cfg.n_jobs))
-        )
+        executor = fit_executor(cfg, stack)
         clf.fit(X, Y, labels=labels, callbacks=[checkpoint, Progress(progress)], executor=executor)
     fit_s = time.perf_counter() - t0
     model_dir = Path(workdir) / "model"

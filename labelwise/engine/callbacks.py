@@ -40,6 +40,11 @@ class FitCallback:
     ) -> None:
         """Called (from worker threads) as each per-label model is ready."""
 
+    def held_out(self, Y: np.ndarray, P: np.ndarray, folds: list[np.ndarray]) -> None:
+        """Called once, before calibration and thresholds are fitted, with the labels ``Y`` and
+        uncalibrated probabilities ``P`` of the held-out rows (out-of-fold with cross-fitting),
+        and ``folds``: positions into them of the rows each member held out."""
+
 
 class Progress(FitCallback):
     """Calls ``fn(done, planned, label)`` as each per-label model finishes."""

@@ -479,6 +479,9 @@ class LabelwiseClassifier(BaseEstimator):
         self.best_iterations_ = np.mean(
             [[m.best_iteration for m in member] for member in self.level1_], axis=0
         )
+        if valid_rows is not None and P_valid is not None:
+            for cb in ctx.callbacks:
+                cb.held_out(Ya[valid_rows], P_valid, _positions(splits))
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
@@ -798,3 +801,10 @@ def _mean_proba(members: list[list[LabelModel]], X: np.ndarray, n_jobs: int) -> 
     for member in members[1:]:
         P += predict_per_label(member, X, n_jobs)
     return P / len(members)
+
+
+def _positions(splits: Splits) -> list[np.ndarray]:
+    """Where each member's held-out rows sit in the stacked held-out probabilities."""
+    sizes = [len(va) for _, va in splits if va is not None]
+    ends = np.cumsum(sizes)
+    return [np.arange(end - size, end) for size, end in zip(sizes, ends, strict=True)]

@@ -453,12 +453,22 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     ``overrides`` sets dotted keys (``{"model.preset": "fast"}``) before validation.
     """
     p = Path(path)
-    data = read_document(p, _yaml, "YAML", "config file")
-    for key, value in (overrides or {}).items():
+    data = set_keys(read_document(p, _yaml, "YAML", "config file"), overrides or {})
+    # relative paths in a config are relative to the config file's own folder
+    return parse_config(data, source=str(p), base_dir=p.parent)
+
+
+def set_keys(data: Any, overrides: dict[str, Any]) -> Any:
+    """``data`` (a parsed YAML mapping) with dotted keys set: ``{"model.preset": "fast"}``."""
+    for key, value in overrides.items():
         node = data if isinstance(data, dict) else {}
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    # relative paths in a config are relative to the config file's own folder
-    return parse_config(data, source=str(p), base_dir=p.parent)
+    return data
+
+
+def with_settings(cfg: Config, overrides: dict[str, Any], source: str = "config") -> Config:
+    """``cfg`` with dotted keys set, validated again as a whole (``labelwise tune``'s trials)."""
+    return parse_config(set_keys(cfg.model_dump(mode="json"), overrides), source=source)

@@ -1,0 +1,316 @@
+"""The tune flow: a budgeted Optuna search over a config's settings, trials as MLflow child runs.
+
+snapshot the training rows -> contract -> split -> trials (Prefect tasks) until the budget is
+spent -> best config written as YAML -> the test table scored once, for the best config only
+(or, with ``register``, the best config trained through the train flow).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from labelwise.pipeline.config import Config, load_config
+from labelwise.pipeline.environment import configure_environment
+from labelwise.tasks.progress import say
+
+
+@flow(
+    name="labelwise-tune",
+    log_prints=True,
+    task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2),
+)
+def tune_flow(
+    config_path: str,
+    budget_seconds: float = 600.0,
+    trials: int | None = None,
+    metric: str = "f1_micro_macro",
+    parallel: int = 1,
+    register_best: bool = False,
+    as_of: str | None = None,
+    output: str | None = None,
+) -> dict[str, Any]:
+    """Search the settings of ``config_path`` for ``budget_seconds`` of wall-clock time (new
+    trials start until it is spent; ``trials`` caps the study's finished trials), judged by
+    ``metric`` on held-out rows of the training part only. Writes ``<config>.tuned.yaml`` next
+    to the config (or to ``output``); scores the test table once, for the best config; with
+    ``register_best`` trains that config through the train flow (contract, tracking,
+    challenger alias)."""
+    from labelwise.pipeline.search_space import check_metric
+    from labelwise.tasks.data import scheduled_start
+
+    configure_environment()
+    cfg = load_config(config_path)
+    check_metric(metric)
+    when = as_of or scheduled_start()
+    train_path, info = _training_part(cfg, when)
+    search = _Search(cfg, info, metric, budget_seconds, trials, max(1, parallel))
+    try:
+        search.run(train_path)
+        best_yaml = write_tuned_config(
+            Path(config_path), search.best_overrides(), search.headline(), output
+        )
+        summary = search.finish(best_yaml)
+        if register_best:
+            from labelwise.flows.train import train_flow
+
+            trained = train_flow(str(best_yaml), as_of=when)
+            test = trained.get("metrics")
+            summary["registered"] = trained.get("version")
+        else:
+            test = _score_on_test(search.best_config(), when, train_path)
+    except BaseException as exc:
+        search.fail(exc)
+        raise
+    search.log_test(test)
+    say(_result_line(search, test, best_yaml))
+    return summary | {"best_config": str(best_yaml), "test_metrics": test}
+
+
+def _training_part(cfg: Config, when: str | None) -> tuple[str, dict[str, Any]]:
+    """The rows the search may see: the training snapshot, contract-checked, and -- with no
+    data.test -- its training part after the usual split (the test part is never read)."""
+    from labelwise.tasks.contract import validate_contract
+    from labelwise.tasks.data import snapshot_data, split_data, workdir_for
+
+    info = snapshot_data(cfg, when, parts=("train",))
+    validate_contract(cfg, info["train"]["path"], "train")
+    if cfg.data.test is not None:
+        return info["train"]["path"], info
+    paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
+    return paths["train"], info
+
+
+def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, float]:
+    """The test table, read for the first time: snapshot (data.test) or the split's test part."""
+    from labelwise.tasks.data import snapshot_data, split_data, workdir_for
+    from labelwise.tasks.tune import score_best
+
+    info = snapshot_data(cfg, when)
+    paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
+    return score_best(cfg, train_path, paths["test"])
+
+
+def write_tuned_config(
+    path: Path, overrides: dict[str, Any], headline: str, output: str | None = None
+) -> Path:
+    """``<name>.tuned.yaml`` next to the config (or ``output``): the config's own YAML with the
+    best settings; relative data paths are made absolute when it is written elsewhere."""
+    import yaml
+
+    from labelwise.pipeline.config import _yaml, set_keys
+
+    data = set_keys(_yaml(path.read_text()), overrides)
+    out = path.with_name(f"{path.stem.removesuffix('.tuned')}.tuned.yaml")
+    if output is not None and Path(output).resolve().parent != path.resolve().parent:
+        out = Path(output)
+        data = set_keys(data, _absolute_paths(data, path.resolve().parent))
+    elif output is not None:
+        out = Path(output)
+    text = f"# written by labelwise tune from {path.name}: {headline}\n" + yaml.safe_dump(
+        data, sort_keys=False
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    return out
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> dict[str, str]:
+    """Dotted keys of the config's relative local paths, made absolute against ``base``."""
+    from labelwise.pipeline.sources import scheme
+
+    keys = ("data.train", "data.test", "contract.suite", "monitoring.batch")
+    out = {}
+    for key in keys:
+        section, leaf = key.split(".")
+        value = (data.get(section) or {}).get(leaf)
+        if isinstance(value, str) and scheme(value) is None and not Path(value).is_absolute():
+            out[key] = str((base / value).resolve())
+    return out
+
+
+def _result_line(search: Any, test: dict[str, float] | None, best_yaml: Path) -> str:
+    shown = (
+        f"; test f1_micro={test['f1_micro']:.4f} f1_macro={test['f1_macro']:.4f}" if test else ""
+    )
+    return f"{search.headline()}{shown}; best config: {best_yaml}"
+
+
+class _Search:
+    """One invocation's part of the study: the trial loop and its MLflow runs."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        info: dict[str, Any],
+        metric: str,
+        budget: float,
+        trials: int | None,
+        parallel: int,
+    ) -> None:
+        from labelwise.pipeline.environment import redact
+        from labelwise.pipeline.search_space import search_space
+        from labelwise.tasks.progress import say
+        from labelwise.tasks.tracking import repair_abandoned_runs
+        from labelwise.tasks.tune import (
+            first_trial,
+            open_study,
+            parent_run,
+            reclaim_abandoned,
+            study_storage,
+        )
+
+        self.cfg, self.metric, self.parallel = cfg, metric, parallel
+        self.deadline = time.monotonic() + budget
+        self.limit = trials
+        self.space = search_space(cfg)
+        self.study = open_study(cfg, info["train"]["digest"], metric)
+        lost = reclaim_abandoned(cfg, self.study)
+        if lost:
+            say(f"resumed: trial(s) {lost} of a killed tune are asked again")
+        for note in repair_abandoned_runs(cfg):
+            say(note)
+        first_trial(self.study, cfg, self.space)
+        settings = {
+            "tune.metric": metric,
+            "tune.budget_seconds": str(budget),
+            "tune.trials": str(trials),
+            "tune.parallel": str(parallel),
+            "tune.storage": redact(study_storage(cfg)),
+            "tune.searched": ", ".join(d.key for d in self.space),
+        }
+        self.run_id = parent_run(cfg, info, self.study, settings)
+        self.failures: list[str] = []
+        self.running: dict[Any, tuple[Any, str, dict[str, Any]]] = {}
+
+    def _finished(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def _may_start(self, running: int) -> bool:
+        if time.monotonic() >= self.deadline:
+            return False
+        return self.limit is None or self._finished() + running < self.limit
+
+    def run(self, train_path: str) -> None:
+        """Start trials while the budget lasts; each ends in the study and in MLflow."""
+        from prefect.futures import as_completed
+
+        running = self.running
+        while True:
+            while len(running) < self.parallel and self._may_start(len(running)):
+                trial, run_id, overrides = self._ask()
+                future = _trial_task().submit(self.cfg, overrides, train_path, trial.number)
+                running[future] = (trial, run_id, overrides)
+            if not running:
+                break
+            future = next(as_completed(list(running)))
+            self._tell(future, *running.pop(future))
+        if self._finished() == 0:
+            from labelwise.engine.errors import LabelwiseError
+
+            why = "; ".join(self.failures[-3:]) or "the budget ended before the first trial did"
+            raise LabelwiseError(f"no trial of the search finished: {why}")
+
+    def fail(self, exc: BaseException) -> None:
+        """The tune failed or was interrupted: its running trials and its runs end FAILED."""
+        from optuna.trial import TrialState
+
+        from labelwise.tasks.tracking import fail_run
+        from labelwise.tasks.tune import end_trial_run
+
+        error = f"{type(exc).__name__}: {exc}"
+        for trial, run_id, _ in self.running.values():
+            self.study.tell(trial, state=TrialState.FAIL)
+            end_trial_run(self.cfg, run_id, "FAILED", error=f"the tune ended: {error}")
+        self.running.clear()
+        fail_run(self.cfg, self.run_id, exc)
+
+    def _ask(self) -> tuple[Any, str, dict[str, Any]]:
+        from labelwise.pipeline.search_space import suggest
+        from labelwise.tasks.progress import stage
+        from labelwise.tasks.tune import claim, start_trial_run
+
+        trial = self.study.ask()
+        stage(f"trial {trial.number}: fitting")
+        overrides = suggest(trial, self.space)
+        if self.parallel > 1:  # parallel trials share the cores instead of each taking all
+            overrides["n_jobs"] = max(1, (os.cpu_count() or 2) // self.parallel)
+        run_id = start_trial_run(self.cfg, self.run_id, trial.number, overrides)
+        claim(trial, run_id, overrides)
+        return trial, run_id, overrides
+
+    def _tell(self, future: Any, trial: Any, run_id: str, overrides: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        from labelwise.pipeline.search_space import objective_value
+        from labelwise.tasks.progress import say
+        from labelwise.tasks.tune import end_trial_run
+
+        try:
+            result = future.result()
+        except Exception as exc:  # a setting LightGBM cannot use fails its trial, not the tune
+            error = f"{type(exc).__name__}: {exc}"
+            self.failures.append(f"trial {trial.number}: {error}")
+            self.study.tell(trial, state=TrialState.FAIL)
+            end_trial_run(self.cfg, run_id, "FAILED", error=error)
+            say(f"trial {trial.number} failed: {error}")
+            if len(self.failures) >= 3 and self._finished() == 0:
+                raise
+            return
+        value = objective_value(result["metrics"], self.metric)
+        self.study.tell(trial, value)
+        end_trial_run(self.cfg, run_id, "FINISHED", result, (self.metric, value))
+        say(
+            f"trial {trial.number}: held-out {self.metric} {value:.4f} in "
+            f"{result['fit_seconds']:.1f} s (best {self.study.best_value:.4f}, trial "
+            f"{self.study.best_trial.number})"
+        )
+
+    def best_overrides(self) -> dict[str, Any]:
+        import json
+
+        overrides = json.loads(self.study.best_trial.user_attrs["overrides"])
+        overrides.pop("n_jobs", None)  # how this search ran, not part of the model
+        return dict(overrides)
+
+    def best_config(self) -> Config:
+        from labelwise.pipeline.config import with_settings
+
+        return with_settings(self.cfg, self.best_overrides(), source="best trial")
+
+    def headline(self) -> str:
+        best = self.study.best_trial
+        return (
+            f"best of {self._finished()} trials: trial {best.number}, held-out "
+            f"{self.metric}={best.value:.4f}"
+        )
+
+    def finish(self, best_yaml: Path) -> dict[str, Any]:
+        from labelwise.tasks.tune import summarise
+
+        return summarise(self.cfg, self.run_id, self.study, self.metric, best_yaml) | {
+            "run_id": self.run_id,
+            "study": self.study.study_name,
+        }
+
+    def log_test(self, test: dict[str, float] | None) -> None:
+        from labelwise.tasks.tracking import client, finish_run, log_metrics
+
+        if test:
+            log_metrics(client(self.cfg), self.run_id, {f"test/{k}": v for k, v in test.items()})
+        finish_run(self.cfg, self.run_id, "FINISHED")
+
+
+def _trial_task() -> Any:
+    from labelwise.tasks.tune import run_trial
+
+    return run_trial

@@ -1,0 +1,270 @@
+"""``labelwise tune``: the Optuna study, its trials as Prefect tasks, each an MLflow child run.
+
+The study lives in an RDB storage that parallel ``labelwise tune`` processes can share: by
+default a SQLite file next to the MLflow tracking database (``optuna.db``), or the database named
+by ``LABELWISE_TUNE_STORAGE`` (``postgresql+psycopg://host/optuna`` when the servers are
+PostgreSQL-backed; credentials stay in the environment). A trial records its owner (host, pid)
+and its MLflow run, so a tune killed mid-trial is found by the next one, which marks the trial
+failed, asks for the same settings again and ends its MLflow run as KILLED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from labelwise.pipeline.config import Config
+from labelwise.pipeline.environment import pid_alive, redact
+from labelwise.pipeline.search_space import OBJECTIVES, current_values
+from labelwise.tasks.tracking import client, log_metrics, tracking_uri
+
+if TYPE_CHECKING:
+    import optuna
+
+STORAGE_ENV = "LABELWISE_TUNE_STORAGE"
+
+
+def study_storage(cfg: Config) -> str:
+    """Where the study is kept (see the module docstring)."""
+    from labelwise.pipeline.environment import state_dir
+
+    given = os.environ.get(STORAGE_ENV)
+    if given:
+        return given
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).parent / 'optuna.db'}"
+    return f"sqlite:///{state_dir() / 'optuna.db'}"
+
+
+def open_study(cfg: Config, data_digest: str, metric: str) -> optuna.Study:
+    """The study of this config, data and metric: created, or loaded to be resumed."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the flow prints its own lines
+    url = study_storage(cfg)
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return optuna.create_study(
+        study_name=f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}",
+        storage=storage,
+        direction=OBJECTIVES[metric],
+        sampler=optuna.samplers.TPESampler(seed=cfg.split.seed),
+        load_if_exists=True,
+    )
+
+
+def first_trial(study: optuna.Study, cfg: Config, space: list[Any]) -> None:
+    """A new study starts from the config's own settings."""
+    if not study.trials:
+        values = current_values(cfg, space)
+        study.enqueue_trial({k: v for k, v in values.items() if v is not None})
+
+
+def reclaim_abandoned(cfg: Config, study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a tune that died on this host: failed, asked again, their MLflow
+    runs KILLED. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    host, lost = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = str(t.user_attrs.get("pid", ""))
+        if t.user_attrs.get("host") != host or not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params)
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id:
+            end_trial_run(cfg, run_id, "KILLED", error=f"process {pid} ended mid-trial")
+        lost.append(t.number)
+    return lost
+
+
+def claim(trial: optuna.Trial, run_id: str, overrides: dict[str, Any]) -> None:
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("mlflow_run_id", run_id)
+    trial.set_user_attr("overrides", json.dumps(overrides))
+
+
+@task(name="tune-trial", task_run_name="trial-{number}", cache_policy=NO_CACHE)
+def run_trial(
+    cfg: Config, overrides: dict[str, Any], train_path: str, number: int
+) -> dict[str, Any]:
+    """Fit the config with ``overrides`` on the training part only; judge it on its own
+    held-out rows (:class:`~labelwise.engine.held_out.HeldOutScore`)."""
+    from contextlib import ExitStack
+
+    from labelwise.engine.held_out import HeldOutScore
+    from labelwise.pipeline.config import with_settings
+    from labelwise.pipeline.tables import named_errors, read_xy
+    from labelwise.tasks.train import fit_executor
+
+    trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
+    clf = trial_cfg.estimator().set_params(refit=False)  # the refit is never scored here
+    X, Y, labels = read_xy(trial_cfg, train_path)
+    score = HeldOutScore(clf.policy, clf.calibration, seed=cfg.split.seed)
+    t0 = time.perf_counter()
+    with ExitStack() as stack, named_errors(train_path):
+        clf.fit(X, Y, labels=labels, callbacks=[score], executor=fit_executor(trial_cfg, stack))
+    return {
+        "metrics": score.metrics_,
+        "held_out_rows": score.n_rows_,
+        "fit_seconds": time.perf_counter() - t0,
+        "mean_best_iteration": float(clf.best_iterations_.mean()),
+    }
+
+
+def start_trial_run(cfg: Config, parent_id: str, number: int, overrides: dict[str, Any]) -> str:
+    """The trial's MLflow run, a child of the tune's run: its settings as params."""
+    c = client(cfg)
+    parent = c.get_run(parent_id)
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "config.name": cfg.name,
+        "labelwise.kind": "trial",
+        "labelwise.trial": str(number),
+        "labelwise.host": socket.gethostname(),
+        "labelwise.pid": str(os.getpid()),
+        "mlflow.source.name": "labelwise tune",
+    }
+    run = c.create_run(parent.info.experiment_id, run_name=f"trial {number}", tags=tags)
+    params = {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in overrides.items()}
+    log_metrics(c, run.info.run_id, {}, params=params)
+    return str(run.info.run_id)
+
+
+def end_trial_run(
+    cfg: Config,
+    run_id: str,
+    status: str,
+    result: dict[str, Any] | None = None,
+    objective: tuple[str, float] | None = None,
+    error: str | None = None,
+) -> None:
+    """Metrics of a finished trial (the objective first, then the held-out metric set)."""
+    c = client(cfg)
+    if result is not None and objective is not None:
+        values = {f"objective_{objective[0]}": objective[1]} | {
+            f"held_out/{k}": v for k, v in result["metrics"].items()
+        }
+        values |= {
+            "fit_seconds": result["fit_seconds"],
+            "mean_best_iteration": result["mean_best_iteration"],
+        }
+        log_metrics(c, run_id, values)
+    if error:
+        c.set_tag(run_id, "labelwise.error", redact(error)[:5000])
+    c.set_terminated(run_id, status)
+
+
+def parent_run(
+    cfg: Config, info: dict[str, Any], study: optuna.Study, settings: dict[str, str]
+) -> str:
+    """The tune's MLflow run: the study's, reopened when the study is resumed."""
+    from labelwise.tasks.tracking import start_run
+
+    c = client(cfg)
+    known = study.user_attrs.get("mlflow_run_id")
+    if known:
+        c.update_run(known, status="RUNNING")
+        if "labelwise.error" in c.get_run(known).data.tags:  # set when it was found abandoned
+            c.delete_tag(known, "labelwise.error")
+        c.set_tag(known, "labelwise.pid", str(os.getpid()))
+        c.set_tag(known, "labelwise.host", socket.gethostname())
+        return str(known)
+    run_id = start_run.fn(cfg, info, name=f"tune {cfg.name} ({settings['tune.metric']})")
+    tags = {"labelwise.kind": "tune", "mlflow.source.name": "labelwise tune"}
+    log_metrics(c, run_id, {}, params=settings, tags=tags | {"labelwise.study": study.study_name})
+    study.set_user_attr("mlflow_run_id", run_id)
+    return run_id
+
+
+def summarise(
+    cfg: Config, run_id: str, study: optuna.Study, metric: str, best_yaml: Path
+) -> dict[str, Any]:
+    """Best settings, history and importance plots and the trial table on the tune's run."""
+    import tempfile
+
+    from optuna.trial import TrialState
+
+    c = client(cfg)
+    best = study.best_trial
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    log_metrics(
+        c,
+        run_id,
+        {f"best_{metric}": float(best.value or 0.0), "trials_complete": len(done)},
+        params={f"best.{k}": str(v) for k, v in json.loads(best.user_attrs["overrides"]).items()},
+        tags={"labelwise.best_trial": str(best.number)},
+    )
+    c.log_artifact(run_id, str(best_yaml), "tune")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in _plots(study, Path(tmp)).items():
+            c.log_artifact(run_id, str(path), "tune")
+            _log_image(c, run_id, path, name)
+        table = Path(tmp) / "trials.csv"
+        study.trials_dataframe().to_csv(table, index=False)
+        c.log_artifact(run_id, str(table), "tune")
+    return {"best_trial": best.number, "best_value": best.value, "trials": len(done)}
+
+
+def _plots(study: optuna.Study, folder: Path) -> dict[str, Path]:
+    """The study's optimisation history and parameter importances as PNG files."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ov
+
+    out = {}
+    for name, plot in (
+        ("history", ov.plot_optimization_history),
+        ("importance", ov.plot_param_importances),
+    ):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+                ax = plot(study)
+        except (ValueError, RuntimeError):  # importances need two trials that differ
+            continue
+        fig = ax.figure
+        fig.set_size_inches(8, 5)
+        fig.tight_layout()
+        out[name] = folder / f"tune_{name}.png"
+        fig.savefig(out[name], dpi=100)
+        plt.close(fig)
+    return out
+
+
+def _log_image(c: Any, run_id: str, path: Path, key: str) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        c.log_image(run_id, image.convert("RGB"), key=f"tune_{key}", step=0)
+
+
+@task(name="score-best-on-test", cache_policy=NO_CACHE)
+def score_best(cfg: Config, train_path: str, test_path: str) -> dict[str, float]:
+    """The one look at the test table: the best config fitted on the whole training part."""
+    from contextlib import ExitStack
+
+    from labelwise.engine.metrics import classification_metrics
+    from labelwise.pipeline.tables import named_errors, read_xy, score_table
+    from labelwise.tasks.train import fit_executor
+
+    X, Y, labels = read_xy(cfg, train_path)
+    clf = cfg.estimator()
+    with ExitStack() as stack, named_errors(train_path):
+        clf.fit(X, Y, labels=labels, executor=fit_executor(cfg, stack))
+    Y_test, _, pred = score_table(cfg, clf, test_path)
+    return classification_metrics(Y_test, pred)
