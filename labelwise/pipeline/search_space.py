@@ -87,7 +87,7 @@ def search_space(cfg: Config) -> list[Dimension]:
         Dimension(params + "feature_fraction", 0.1, 1.0),
         Dimension(params + "bagging_fraction", 0.5, 1.0),
         Dimension(params + "max_bin", 15, 255, log=True, integer=True),
-        Dimension(params + "early_stopping_rounds", 10, 100, log=True, integer=True),
+        Dimension(params + "early_stopping_rounds", 5, 100, log=True, integer=True),
         Dimension("thresholds.shrinkage", 0.1, 300.0, log=True),
         Dimension("thresholds.at_least_one", choices=(False, True)),
     ]

@@ -1,0 +1,229 @@
+"""`labelwise tune`: a budgeted Optuna study whose trials are MLflow child runs, judged on held-out
+rows of the training part only; the test table is read once, after the search. Real LightGBM,
+a real Optuna storage, a real MLflow store and Prefect API; the kill is a real SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from sklearn.metrics import f1_score
+from typer.testing import CliRunner
+
+from labelwise.cli import app
+from labelwise.engine.classifier import LabelwiseClassifier
+from labelwise.engine.held_out import HeldOutScore
+from labelwise.engine.synthetic import make_multilabel_table
+from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
+from labelwise.pipeline.config import load_config
+from tests.store import client, runs
+
+runner = CliRunner()
+
+
+# ------------------------------------------------------------------ the held-out estimate
+def test_held_out_score_cross_validates_the_thresholds():
+    """Each fold's predictions come from thresholds fitted on the other folds only."""
+    rng = np.random.default_rng(0)
+    Y = (rng.random((300, 5)) < 0.3).astype(np.uint8)
+    P = np.clip(Y * 0.3 + rng.random(Y.shape) * 0.7, 0, 1)
+    folds = [np.arange(0, 100), np.arange(100, 200), np.arange(200, 300)]
+    policy = ThresholdPolicy(shrinkage=5.0)
+    score = HeldOutScore(policy)
+    score.held_out(Y, P, folds)
+    pred = np.zeros_like(Y)
+    for rows in folds:
+        rest = np.setdiff1d(np.arange(300), rows)
+        pred[rows] = apply_thresholds(P[rows], fit_thresholds(Y[rest], P[rest], policy))
+    assert score.n_rows_ == 300
+    for avg in ("micro", "macro"):
+        expected = f1_score(Y, pred, average=avg, zero_division=0)
+        assert score.metrics_[f"f1_{avg}"] == pytest.approx(expected)
+    # the in-sample cut is at least as good on the rows it was chosen on: the bias removed
+    in_sample = apply_thresholds(P, fit_thresholds(Y, P, policy))
+    assert f1_score(Y, in_sample, average="micro") >= score.metrics_["f1_micro"] - 1e-12
+
+
+@pytest.mark.parametrize("cv_folds", [3, None])
+def test_a_fit_tells_its_held_out_rows(cv_folds):
+    """Cross-fitting holds out every row once; one validation part holds out its share."""
+    df = make_multilabel_table(n_rows=400, n_labels=4, seed=3)
+    labels = [c for c in df.columns if c.startswith("label_")]
+    clf = LabelwiseClassifier(cv_folds=cv_folds, n_estimators=30, validation_fraction=0.25)
+    score = HeldOutScore(clf.policy)
+    clf.fit(df.drop(["id", *labels]), df.select(labels), callbacks=[score])
+    assert score.n_rows_ == (400 if cv_folds else pytest.approx(100, abs=10))
+    assert 0 < score.metrics_["f1_micro"] <= 1
+
+
+# ------------------------------------------------------------------ the tune command
+def _job(tmp: Path, name: str, rows: int = 600, preset: str = "fast") -> tuple[Path, str, Path]:
+    """A config with a separate test table; returns (config, tracking URI, test table)."""
+    df = make_multilabel_table(n_rows=rows + 200, n_labels=4, seed=11)
+    df.head(rows).write_parquet(tmp / "train.parquet")
+    df.tail(200).write_parquet(tmp / "test.parquet")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    cfg = {
+        "name": name,
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+        },
+        "model": {"preset": preset},
+        "contract": {"min_rows": 20},
+        "tracking": {"tracking_uri": uri},
+        "n_jobs": 1,
+    }
+    config = tmp / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    return config, uri, tmp / "test.parquet"
+
+
+def _study(tmp: Path):
+    import optuna
+
+    [summary] = optuna.get_all_study_summaries(f"sqlite:///{tmp / 'optuna.db'}")
+    return optuna.load_study(
+        study_name=summary.study_name, storage=f"sqlite:///{tmp / 'optuna.db'}"
+    )
+
+
+def test_tune_trials_are_child_runs_and_the_test_table_waits(tmp_path, prefect_api):
+    """Four trials: four FINISHED child runs of one parent, each with its settings as params
+    and its held-out objective; the parent holds the best settings (= the tuned YAML), the
+    plots and the test score; the test table's first read comes after the last trial."""
+    config, uri, test_table = _job(tmp_path, "tuned")
+    mtime = test_table.stat().st_mtime
+    os.utime(test_table, (mtime - 3600, mtime))  # relatime: the next read sets atime to now
+    res = runner.invoke(app, ["tune", "-c", str(config), "--trials", "4", "--budget", "5m"])
+    assert res.exit_code == 0, res.output
+    all_runs = runs(uri, "tuned")
+    [parent] = [r for r in all_runs if r.data.tags.get("labelwise.kind") == "tune"]
+    trials = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(trials) == 4 and {r.info.status for r in trials} == {"FINISHED"}
+    objective = "objective_f1_micro_macro"
+    for r in trials:
+        assert "model.params.num_leaves" in r.data.params and objective in r.data.metrics
+        assert r.data.metrics["held_out/f1_micro"] > 0
+    assert parent.info.status == "FINISHED"
+    best = max(trials, key=lambda r: r.data.metrics[objective])
+    assert parent.data.tags["labelwise.best_trial"] == best.data.tags["labelwise.trial"]
+    assert parent.data.metrics["best_f1_micro_macro"] == pytest.approx(best.data.metrics[objective])
+    # the tuned config is the best trial's settings, and loads as a config
+    tuned = tmp_path / "tuned.tuned.yaml"
+    tuned_cfg = load_config(tuned)
+    assert str(tuned_cfg.model.params["num_leaves"]) == best.data.params["model.params.num_leaves"]
+    assert str(tuned_cfg.thresholds.shrinkage) == best.data.params["thresholds.shrinkage"]
+    artifacts = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "tune")}
+    assert {"tune/tune_history.png", "tune/tuned.tuned.yaml", "tune/trials.csv"} <= artifacts
+    assert 0 < parent.data.metrics["test/f1_micro"] <= 1
+    # the test table was first read after every trial had ended
+    last_trial_end = max(r.info.end_time for r in trials) / 1000
+    assert test_table.stat().st_atime >= last_trial_end
+
+    # a second tune of the same study resumes it; a 2 s budget starts no trial after 2 s
+    res = runner.invoke(app, ["tune", "-c", str(config), "--budget", "2s"])
+    assert res.exit_code == 0, res.output
+    study = _study(tmp_path)
+    later = sorted(t.datetime_start for t in study.trials[4:])
+    assert later and (later[-1] - later[0]).total_seconds() <= 2.0 + 1.0
+    again = [r for r in runs(uri, "tuned") if r.data.tags.get("labelwise.kind") == "tune"]
+    assert [r.info.run_id for r in again] == [parent.info.run_id]  # one parent per study
+
+
+def test_a_killed_tune_resumes_its_study(tmp_path, prefect_api):
+    """SIGKILL during a trial; the next tune fails that trial, asks its settings again, ends its
+    MLflow run KILLED, reopens the same parent run and reaches the requested trial count;
+    with --register the best config is trained and registered through the train flow."""
+    import optuna
+    from optuna.trial import TrialState
+
+    config, uri, _ = _job(tmp_path, "killed", rows=2500, preset="default")
+    env = {**os.environ, "LABELWISE_HOME": str(tmp_path / "state")}
+    env["PREFECT_HOME"] = str(tmp_path / "state" / "prefect")
+    for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(k, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelwise.cli", "tune", "-c", str(config), "--trials", "6"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "tune ended too early"
+        time.sleep(0.2)
+        try:
+            [summary] = optuna.get_all_study_summaries(storage)
+            trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        except Exception:  # the study is not created yet
+            continue
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        if len(done) >= 2 and any(t.state == TrialState.RUNNING for t in trials):
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = next(t for t in _study(tmp_path).trials if t.state == TrialState.RUNNING)
+    res = runner.invoke(app, ["tune", "-c", str(config), "--trials", "6", "--register"])
+    assert res.exit_code == 0, res.output
+    assert f"trial(s) [{killed.number}]" in res.output
+    study = _study(tmp_path)
+    assert study.trials[killed.number].state == TrialState.FAIL
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 6
+    assert any(t.params == killed.params for t in study.trials[killed.number + 1 :])
+    all_runs = runs(uri, "killed")
+    assert not [r for r in all_runs if r.info.status == "RUNNING"]
+    [parent] = [r for r in all_runs if r.data.tags.get("labelwise.kind") == "tune"]
+    by_trial = {r.data.tags.get("labelwise.trial"): r for r in all_runs}
+    assert by_trial[str(killed.number)].info.status == "KILLED"
+    assert by_trial[str(killed.number)].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    [version] = client(uri).search_model_versions("name='killed'")
+    trained = client(uri).get_run(version.run_id)
+    assert trained.data.tags.get("labelwise.kind") is None  # a normal train run
+    best = json.loads(study.best_trial.user_attrs["overrides"])
+    assert trained.data.params["model.params.num_leaves"] == str(best["model.params.num_leaves"])
+
+
+def test_tune_refuses_a_bad_budget_or_metric(tmp_path, prefect_api):
+    config, uri, _ = _job(tmp_path, "bad")
+    for args, words in (
+        (["--budget", "soon"], "--budget"),
+        (["--metric", "accuracy"], "--metric 'accuracy'"),
+    ):
+        res = runner.invoke(app, ["tune", "-c", str(config), *args])
+        assert res.exit_code == 2 and words in res.output, res.output
+    assert runs(uri, "bad") == []
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_tune_reads_only_the_training_part_of_a_split(tmp_path, prefect_api):
+    """Without data.test the search reads the split's training part; its test part is first
+    read after the last trial."""
+    config, uri, _ = _job(tmp_path, "split")
+    data = yaml.safe_load(config.read_text())
+    del data["data"]["test"]
+    config.write_text(yaml.safe_dump(data))
+    res = runner.invoke(app, ["tune", "-c", str(config), "--trials", "2"])
+    assert res.exit_code == 0, res.output
+    test_parts = list(Path(os.environ["LABELWISE_HOME"]).glob("runs/split/*/data/test.parquet"))
+    trials = [r for r in runs(uri, "split") if r.data.tags.get("labelwise.kind") == "trial"]
+    assert len(trials) == 2 and test_parts
+    last_trial_end = max(r.info.end_time for r in trials) / 1000
+    for part in test_parts:  # never read, or first read after the search
+        st = part.stat()
+        assert st.st_atime <= st.st_mtime or st.st_atime >= last_trial_end
+        assert 0 < pl.read_parquet(part).height < 600
+    assert any(p.stat().st_mtime >= last_trial_end for p in test_parts)  # the best one's
