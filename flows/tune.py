@@ -23,7 +23,8 @@ from labelwise.tasks.progress import say
 @flow(
     name="labelwise-tune",
     log_prints=True,
-    task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2),
+    # room for every parallel trial (at most --parallel are ever submitted at once)
+    task_runner=ThreadPoolTaskRunner(max_workers=64),
 )
 def tune_flow(
     config_path: str,

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,12 +102,9 @@ def run_trial(
 ) -> dict[str, Any]:
     """Fit the config with ``overrides`` on the training part only; judge it on its own
     held-out rows (:class:`~labelwise.engine.held_out.HeldOutScore`)."""
-    from contextlib import ExitStack
-
     from labelwise.engine.held_out import HeldOutScore
     from labelwise.pipeline.config import with_settings
     from labelwise.pipeline.tables import named_errors, read_xy
-    from labelwise.tasks.train import fit_executor
 
     trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
     X, Y, labels = read_xy(trial_cfg, train_path)
@@ -117,7 +115,7 @@ def run_trial(
         clf = trial_cfg.estimator().set_params(refit=False, random_state=seed)
         score = HeldOutScore(clf.policy, clf.calibration, seed=seed)
         with ExitStack() as stack, named_errors(train_path):
-            executor = fit_executor(trial_cfg, stack)
+            executor = _executor(trial_cfg, stack)
             clf.fit(X, Y, labels=labels, callbacks=[score], executor=executor)
         scores.append(score)
         iterations.append(float(clf.best_iterations_.mean()))
@@ -128,6 +126,18 @@ def run_trial(
         "fit_seconds": time.perf_counter() - t0,
         "mean_best_iteration": float(np.mean(iterations)),
     }
+
+
+def _executor(cfg: Config, stack: ExitStack) -> Any:
+    """A trial's per-label work: the Dask cluster with ``task_runner: dask``, else plain
+    threads. Not Prefect tasks: trials are tasks themselves, and parallel trials each waiting
+    on nested tasks could take every thread of the flow's task runner."""
+    from labelwise.engine.executors import ThreadExecutor, n_workers
+    from labelwise.tasks.train import dask_executor
+
+    if cfg.task_runner == "dask":
+        return stack.enter_context(dask_executor(cfg))
+    return ThreadExecutor(n_workers(cfg.n_jobs))
 
 
 HELD_OUT_ROWS = 2000

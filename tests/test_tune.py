@@ -4,6 +4,7 @@ a real Optuna storage, a real MLflow store and Prefect API; the kill is a real S
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -227,3 +228,52 @@ def test_tune_reads_only_the_training_part_of_a_split(tmp_path, prefect_api):
         assert st.st_atime <= st.st_mtime or st.st_atime >= last_trial_end
         assert 0 < pl.read_parquet(part).height < 600
     assert any(p.stat().st_mtime >= last_trial_end for p in test_parts)  # the best one's
+
+
+@pytest.fixture
+def optuna_database():
+    """A fresh PostgreSQL database for the study (the machine's server), dropped afterwards."""
+    import secrets
+
+    import psycopg
+
+    from tests.servers import ADMIN_URL, require_postgres
+
+    require_postgres()
+    name = f"lw_optuna_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield (
+            "postgresql+psycopg"
+            + ADMIN_URL.removeprefix("postgresql").rsplit("/", 1)[0]
+            + "/"
+            + name
+        )
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_parallel_trials_share_a_postgresql_study(
+    tmp_path, prefect_api, optuna_database, monkeypatch
+):
+    """LABELWISE_TUNE_STORAGE puts the study in PostgreSQL; --parallel 2 runs two trials at once
+    (their time spans overlap) and the study ends with the requested trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    monkeypatch.setenv("LABELWISE_TUNE_STORAGE", optuna_database)
+    config, uri, _ = _job(tmp_path, "parallel", rows=1500)
+    res = runner.invoke(app, ["tune", "-c", str(config), "--trials", "4", "--parallel", "2"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "optuna.db").exists()
+    [summary] = optuna.get_all_study_summaries(optuna_database)
+    study = optuna.load_study(study_name=summary.study_name, storage=optuna_database)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in done)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))  # overlapping
+    [parent] = [r for r in runs(uri, "parallel") if r.data.tags.get("labelwise.kind") == "tune"]
+    assert parent.data.params["tune.storage"].startswith("postgresql+psycopg://")
+    assert json.loads(study.trials[1].user_attrs["overrides"])["n_jobs"] == 1
