@@ -479,9 +479,7 @@ class LabelwiseClassifier(BaseEstimator):
         self.best_iterations_ = np.mean(
             [[m.best_iteration for m in member] for member in self.level1_], axis=0
         )
-        if valid_rows is not None and P_valid is not None:
-            for cb in ctx.callbacks:
-                cb.held_out(Ya[valid_rows], P_valid, _positions(splits))
+        _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
@@ -803,8 +801,18 @@ def _mean_proba(members: list[list[LabelModel]], X: np.ndarray, n_jobs: int) -> 
     return P / len(members)
 
 
-def _positions(splits: Splits) -> list[np.ndarray]:
-    """Where each member's held-out rows sit in the stacked held-out probabilities."""
+def _tell_held_out(
+    callbacks: Sequence[FitCallback],
+    Ya: np.ndarray,
+    valid_rows: np.ndarray | None,
+    P_valid: np.ndarray | None,
+    splits: Splits,
+) -> None:
+    """Hand the held-out rows to the callbacks, with where each member's rows sit in them."""
+    if valid_rows is None or P_valid is None:
+        return
     sizes = [len(va) for _, va in splits if va is not None]
     ends = np.cumsum(sizes)
-    return [np.arange(end - size, end) for size, end in zip(sizes, ends, strict=True)]
+    folds = [np.arange(end - size, end) for size, end in zip(sizes, ends, strict=True)]
+    for cb in callbacks:
+        cb.held_out(Ya[valid_rows], P_valid, folds)
