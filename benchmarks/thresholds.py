@@ -1,0 +1,67 @@
+"""Threshold policies re-cut from one default fit per dataset: what defaults could change.
+
+    python -m benchmarks.thresholds [--datasets a,b] [--json OUT]
+
+One ``LabelwiseClassifier()`` fit per dataset; its held-out (out-of-fold) probabilities are kept
+through the fit's ``held_out`` callback, and every policy of the grid (``shrinkage`` k x F-beta
+``beta``) sets thresholds from them, scored on the official test split. No refit, so the grid
+costs one fit per dataset and isolates the threshold policy from everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.quality import DATASETS, DEFAULT_DATA, load
+
+SHRINKAGE = (0.0, 3.0, 10.0, 20.0, 30.0, 60.0)
+BETA = (0.8, 1.0, 1.25)
+
+
+def grid(data: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """``k<shrinkage>-b<beta>`` -> (test micro-F1, macro-F1)."""
+    from labelwise.engine.callbacks import FitCallback
+    from labelwise.engine.classifier import LabelwiseClassifier
+    from labelwise.engine.metrics import classification_metrics
+    from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
+
+    class Keep(FitCallback):
+        def held_out(self, Y: np.ndarray, P: np.ndarray, folds: list[np.ndarray]) -> None:
+            self.Y, self.P = Y, P
+
+    clf, keep = LabelwiseClassifier(), Keep()
+    clf.fit(data["Xtr"], data["Ytr"], callbacks=[keep])
+    P_test = clf.predict_proba(data["Xte"])
+    out = {}
+    for k in SHRINKAGE:
+        for beta in BETA:
+            policy = ThresholdPolicy(shrinkage=k, objective="fbeta", beta=beta)
+            pred = apply_thresholds(P_test, fit_thresholds(keep.Y, keep.P, policy))
+            m = classification_metrics(data["Yte"], pred)
+            out[f"k{k:g}-b{beta:g}"] = (round(m["f1_micro"], 4), round(m["f1_macro"], 4))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.thresholds", description=__doc__)
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    rows = {}
+    for name in [d for d in args.datasets.split(",") if d]:
+        rows[name] = grid(load(args.data_root, name))
+        print(json.dumps({"dataset": name, **rows[name]}), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
