@@ -209,7 +209,9 @@ class _Search:
         while True:
             while len(running) < self.parallel and self._may_start(len(running)):
                 trial, run_id, overrides = self._ask()
-                future = _trial_task().submit(self.cfg, overrides, train_path, trial.number)
+                future = _trial_task().submit(
+                    self.cfg, overrides, train_path, trial.number, self.metric, self._limit()
+                )
                 running[future] = (trial, run_id, overrides)
             if not running:
                 break
@@ -220,6 +222,16 @@ class _Search:
 
             why = "; ".join(self.failures[-3:]) or "the budget ended before the first trial did"
             raise LabelwiseError(f"no trial of the search finished: {why}")
+
+    def _limit(self) -> float | None:
+        """A trial's time limit: three times the slowest finished trial so far (at least
+        30 s), none until one has finished (the config's own settings come first)."""
+        from optuna.trial import TrialState
+
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        seconds = [t.user_attrs.get("fit_seconds") for t in done]
+        known = [s for s in seconds if s is not None]
+        return max(30.0, 3.0 * max(known)) if known else None
 
     def fail(self, exc: BaseException) -> None:
         """The tune failed or was interrupted: its running trials and its runs end FAILED."""
@@ -250,14 +262,21 @@ class _Search:
         return trial, run_id, overrides
 
     def _tell(self, future: Any, trial: Any, run_id: str, overrides: dict[str, Any]) -> None:
+        import json
+
         from optuna.trial import TrialState
 
         from labelwise.pipeline.search_space import objective_value
         from labelwise.tasks.progress import say
-        from labelwise.tasks.tune import end_trial_run
+        from labelwise.tasks.tune import TrialTooSlow, end_trial_run
 
         try:
             result = future.result()
+        except TrialTooSlow as exc:
+            self.study.tell(trial, state=TrialState.PRUNED)
+            end_trial_run(self.cfg, run_id, "KILLED", error=str(exc))
+            say(f"trial {trial.number}: {exc}")
+            return
         except Exception as exc:  # a setting LightGBM cannot use fails its trial, not the tune
             error = f"{type(exc).__name__}: {exc}"
             self.failures.append(f"trial {trial.number}: {error}")
@@ -268,8 +287,11 @@ class _Search:
                 raise
             return
         value = objective_value(result["metrics"], self.metric)
+        settings = overrides | result["thresholds"]  # the model's and its best thresholds
+        trial.set_user_attr("overrides", json.dumps(settings))
+        trial.set_user_attr("fit_seconds", result["fit_seconds"])
         self.study.tell(trial, value)
-        end_trial_run(self.cfg, run_id, "FINISHED", result, (self.metric, value))
+        end_trial_run(self.cfg, run_id, "FINISHED", result, (self.metric, value), settings)
         say(
             f"trial {trial.number}: held-out {self.metric} {value:.4f} in "
             f"{result['fit_seconds']:.1f} s (best {self.study.best_value:.4f}, trial "

@@ -22,6 +22,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from labelwise.engine.callbacks import FitCallback
 from labelwise.pipeline.config import Config
 from labelwise.pipeline.environment import pid_alive, redact
 from labelwise.pipeline.search_space import OBJECTIVES, current_values
@@ -58,7 +59,8 @@ def open_study(cfg: Config, data_digest: str, metric: str) -> optuna.Study:
         study_name=f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}",
         storage=storage,
         direction=OBJECTIVES[metric],
-        sampler=optuna.samplers.TPESampler(seed=cfg.split.seed),
+        # 5 random trials, not 10: a 10-minute budget on a mid-size table is 10-20 trials
+        sampler=optuna.samplers.TPESampler(seed=cfg.split.seed, n_startup_trials=5),
         load_if_exists=True,
     )
 
@@ -98,33 +100,80 @@ def claim(trial: optuna.Trial, run_id: str, overrides: dict[str, Any]) -> None:
 
 @task(name="tune-trial", task_run_name="trial-{number}", cache_policy=NO_CACHE)
 def run_trial(
-    cfg: Config, overrides: dict[str, Any], train_path: str, number: int
+    cfg: Config,
+    overrides: dict[str, Any],
+    train_path: str,
+    number: int,
+    metric: str,
+    time_limit: float | None = None,
 ) -> dict[str, Any]:
     """Fit the config with ``overrides`` on the training part only; judge it on its own
-    held-out rows (:class:`~labelwise.engine.held_out.HeldOutScore`)."""
+    held-out rows (:class:`~labelwise.engine.held_out.HeldOutScore`) under each threshold
+    policy of the grid, and keep the best policy (its settings in ``thresholds``). A trial
+    still fitting after ``time_limit`` seconds stops with :class:`TrialTooSlow`."""
     from labelwise.engine.held_out import HeldOutScore
     from labelwise.pipeline.config import with_settings
+    from labelwise.pipeline.search_space import objective_value, threshold_grid
     from labelwise.pipeline.tables import named_errors, read_xy
 
     trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
+    deadline = _Deadline(time_limit)
+    grid = threshold_grid(trial_cfg)
+    policies = [with_settings(trial_cfg, g).thresholds for g in grid]
     X, Y, labels = read_xy(trial_cfg, train_path)
     scores, iterations = [], []
     t0 = time.perf_counter()
     for seed in range(repeats_for(Y.shape[0])):
         # the refit is never scored here; another seed draws other folds
         clf = trial_cfg.estimator().set_params(refit=False, random_state=seed)
-        score = HeldOutScore(clf.policy, clf.calibration, seed=seed)
+        score = HeldOutScore(clf.policy, clf.calibration, seed=seed, grid=policies)
         with ExitStack() as stack, named_errors(train_path):
             executor = _executor(trial_cfg, stack)
-            clf.fit(X, Y, labels=labels, callbacks=[score], executor=executor)
-        scores.append(score)
+            clf.fit(X, Y, labels=labels, callbacks=[score, deadline], executor=executor)
+        scores.append([score.metrics_, *score.grid_metrics_])
         iterations.append(float(clf.best_iterations_.mean()))
+    # per policy, the metrics averaged over the repeats; then the best policy
+    mean = [
+        {k: float(np.mean([rep[i][k] for rep in scores])) for k in scores[0][i]}
+        for i in range(len(scores[0]))
+    ]
+    sign = -1.0 if metric == "hamming_loss" else 1.0
+    best = max(range(len(mean)), key=lambda i: sign * objective_value(mean[i], metric))
     return {
-        "metrics": {k: float(np.mean([s.metrics_[k] for s in scores])) for k in scores[0].metrics_},
-        "held_out_rows": sum(s.n_rows_ for s in scores),
+        "metrics": mean[best],
+        "thresholds": own_thresholds(trial_cfg) if best == 0 else grid[best - 1],
         "repeats": len(scores),
         "fit_seconds": time.perf_counter() - t0,
         "mean_best_iteration": float(np.mean(iterations)),
+    }
+
+
+class TrialTooSlow(Exception):
+    """A trial ran past its time limit (it is pruned, not failed)."""
+
+
+class _Deadline(FitCallback):
+    """Stops a fit once ``seconds`` have passed: a random trial with 100-leaf trees at a low
+    learning rate can cost ten trials of the config's own settings, and a budget of minutes
+    is better spent on those ten."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def model_done(self, step: str, index: int, model: Any, p_valid: Any, restored: bool) -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise TrialTooSlow(f"still fitting after {self.seconds:.0f} s; pruned")
+
+
+def own_thresholds(cfg: Config) -> dict[str, Any]:
+    """The config's own threshold settings, under the keys the grid sets."""
+    t = cfg.thresholds
+    return {
+        "thresholds.objective": t.objective,
+        "thresholds.beta": t.beta,
+        "thresholds.shrinkage": t.shrinkage,
+        "thresholds.at_least_one": t.at_least_one,
     }
 
 
@@ -165,7 +214,7 @@ def start_trial_run(cfg: Config, parent_id: str, number: int, overrides: dict[st
         "mlflow.source.name": "labelwise tune",
     }
     run = c.create_run(parent.info.experiment_id, run_name=f"trial {number}", tags=tags)
-    params = {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in overrides.items()}
+    params = {k: _param(v) for k, v in overrides.items()}
     log_metrics(c, run.info.run_id, {}, params=params)
     return str(run.info.run_id)
 
@@ -176,9 +225,11 @@ def end_trial_run(
     status: str,
     result: dict[str, Any] | None = None,
     objective: tuple[str, float] | None = None,
+    settings: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> None:
-    """Metrics of a finished trial (the objective first, then the held-out metric set)."""
+    """Metrics of a finished trial (the objective first, then the held-out metric set) and
+    the threshold settings its model was judged with."""
     c = client(cfg)
     if result is not None and objective is not None:
         values = {f"objective_{objective[0]}": objective[1]} | {
@@ -188,10 +239,15 @@ def end_trial_run(
             "fit_seconds": result["fit_seconds"],
             "mean_best_iteration": result["mean_best_iteration"],
         }
-        log_metrics(c, run_id, values)
+        chosen = {k: _param(v) for k, v in (settings or {}).items() if k.startswith("thresholds.")}
+        log_metrics(c, run_id, values, params=chosen)
     if error:
         c.set_tag(run_id, "labelwise.error", redact(error)[:5000])
     c.set_terminated(run_id, status)
+
+
+def _param(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def parent_run(

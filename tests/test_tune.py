@@ -277,3 +277,31 @@ def test_parallel_trials_share_a_postgresql_study(
     [parent] = [r for r in runs(uri, "parallel") if r.data.tags.get("labelwise.kind") == "tune"]
     assert parent.data.params["tune.storage"].startswith("postgresql+psycopg://")
     assert json.loads(study.trials[1].user_attrs["overrides"])["n_jobs"] == 1
+
+
+def test_a_slow_trial_is_stopped_and_a_failing_fit_stops_early(tmp_path):
+    """A trial past its time limit raises TrialTooSlow (the flow prunes it); and once one
+    label's work fails, labels not yet started are dropped instead of trained for nothing."""
+    import threading
+
+    from labelwise.engine.executors import ThreadExecutor
+    from labelwise.tasks.tune import TrialTooSlow, run_trial
+
+    config, _, _ = _job(tmp_path, "slow")
+    cfg = load_config(config)
+    with pytest.raises(TrialTooSlow):
+        run_trial.fn(cfg, {}, str(tmp_path / "train.parquet"), 0, "f1_micro", time_limit=0.0)
+
+    started, lock = [], threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.05)
+        if i == 0:
+            raise RuntimeError("label 0 failed")
+        return i
+
+    with pytest.raises(RuntimeError, match="label 0"):
+        list(ThreadExecutor(2).map("step", work, list(range(200))))
+    assert len(started) < 20

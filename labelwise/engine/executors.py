@@ -40,8 +40,11 @@ class ThreadExecutor:
         if self.n_workers <= 1 or len(items) <= 1:
             yield from map(fn, items)
             return
-        with ThreadPoolExecutor(min(self.n_workers, len(items))) as pool:
+        pool = ThreadPoolExecutor(min(self.n_workers, len(items)))
+        try:
             yield from pool.map(fn, items)
+        finally:  # after an error, labels not yet started are dropped, not trained for nothing
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def n_workers(n_jobs: int | None) -> int:

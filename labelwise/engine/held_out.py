@@ -9,14 +9,18 @@ one validation part its rows are split into ``n_splits`` stratified folds. The o
 step left is early stopping, which chose each member's rounds on the rows it held out (as
 LightGBM's ``cv`` does).
 
-``labelwise tune`` judges every trial by it, so the test table never takes part in the search::
+Thresholds need no refit, so other threshold policies (``grid``) are scored on the same
+probabilities at the cost of their sweeps: ``labelwise tune`` judges every fitted model with
+the best policy of its grid, and the test table never takes part::
 
-    score = HeldOutScore(clf.policy, clf.calibration)
+    score = HeldOutScore(clf.policy, clf.calibration, grid=[ThresholdPolicy(shrinkage=3.0)])
     clf.fit(X, Y, callbacks=[score])
-    score.metrics_["f1_macro"]
+    score.metrics_["f1_macro"], score.grid_metrics_[0]["f1_macro"]
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,7 +28,7 @@ from labelwise.engine.calibration import LabelCalibrator
 from labelwise.engine.callbacks import FitCallback
 from labelwise.engine.metrics import classification_metrics
 from labelwise.engine.split import stratified_kfold
-from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
+from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds_many
 
 
 class HeldOutScore(FitCallback):
@@ -40,13 +44,17 @@ class HeldOutScore(FitCallback):
         Folds of one validation part (cross-fitting brings its own).
     seed : int
         Seeds those folds.
+    grid : sequence of ThresholdPolicy
+        Other policies scored on the same held-out probabilities.
 
     Attributes (after the fit)
     --------------------------
     metrics_ : dict
         :func:`~labelwise.engine.metrics.classification_metrics` of the held-out rows.
+    grid_metrics_ : list of dict
+        The same under each policy of ``grid``.
     n_rows_ : int
-        How many rows they are.
+        How many rows were held out.
     """
 
     def __init__(
@@ -55,25 +63,32 @@ class HeldOutScore(FitCallback):
         calibration: str | None = None,
         n_splits: int = 5,
         seed: int = 0,
+        grid: Sequence[ThresholdPolicy] = (),
     ) -> None:
         self.policy, self.calibration = policy, calibration
-        self.n_splits, self.seed = n_splits, seed
+        self.n_splits, self.seed, self.grid = n_splits, seed, list(grid)
         self.metrics_: dict[str, float] = {}
+        self.grid_metrics_: list[dict[str, float]] = []
         self.n_rows_ = 0
 
     def held_out(self, Y: np.ndarray, P: np.ndarray, folds: list[np.ndarray]) -> None:
         if len(folds) < 2:
             folds = [te for _, te in stratified_kfold(Y, self.n_splits, self.seed)]
-        pred = np.zeros(Y.shape, dtype=np.uint8)
+        policies = [self.policy, *self.grid]
+        preds = [np.zeros(Y.shape, dtype=np.uint8) for _ in policies]
         everything = np.arange(Y.shape[0])
         for rows in folds:
             rest = np.setdiff1d(everything, rows)
-            pred[rows] = self._predict(Y[rest], P[rest], P[rows])
-        self.metrics_ = classification_metrics(Y, pred)
+            for pred, fold_pred in zip(
+                preds, self._predict(Y[rest], P[rest], P[rows]), strict=True
+            ):
+                pred[rows] = fold_pred
+        self.metrics_, *self.grid_metrics_ = [classification_metrics(Y, p) for p in preds]
         self.n_rows_ = int(Y.shape[0])
 
-    def _predict(self, Y_fit: np.ndarray, P_fit: np.ndarray, P: np.ndarray) -> np.ndarray:
-        """0/1 predictions of ``P`` under calibrators and thresholds fitted on the others."""
+    def _predict(self, Y_fit: np.ndarray, P_fit: np.ndarray, P: np.ndarray) -> list[np.ndarray]:
+        """0/1 predictions of ``P`` under each policy, with calibrators and thresholds fitted on
+        the other rows."""
         if self.calibration not in (None, "none"):
             method = str(self.calibration)
             cals = [
@@ -81,5 +96,9 @@ class HeldOutScore(FitCallback):
             ]
             P_fit = np.column_stack([c.transform(P_fit[:, j]) for j, c in enumerate(cals)])
             P = np.column_stack([c.transform(P[:, j]) for j, c in enumerate(cals)])
-        thresholds = fit_thresholds(Y_fit, P_fit, self.policy)
-        return apply_thresholds(P, thresholds, self.policy.at_least_one)
+        policies = [self.policy, *self.grid]
+        cuts = fit_thresholds_many(Y_fit, P_fit, policies)
+        return [
+            apply_thresholds(P, t, policy.at_least_one)
+            for t, policy in zip(cuts, policies, strict=True)
+        ]

@@ -18,6 +18,7 @@ micro/macro .637/.480, k=30 .652/.470, k=100 .671/.466; enron: .609/.231, .620/.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -119,25 +120,48 @@ def fit_thresholds(
     Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy | None = None
 ) -> np.ndarray:
     """Thresholds (float64, length L) from held-out labels ``Y`` and probabilities ``P``."""
-    policy = policy or ThresholdPolicy()
+    return fit_thresholds_many(Y, P, [policy or ThresholdPolicy()])[0]
+
+
+def fit_thresholds_many(
+    Y: np.ndarray, P: np.ndarray, policies: Sequence[ThresholdPolicy]
+) -> list[np.ndarray]:
+    """:func:`fit_thresholds` of each policy; policies that differ only in ``shrinkage``,
+    ``fixed`` or ``at_least_one`` share one sweep per label (a grid of policies, as ``labelwise
+    tune`` scores, costs one sweep per cut objective)."""
     Y = np.asarray(Y)
     P = np.asarray(P, dtype=np.float64)
-    n_labels = Y.shape[1]
-    if policy.mode == "fixed":
-        return np.full(n_labels, policy.fixed)
-    t_global, _ = _sweep(Y.ravel(), P.ravel(), policy)
-    if policy.mode == "global":
-        return np.full(n_labels, t_global)
-    out = np.empty(n_labels)
-    for j in range(n_labels):
-        t, _ = _sweep(Y[:, j], P[:, j], policy)
-        pos = float(Y[:, j].sum())
-        if not np.isfinite(_) or pos == 0:
-            out[j] = t_global
+    cuts: dict[tuple[object, ...], tuple[float, np.ndarray, np.ndarray]] = {}
+    out = []
+    for policy in policies:
+        if policy.mode != "per_label":
+            cut = (
+                policy.fixed if policy.mode == "fixed" else _sweep(Y.ravel(), P.ravel(), policy)[0]
+            )
+            out.append(np.full(Y.shape[1], cut))
             continue
-        w = pos / (pos + policy.shrinkage) if policy.shrinkage > 0 else 1.0
-        out[j] = w * t + (1 - w) * t_global
+        key = (policy.objective, policy.beta, policy.target, policy.fixed)
+        if key not in cuts:
+            cuts[key] = _label_cuts(Y, P, policy)
+        t_global, t_label, positives = cuts[key]
+        k = policy.shrinkage
+        w = positives / (positives + k) if k > 0 else np.ones_like(positives)
+        out.append(np.where(np.isnan(t_label), t_global, w * t_label + (1 - w) * t_global))
     return out
+
+
+def _label_cuts(
+    Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(global cut, each label's own cut -- NaN where it has none --, positives per label)."""
+    t_global, _ = _sweep(Y.ravel(), P.ravel(), policy)
+    t_label = np.full(Y.shape[1], np.nan)
+    positives = Y.sum(axis=0).astype(np.float64)
+    for j in range(Y.shape[1]):
+        t, score = _sweep(Y[:, j], P[:, j], policy)
+        if np.isfinite(score) and positives[j] > 0:
+            t_label[j] = t
+    return t_global, t_label, positives
 
 
 def apply_thresholds(

@@ -1,14 +1,15 @@
 """What ``labelwise tune`` searches, and what it optimises.
 
-A trial is a set of config overrides (dotted keys, as ``labelwise train --set`` takes them), so
-the best trial *is* a config: the tuned YAML is the input config with those keys set, and a
-trial's MLflow params are the keys a user would edit. The space covers the settings that move
-multi-label results: strategy (label dependencies), imbalance weighting, tree size and
-regularisation, learning rate and patience, feature and row sampling, binning, and the threshold
-policy (F-beta weight, shrinkage of rare labels' cuts toward the global one, at least one label
-per row). Ranges are wide and log-scaled where the effect is multiplicative: they are meant for
-tables nobody has seen, not for the shared benchmark datasets. ``chain_ensemble`` is searched
-only when the config already uses it (it costs ``n_chains`` chains per trial).
+A trial is a set of config overrides (dotted keys), so the best trial *is* a config: the tuned
+YAML is the input config with those keys set, and a trial's MLflow params are the keys a user
+would edit. The sampler searches the settings that change the model: strategy (label
+dependencies), imbalance weighting, tree size and regularisation, learning rate and patience,
+feature and row sampling, binning. Ranges are wide and log-scaled where the effect is
+multiplicative: they are meant for tables nobody has seen, not for the shared benchmark
+datasets. ``chain_ensemble`` is searched only when the config already uses it (it costs
+``n_chains`` chains per trial). The threshold policy (F-beta weight, shrinkage of rare labels'
+cuts toward the global one, at least one label per row) needs no refit, so each trial's model is
+scored under every policy of :func:`threshold_grid` and keeps the best.
 
 The config's own values are the first trial, so a search never reports less than the config it
 started from (on the held-out estimate it is judged by).
@@ -80,22 +81,45 @@ def search_space(cfg: Config) -> list[Dimension]:
     params = "model.params."
     space = [
         Dimension("model.strategy", choices=_with(STRATEGIES, cfg.model.strategy)),
-        Dimension(params + "num_leaves", 3, 127, log=True, integer=True),
-        Dimension(params + "learning_rate", 0.02, 0.3, log=True),
+        Dimension(params + "num_leaves", 3, 63, log=True, integer=True),
+        Dimension(params + "learning_rate", 0.03, 0.3, log=True),
         Dimension(params + "min_child_samples", 2, 100, log=True, integer=True),
         Dimension(params + "lambda_l2", 1e-3, 100.0, log=True),
         Dimension(params + "feature_fraction", 0.1, 1.0),
         Dimension(params + "bagging_fraction", 0.5, 1.0),
         Dimension(params + "max_bin", 15, 255, log=True, integer=True),
         Dimension(params + "early_stopping_rounds", 5, 100, log=True, integer=True),
-        Dimension("thresholds.shrinkage", 0.1, 300.0, log=True),
-        Dimension("thresholds.at_least_one", choices=(False, True)),
     ]
     if isinstance(cfg.weighting.scheme, str):  # explicit per-label weights stay the user's
         space.append(Dimension("weighting.scheme", choices=_with(SCHEMES, cfg.weighting.scheme)))
-    if cfg.thresholds.objective in ("f1", "fbeta"):  # precision/recall targets are a choice
-        space.append(Dimension("thresholds.beta", 0.5, 2.0, log=True))
     return space
+
+
+# the threshold policies every trial's model is scored with (no refit: a sweep per beta)
+SHRINKAGE = (0.0, 3.0, 10.0, 30.0, 100.0)
+BETA = (0.8, 1.0, 1.25)
+
+
+def threshold_grid(cfg: Config) -> list[dict[str, Any]]:
+    """Threshold settings tried on each trial's held-out probabilities: F-beta cuts (beta 0.8
+    leans to precision, 1.25 to recall) x shrinkage of rare labels' cuts x at least one label
+    per row. Which is best differs by table more than any model setting measured (benchmarks/
+    RESULTS.md, "Threshold policies"). Empty when the config asks for a precision or recall
+    target, or a global or fixed cut: then its own policy is the one a user chose."""
+    t = cfg.thresholds
+    if t.objective not in ("f1", "fbeta") or t.mode != "per_label":
+        return []
+    return [
+        {
+            "thresholds.objective": "fbeta",
+            "thresholds.beta": beta,
+            "thresholds.shrinkage": k,
+            "thresholds.at_least_one": at_least_one,
+        }
+        for k in SHRINKAGE
+        for beta in BETA
+        for at_least_one in (False, True)
+    ]
 
 
 def _with(options: list[str], current: str) -> tuple[str, ...]:
@@ -103,11 +127,8 @@ def _with(options: list[str], current: str) -> tuple[str, ...]:
 
 
 def suggest(trial: optuna.Trial, space: list[Dimension]) -> dict[str, Any]:
-    """The config overrides of one trial."""
-    overrides = {d.key: d.suggest(trial) for d in space}
-    if "thresholds.beta" in overrides:
-        overrides["thresholds.objective"] = "fbeta"  # beta 1 is F1
-    return overrides
+    """The config overrides of one trial's model (its thresholds are chosen after the fit)."""
+    return {d.key: d.suggest(trial) for d in space}
 
 
 def current_values(cfg: Config, space: list[Dimension]) -> dict[str, Any]:
