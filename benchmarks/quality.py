@@ -5,7 +5,7 @@
 
 Systems: ``labelwise`` (defaults), ``labelwise-tune-<budget>`` (``labelwise tune --budget
 <budget>`` on the dataset's config, e.g. ``labelwise-tune-10m``: see :func:`run_tuned`),
-``labelwise-<strategy|preset>`` (``-fast``, ``-accurate``,
+``labelwise-<strategy|preset>`` (``-fast``,
 ``-stacking``, ``-chain``, ``-chain_ensemble``), ``sklearn-br`` (MultiOutputClassifier of
 LGBMClassifier), ``sklearn-cc`` (ClassifierChain of LGBMClassifier), ``xgboost-multi-output-tree``,
 ``xgboost-per-label`` (one_output_per_tree), ``catboost-multilogloss``. Every peer runs with its
@@ -42,7 +42,6 @@ LABELWISE_VARIANTS = [
     "labelwise-stacking",
     "labelwise-chain",
     "labelwise-chain_ensemble",
-    "labelwise-accurate",
 ]
 PEERS = [
     "sklearn-br",

@@ -35,7 +35,7 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
-Preset = StrEnum("Preset", ["default", "fast", "accurate"])  # the engine's PRESETS
+Preset = StrEnum("Preset", ["default", "fast"])  # the engine's PRESETS
 Strategy = StrEnum("Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble"])
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 

@@ -305,3 +305,13 @@ def test_a_slow_trial_is_stopped_and_a_failing_fit_stops_early(tmp_path):
     with pytest.raises(RuntimeError, match="label 0"):
         list(ThreadExecutor(2).map("step", work, list(range(200))))
     assert len(started) < 20
+
+
+def test_the_removed_accurate_preset_points_to_tune(tmp_path):
+    from labelwise.engine.errors import ConfigError
+
+    config, _, _ = _job(tmp_path, "acc", preset="accurate")
+    with pytest.raises(ConfigError, match=r"model\.preset: preset 'accurate' was removed.*tune"):
+        load_config(config)
+    with pytest.raises(ConfigError, match="labelwise tune"):
+        LabelwiseClassifier.from_preset("accurate")

@@ -109,7 +109,7 @@ class ModelConfig(_Section):
     strategy: Literal["binary_relevance", "stacking", "chain", "chain_ensemble"] = (
         "binary_relevance"
     )
-    preset: Literal["default", "fast", "accurate"] = "default"
+    preset: Literal["default", "fast"] = "default"
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="LabelwiseClassifier parameters (n_estimators, "
@@ -118,6 +118,18 @@ class ModelConfig(_Section):
     lgb_params: dict[str, Any] = Field(
         default_factory=dict, description="any other LightGBM parameter"
     )
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _removed(cls, v: Any) -> Any:
+        from labelwise.engine.classifier import REMOVED_PRESETS
+
+        if v in REMOVED_PRESETS:
+            raise ValueError(
+                f"preset {v!r} was removed (not better than 'default' on the benchmark datasets, "
+                f"at several times the cost); search instead: {REMOVED_PRESETS[v]}"
+            )
+        return v
 
     @field_validator("params")
     @classmethod
