@@ -153,7 +153,7 @@ class TrialTooSlow(Exception):
 
 
 class _Deadline(FitCallback):
-    """Stops a fit once ``seconds`` have passed: a random trial with 100-leaf trees at a low
+    """Stops a fit once ``seconds`` have passed: a random trial with 60-leaf trees at a low
     learning rate can cost ten trials of the config's own settings, and a budget of minutes
     is better spent on those ten."""
 
