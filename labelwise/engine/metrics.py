@@ -78,24 +78,36 @@ def classification_metrics(Y: np.ndarray, P: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _rank_counts(Y: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row, each label sorted by score, with how many labels, and how many true ones, score
+    at least as high as it (ties count as above): the two ranks of LRAP and ranking loss."""
+    order = np.argsort(-S, axis=1, kind="stable")
+    s = np.take_along_axis(S, order, axis=1)
+    y = np.take_along_axis(Y.astype(bool), order, axis=1)
+    n_labels = S.shape[1]
+    # the last position of each tie group, carried back over the group
+    last = np.where(np.diff(s, axis=1, append=np.nan) != 0, np.arange(n_labels), n_labels)
+    last = np.minimum.accumulate(last[:, ::-1], axis=1)[:, ::-1]
+    above_true = np.take_along_axis(np.cumsum(y, axis=1), last, axis=1)
+    return y, last + 1.0, above_true.astype(np.float64)
+
+
+def _row_chunks(n: int, n_labels: int, cells: int = 2_000_000) -> range:
+    """Row starts of chunks of about ``cells`` cells: the rank arrays stay small."""
+    return range(0, n, max(1, cells // max(n_labels, 1)))
+
+
 def label_ranking_average_precision(Y: np.ndarray, S: np.ndarray) -> float:
     """LRAP, as ``sklearn.metrics.label_ranking_average_precision_score``."""
     Y, S = _check(Y, S, "scores")
     n, n_labels = Y.shape
+    step = _row_chunks(n, n_labels).step
     total = 0.0
-    for i in range(n):
-        rel = np.flatnonzero(Y[i])
-        if rel.size == 0 or rel.size == n_labels:
-            total += 1.0
-            continue
-        s = S[i]
-        s_rel = s[rel]
-        # rank among all labels: how many have score >= s; among relevant ones likewise
-        all_sorted = np.sort(s)
-        rank_all = n_labels - np.searchsorted(all_sorted, s_rel, side="left")
-        rel_sorted = np.sort(s_rel)
-        rank_rel = rel.size - np.searchsorted(rel_sorted, s_rel, side="left")
-        total += float(np.mean(rank_rel / rank_all))
+    for i in _row_chunks(n, n_labels):
+        y, above_all, above_true = _rank_counts(Y[i : i + step], S[i : i + step])
+        n_true = y.sum(axis=1)
+        row = _div(np.where(y, above_true / above_all, 0.0).sum(axis=1), n_true)
+        total += float(np.where((n_true == 0) | (n_true == n_labels), 1.0, row).sum())
     return total / n if n else 0.0
 
 
@@ -113,15 +125,13 @@ def label_ranking_loss(Y: np.ndarray, S: np.ndarray) -> float:
     """Share of (true, false) label pairs ranked wrongly (ties count as wrong), per row."""
     Y, S = _check(Y, S, "scores")
     n, n_labels = Y.shape
+    step = _row_chunks(n, n_labels).step
     total = 0.0
-    for i in range(n):
-        yb = Y[i].astype(bool)
-        n_rel = int(yb.sum())
-        if n_rel == 0 or n_rel == n_labels:
-            continue
-        irr_sorted = np.sort(S[i][~yb])
-        wrong = (irr_sorted.size - np.searchsorted(irr_sorted, S[i][yb], side="left")).sum()
-        total += wrong / (n_rel * (n_labels - n_rel))
+    for i in _row_chunks(n, n_labels):
+        y, above_all, above_true = _rank_counts(Y[i : i + step], S[i : i + step])
+        n_true = y.sum(axis=1)
+        wrong = np.where(y, above_all - above_true, 0.0).sum(axis=1)
+        total += float(_div(wrong, n_true * (n_labels - n_true)).sum())
     return total / n if n else 0.0
 
 
