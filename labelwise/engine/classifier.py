@@ -273,7 +273,10 @@ class LabelwiseClassifier(BaseEstimator):
 
     def check_lgb_params(self) -> None:
         """Refuse LightGBM parameters LightGBM does not know or cannot use, before any real
-        fit: unknown names (LightGBM itself only warns) and values, by one round on 8 rows."""
+        fit: unknown names (LightGBM itself only warns) and values, by one round on 8 rows.
+        Without ``lgb_params`` there is nothing to try: every other setting has its constraint."""
+        if not self.lgb_params:
+            return
         import lightgbm as lgb
         from lightgbm.basic import _ConfigAliases
 
