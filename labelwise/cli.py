@@ -423,14 +423,15 @@ def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
 
     def body() -> list[dict[str, Any]]:
         from labelwise.pipeline.config import load_config
-        from labelwise.tasks.contract import validate_contract
+        from labelwise.pipeline.contract import check_table, raise_for
 
         cfg = load_config(config)
         reports = []
         for part in ("train", "test"):
             path = getattr(cfg.data, part)
             if path is not None:
-                reports.append(validate_contract.fn(cfg, str(path), part))
+                reports.append(check_table(cfg, str(path), part))
+                raise_for(reports[-1])
         return reports
 
     for r in _run(body, debug):
