@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-from sklearn.base import BaseEstimator
 
 from labelwise.engine.calibration import LabelCalibrator
 from labelwise.engine.callbacks import FitCallback
@@ -45,7 +44,7 @@ from labelwise.engine.metrics import (
     classification_metrics,
     per_label_table,
 )
-from labelwise.engine.params import Constraint, Interval, Options, check_params
+from labelwise.engine.params import Constraint, Interval, Options, Parameters, check_params
 from labelwise.engine.per_label import LabelJob, Rounds, predict_per_label, train_per_label
 from labelwise.engine.split import iterative_stratification, stratified_kfold
 from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
@@ -110,7 +109,7 @@ class _Fit:
     rounds: Rounds
 
 
-class LabelwiseClassifier(BaseEstimator):
+class LabelwiseClassifier(Parameters):
     """Multi-label classifier: one LightGBM model per label, with per-label thresholds.
 
     Parameters
