@@ -81,20 +81,19 @@ class _Views:
         if view is None:
             s = self.split
             with self._lock:
-                # LightGBM takes index arrays (typed as list[int])
-                tr = self.base.subset(s.train_idx).construct()  # type: ignore[arg-type]
-                va = (
-                    self.base.subset(s.valid_idx).construct()  # type: ignore[arg-type]
-                    if s.n_valid
-                    else None
-                )
-                full = (
-                    self.base.subset(np.arange(s.n_all)).construct()  # type: ignore[arg-type]
-                    if self.refit and s.n_valid
-                    else None
-                )
+                tr = self._subset(s.train_idx)
+                va = self._subset(s.valid_idx) if s.n_valid else None
+                full = self._subset(np.arange(s.n_all)) if self.refit and s.n_valid else None
             view = self._local.view = (tr, va, full)
         return view
+
+    def _subset(self, rows: Any) -> Any:
+        # LightGBM takes index arrays (typed as list[int]) but keeps them as a sorted Python
+        # list, 40 bytes a row and thread (160 MB for 2 threads at 1M rows): once the subset
+        # is built, the same sorted indices as an array
+        subset = self.base.subset(rows).construct()
+        subset.used_indices = np.sort(rows)  # type: ignore[assignment]  # read as a sequence
+        return subset
 
 
 def fit_label(
