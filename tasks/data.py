@@ -152,24 +152,27 @@ def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str
     """Train/test tables as files: the given test table, or an iteratively stratified split."""
     import polars as pl
 
-    from labelwise.engine.data import encode_labels, read_table
+    from labelwise.engine.data import encode_labels, read_table, scan_table
     from labelwise.engine.split import iterative_stratification
 
     out = Path(workdir) / "data"
     out.mkdir(parents=True, exist_ok=True)
     if "test" in info:
         return {"train": info["train"]["path"], "test": info["test"]["path"]}
-    df = read_table(info["train"]["path"])
+    path = info["train"]["path"]
+    # the folds need the label (or time) columns only; the parts are then streamed from the
+    # snapshot to their files, so the whole table is never in memory (1M rows: 0.6 GB less)
+    names = scan_table(path).collect_schema().names()
     if cfg.split.by == "time":
-        fold = _time_fold(cfg, df, info["train"]["path"])
+        fold = _time_fold(cfg, read_table(path, [str(cfg.data.time_column)]), path)
     else:
-        Y, _ = encode_labels(df, cfg.data.labels, source=info["train"]["path"])
+        labels = read_table(path, list(cfg.data.labels.source_columns(names)))
+        Y, _ = encode_labels(labels, cfg.data.labels, source=path)
         frac = cfg.split.test_fraction
         fold = iterative_stratification(Y, [1 - frac, frac], cfg.split.seed)
-    df = df.with_columns(pl.Series("__fold", fold))
     paths = {"train": str(out / "train.parquet"), "test": str(out / "test.parquet")}
-    df.filter(pl.col("__fold") == 0).drop("__fold").write_parquet(paths["train"])
-    df.filter(pl.col("__fold") == 1).drop("__fold").write_parquet(paths["test"])
+    for k, part in enumerate(("train", "test")):
+        scan_table(path).filter(pl.Series(fold == k)).sink_parquet(paths[part])
     return paths
 
 

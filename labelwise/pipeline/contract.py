@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from labelwise.engine.errors import ConfigError, ContractError, DataError
 from labelwise.pipeline.config import Config, read_document
 
@@ -185,12 +187,28 @@ class _Suite:
         )
         # only the columns the expectations name go to pandas (GE checks every named column
         # against the frame's columns), unless one looks at the whole table
-        needed = {e.get("kwargs", {}).get("column") for e in exps} - {None}
-        cols = self.df.columns
-        if not any("table_column" in e["type"] for e in exps):
-            cols = [c for c in cols if c in needed] or cols[:1]
-        frame = self.df.select(cols).to_pandas()
+        frame = self.df.select(columns_needed(exps, self.df)).to_pandas()
         return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+
+
+def columns_needed(exps: list[dict[str, Any]], table: Any) -> list[str]:
+    """The columns of ``table`` (a frame or a schema) that expectations ``exps`` look at: all
+    of them for a table-level check of the columns, else the ones they name, else one cheap
+    column for the row count."""
+    names = list(table.columns) if hasattr(table, "columns") else list(table.names())
+    if any("table_column" in e["type"] for e in exps):
+        return names
+    named: set[str] = set()
+    for e in exps:
+        kwargs = e.get("kwargs", {})
+        named.update(kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs)
+        named.update(kwargs.get("column_list") or [])
+    picked = [c for c in names if c in named]
+    if picked or not names:
+        return picked
+    schema = table.schema if hasattr(table, "columns") else table
+    numeric = [c for c in names if schema[c].is_numeric() or schema[c] == pl.Boolean]
+    return (numeric or names)[:1]  # a number column converts to pandas at 8 bytes a row
 
 
 def _as_entry(conf: Any) -> dict[str, Any]:
@@ -277,14 +295,17 @@ def check_table(cfg: Config, path: str, label: str = "train") -> dict[str, Any]:
     """Check one table against its contract: the config's table-level expectations and the
     suite on the table, the checks every label shares on the label summary. The report says
     whether it passed; :func:`raise_for` turns a failed one into an error."""
-    from labelwise.engine.data import read_table
+    from labelwise.engine.data import read_table, scan_table
 
-    df = read_table(path)
-    expectations = config_expectations(cfg, df.columns)
+    schema = scan_table(path).collect_schema()
+    expectations = config_expectations(cfg, schema.names())
     if cfg.contract.suite is not None:
         expectations += load_suite(cfg.contract.suite)
+    labels = label_columns(cfg, schema.names())
+    # only what the checks look at is read (a wide or long table costs its checked part)
+    wanted = set(columns_needed(expectations, schema)) | set(labels)
+    df = read_table(path, [c for c in schema.names() if c in wanted])
     report = run_contract(df, expectations, f"{cfg.name}-{label}")
-    labels = label_columns(cfg, df.columns)
     checks = label_expectations(cfg, label)
     if labels and checks:
         per_label = run_label_checks(
