@@ -179,6 +179,9 @@ def test_sklearn_conventions(fitted):
     assert c.get_params() == params and not hasattr(c, "thresholds_")
     c.set_params(learning_rate=0.3)
     assert c.learning_rate == 0.3
+    assert repr(c) == "LabelwiseClassifier(learning_rate=0.3, n_estimators=200)"  # non-defaults
+    with pytest.raises(ValueError, match="invalid parameter 'learning_rat'"):
+        c.set_params(learning_rat=0.3)
     with pytest.raises(NotFittedError):
         c.predict(np.zeros((1, 3)))
     with pytest.raises(ConfigError, match="strategy"):
