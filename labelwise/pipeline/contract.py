@@ -60,8 +60,6 @@ LABEL_CHECKS = {
 def label_summary(df: Any, labels: list[str]) -> Any:
     """One row per label: present (0/1), nulls, values outside {0, 1}, positives and
     negatives, computed in one polars pass over the table."""
-    import polars as pl
-
     present = [c for c in labels if c in df.columns]
     binary = {c for c in present if df.schema[c].is_numeric() or df.schema[c] == pl.Boolean}
     stats = (
