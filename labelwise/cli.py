@@ -423,7 +423,7 @@ def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
 
     def body() -> list[dict[str, Any]]:
         from labelwise.pipeline.config import load_config
-        from labelwise.pipeline.contract import check_table, raise_for
+        from labelwise.tasks.contract_check import check_table, raise_for
 
         cfg = load_config(config)
         reports = []

@@ -1,4 +1,4 @@
-"""The data contract as a Prefect task: :func:`labelwise.pipeline.contract.check_table`, its
+"""The data contract as a Prefect task: :func:`labelwise.tasks.contract_check.check_table`, its
 report published as a markdown artifact of the flow run."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 
 from labelwise.pipeline.config import Config
-from labelwise.pipeline.contract import check_table, raise_for
+from labelwise.tasks.contract_check import check_table, raise_for
 
 
 @task(name="validate-contract", task_run_name="validate-contract-{label}")

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from labelwise.pipeline.config import Config
-from labelwise.pipeline.contract import check_table, columns_needed
+from labelwise.tasks.contract_check import check_table, columns_needed
 
 
 def _table(path: Path) -> str:

@@ -1,7 +1,7 @@
 """Data contract: a great-expectations 1.x suite (JSON in data_contracts/) plus expectations the
 config implies (columns present, labels non-null and in {0, 1}, enough positives, enough rows).
 
-Plain functions: `labelwise validate` checks tables without importing Prefect (0.8 s);
+Plain functions, no Prefect import: `labelwise validate` checks tables without it (0.8 s);
 :mod:`labelwise.tasks.contract` wraps :func:`check_table` as the flows' task."""
 
 from __future__ import annotations
