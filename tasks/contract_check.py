@@ -185,15 +185,15 @@ class _Suite:
         )
         # only the columns the expectations name go to pandas (GE checks every named column
         # against the frame's columns), unless one looks at the whole table
-        frame = self.df.select(columns_needed(exps, self.df)).to_pandas()
+        frame = self.df.select(columns_needed(exps, self.df.schema)).to_pandas()
         return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
-def columns_needed(exps: list[dict[str, Any]], table: Any) -> list[str]:
-    """The columns of ``table`` (a frame or a schema) that expectations ``exps`` look at: all
-    of them for a table-level check of the columns, else the ones they name, else one cheap
+def columns_needed(exps: list[dict[str, Any]], schema: pl.Schema) -> list[str]:
+    """The columns of a table (its ``schema``) that expectations ``exps`` look at: all of
+    them for a table-level check of the columns, else the ones they name, else one cheap
     column for the row count."""
-    names = list(table.columns) if hasattr(table, "columns") else list(table.names())
+    names = schema.names()
     if any("table_column" in e["type"] for e in exps):
         return names
     named: set[str] = set()
@@ -204,7 +204,6 @@ def columns_needed(exps: list[dict[str, Any]], table: Any) -> list[str]:
     picked = [c for c in names if c in named]
     if picked or not names:
         return picked
-    schema = table.schema if hasattr(table, "columns") else table
     numeric = [c for c in names if schema[c].is_numeric() or schema[c] == pl.Boolean]
     return (numeric or names)[:1]  # a number column converts to pandas at 8 bytes a row
 

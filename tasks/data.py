@@ -162,10 +162,10 @@ def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str
     path = info["train"]["path"]
     # the folds need the label (or time) columns only; the parts are then streamed from the
     # snapshot to their files, so the whole table is never in memory (1M rows: 0.6 GB less)
-    names = scan_table(path).collect_schema().names()
     if cfg.split.by == "time":
         fold = _time_fold(cfg, read_table(path, [str(cfg.data.time_column)]), path)
     else:
+        names = scan_table(path).collect_schema().names()
         labels = read_table(path, list(cfg.data.labels.source_columns(names)))
         Y, _ = encode_labels(labels, cfg.data.labels, source=path)
         frac = cfg.split.test_fraction

@@ -120,8 +120,8 @@ def run_trial(
     trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
     deadline = _Deadline(time_limit)
     grid = threshold_grid(trial_cfg)
-    # each policy straight from the config's own (re-validating the whole config per policy
-    # would dry-run LightGBM 30 times a trial)
+    # each policy straight from the config's own: re-validating the whole config for each of
+    # the 30 policies repeats the estimator checks (and a LightGBM dry run with lgb_params)
     policies = [
         replace(trial_cfg.thresholds, **{k.removeprefix("thresholds."): v for k, v in g.items()})
         for g in grid
