@@ -250,15 +250,16 @@ class _Search:
     def _ask(self) -> tuple[Any, str, dict[str, Any]]:
         from labelwise.pipeline.search_space import suggest
         from labelwise.tasks.progress import stage
-        from labelwise.tasks.tune import claim, start_trial_run
+        from labelwise.tasks.tune import attach_run, claim, start_trial_run
 
         trial = self.study.ask()
+        claim(trial)
         stage(f"trial {trial.number}: fitting")
         overrides = suggest(trial, self.space)
         if self.parallel > 1:  # parallel trials share the cores instead of each taking all
             overrides["n_jobs"] = max(1, (os.cpu_count() or 2) // self.parallel)
         run_id = start_trial_run(self.cfg, self.run_id, trial.number, overrides)
-        claim(trial, run_id, overrides)
+        attach_run(trial, run_id, overrides)
         return trial, run_id, overrides
 
     def _tell(self, future: Any, trial: Any, run_id: str, overrides: dict[str, Any]) -> None:

@@ -92,9 +92,14 @@ def reclaim_abandoned(cfg: Config, study: optuna.Study) -> list[int]:
     return lost
 
 
-def claim(trial: optuna.Trial, run_id: str, overrides: dict[str, Any]) -> None:
+def claim(trial: optuna.Trial) -> None:
+    """Mark a just-asked trial as this process's, before anything slow: a tune killed before
+    the mark would leave a RUNNING trial no later tune could tell abandoned."""
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
+
+
+def attach_run(trial: optuna.Trial, run_id: str, overrides: dict[str, Any]) -> None:
     trial.set_user_attr("mlflow_run_id", run_id)
     trial.set_user_attr("overrides", json.dumps(overrides))
 
