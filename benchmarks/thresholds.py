@@ -3,9 +3,10 @@
     python -m benchmarks.thresholds [--datasets a,b] [--json OUT]
 
 One ``LabelwiseClassifier()`` fit per dataset; its held-out (out-of-fold) probabilities are kept
-through the fit's ``held_out`` callback, and every policy of the grid (``shrinkage`` k x F-beta
-``beta``) sets thresholds from them, scored on the official test split. No refit, so the grid
-costs one fit per dataset and isolates the threshold policy from everything else.
+through the fit's ``held_out`` callback, and every policy of the grid (``shrink_to``
+target and ``shrinkage`` k x F-beta ``beta``) sets thresholds from them, scored on the official
+test split. No refit, so the grid costs one fit per dataset and isolates the threshold policy
+from everything else.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ import numpy as np
 
 from benchmarks.quality import DATASETS, DEFAULT_DATA, load
 
-SHRINKAGE = (0.0, 3.0, 10.0, 20.0, 30.0, 60.0)
+# (shrink_to, shrinkage): toward the global cut, or the lower of it and the label's rate cut
+SHRINKAGE = (
+    *(("global", k) for k in (0.0, 3.0, 10.0, 30.0, 100.0)),
+    *(("lower", k) for k in (100.0, 1000.0, 10000.0)),
+)
 BETA = (0.8, 1.0, 1.25)
 
 
 def grid(data: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """``k<shrinkage>-b<beta>`` -> (test micro-F1, macro-F1)."""
+    """``<shrink_to>-k<shrinkage>-b<beta>`` -> (test micro-F1, macro-F1)."""
     from labelwise.engine.callbacks import FitCallback
     from labelwise.engine.classifier import LabelwiseClassifier
     from labelwise.engine.metrics import classification_metrics
@@ -39,12 +44,12 @@ def grid(data: dict[str, Any]) -> dict[str, tuple[float, float]]:
     clf.fit(data["Xtr"], data["Ytr"], callbacks=[keep])
     P_test = clf.predict_proba(data["Xte"])
     out = {}
-    for k in SHRINKAGE:
+    for target, k in SHRINKAGE:
         for beta in BETA:
-            policy = ThresholdPolicy(shrinkage=k, objective="fbeta", beta=beta)
+            policy = ThresholdPolicy(shrinkage=k, shrink_to=target, objective="fbeta", beta=beta)
             pred = apply_thresholds(P_test, fit_thresholds(keep.Y, keep.P, policy))
             m = classification_metrics(data["Yte"], pred)
-            out[f"k{k:g}-b{beta:g}"] = (round(m["f1_micro"], 4), round(m["f1_macro"], 4))
+            out[f"{target}-k{k:g}-b{beta:g}"] = (round(m["f1_micro"], 4), round(m["f1_macro"], 4))
     return out
 
 

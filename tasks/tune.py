@@ -184,6 +184,7 @@ def own_thresholds(cfg: Config) -> dict[str, Any]:
         "thresholds.objective": t.objective,
         "thresholds.beta": t.beta,
         "thresholds.shrinkage": t.shrinkage,
+        "thresholds.shrink_to": t.shrink_to,
         "thresholds.at_least_one": t.at_least_one,
     }
 

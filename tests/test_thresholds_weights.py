@@ -53,7 +53,7 @@ def test_shrinkage_global_and_fixed_modes():
     glob = fit_thresholds(Y, P, ThresholdPolicy(mode="global"))
     assert np.unique(glob).size == 1
     per = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=0))
-    shrunk = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=1e9))
+    shrunk = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=1e9, shrink_to="global"))
     assert shrunk == pytest.approx(glob, abs=1e-6)  # infinite shrinkage = the global cut
     assert per[3] == pytest.approx(glob[3])  # no positive: the global cut
     assert f1_score(Y[:, 0], P[:, 0] >= per[0]) >= f1_score(Y[:, 0], P[:, 0] >= 0.5)
@@ -62,6 +62,38 @@ def test_shrinkage_global_and_fixed_modes():
         ThresholdPolicy(fixed=1.5)
     with pytest.raises(ConfigError):
         ThresholdPolicy(objective="precision")
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float64, (60, 3), elements=st.floats(0, 1)), st.data())
+def test_rate_cut_predicts_as_many_rows_as_positives(P, data):
+    Y = data.draw(arrays(np.uint8, P.shape, elements=st.integers(0, 1)))
+    rate = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=1e12, shrink_to="rate"))
+    glob = fit_thresholds(Y, P, ThresholdPolicy(mode="global"))[0]
+    lower = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=1e12, shrink_to="lower"))
+    for j in range(Y.shape[1]):
+        n = int(Y[:, j].sum())
+        if n in (0, len(Y)):  # no cut of its own: the global one
+            assert rate[j] == pytest.approx(glob) and lower[j] == pytest.approx(glob)
+            continue
+        top = np.sort(P[:, j])[::-1]
+        if top[n - 1] > top[n]:  # no tie at the boundary: exactly n rows are predicted
+            assert int((P[:, j] >= rate[j]).sum()) == n
+        assert lower[j] == pytest.approx(min(rate[j], glob), abs=1e-9)
+
+
+def test_a_rare_label_below_the_global_cut_is_predicted_with_its_rate_cut():
+    rng = np.random.default_rng(3)
+    Y = (rng.random((2000, 2)) < [0.4, 0.01]).astype(np.uint8)
+    # label 1 is ranked well but its probabilities stay far below label 0's
+    P = np.c_[np.clip(Y[:, 0] * 0.5 + rng.random(2000) * 0.5, 0, 1), 0.02 + 0.1 * Y[:, 1]]
+    P[:, 1] += rng.random(2000) * 0.05
+    old = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=30, shrink_to="global"))
+    new = fit_thresholds(Y, P, ThresholdPolicy())  # lower, k=1000
+    assert f1_score(Y[:, 1], P[:, 1] >= old[1], zero_division=0) == 0.0
+    assert f1_score(Y[:, 1], P[:, 1] >= new[1]) > 0.8
+    with pytest.raises(ConfigError):
+        ThresholdPolicy(shrink_to="median")
 
 
 def test_at_least_one_label_per_row():

@@ -746,7 +746,9 @@ class LabelwiseClassifier(Parameters):
 
         try:
             params = dict(m["params"])
-            params["threshold_policy"] = ThresholdPolicy(**params["threshold_policy"])
+            # models written before ``shrink_to`` existed shrank toward the global cut
+            policy = {"shrink_to": "global"} | params["threshold_policy"]
+            params["threshold_policy"] = ThresholdPolicy(**policy)
             params["weighting"] = Weighting(**params["weighting"])
             clf = cls(**params)
         except (TypeError, KeyError, ValueError) as exc:  # ConfigError is a ValueError

@@ -95,17 +95,23 @@ def search_space(cfg: Config) -> list[Dimension]:
     return space
 
 
-# the threshold policies every trial's model is scored with (no refit: a sweep per beta)
-SHRINKAGE = (0.0, 3.0, 10.0, 30.0, 100.0)
+# the threshold policies every trial's model is scored with (no refit: a sweep per beta):
+# (shrink_to, shrinkage) pairs -- toward the global cut, or toward the lower of it and the
+# label's rate cut (the default) -- x F-beta weight x at least one label per row
+SHRINKAGE = (
+    *(("global", k) for k in (0.0, 3.0, 10.0, 30.0, 100.0)),
+    *(("lower", k) for k in (100.0, 1000.0, 10000.0)),
+)
 BETA = (0.8, 1.0, 1.25)
 
 
 def threshold_grid(cfg: Config) -> list[dict[str, Any]]:
     """Threshold settings tried on each trial's held-out probabilities: F-beta cuts (beta 0.8
-    leans to precision, 1.25 to recall) x shrinkage of rare labels' cuts x at least one label
-    per row. Which is best differs by table more than any model setting measured (benchmarks/
-    RESULTS.md, "Threshold policies"). Empty when the config asks for a precision or recall
-    target, or a global or fixed cut: then its own policy is the one a user chose."""
+    leans to precision, 1.25 to recall) x shrinkage of each label's cut toward a target cut x
+    at least one label per row. Which is best differs by table more than any model setting
+    measured (benchmarks/RESULTS.md, "Threshold policies"). Empty when the config asks for a
+    precision or recall target, or a global or fixed cut: then its own policy is the one a user
+    chose."""
     t = cfg.thresholds
     if t.objective not in ("f1", "fbeta") or t.mode != "per_label":
         return []
@@ -114,9 +120,10 @@ def threshold_grid(cfg: Config) -> list[dict[str, Any]]:
             "thresholds.objective": "fbeta",
             "thresholds.beta": beta,
             "thresholds.shrinkage": k,
+            "thresholds.shrink_to": target,
             "thresholds.at_least_one": at_least_one,
         }
-        for k in SHRINKAGE
+        for target, k in SHRINKAGE
         for beta in BETA
         for at_least_one in (False, True)
     ]
