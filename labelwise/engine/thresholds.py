@@ -97,25 +97,50 @@ class ThresholdPolicy:
             )
 
 
+@dataclass(frozen=True)
+class _Ranked:
+    """Held-out scores of one label (or all labels pooled) sorted once: TP and FP at every
+    distinct cut, shared by every cut objective."""
+
+    ps: np.ndarray  # scores, descending
+    last: np.ndarray  # last index of each run of equal scores: a cut predicts it and all above
+    tp: np.ndarray
+    fp: np.ndarray
+    n_pos: int
+
+    @classmethod
+    def of(cls, y: np.ndarray, p: np.ndarray) -> _Ranked | None:
+        """None when ``y`` is all 0 or all 1 (no cut to choose)."""
+        n_pos = int(y.sum())
+        if n_pos == 0 or n_pos == len(y):
+            return None
+        order = np.argsort(-p, kind="stable")
+        ps = p[order]
+        last = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])
+        tp = np.cumsum(y[order], dtype=np.float64)[last]
+        return cls(ps, last, tp, (last + 1) - tp, n_pos)
+
+    def rate_cut(self) -> float:
+        """Halfway between the ``n_pos``-th and the next highest score: it predicts as many
+        rows as there are positives."""
+        return float((self.ps[self.n_pos - 1] + self.ps[self.n_pos]) / 2.0)
+
+
 def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float, float]:
     """Best cut for one label (or a pooled vector): (threshold, score)."""
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == len(y):
-        return policy.fixed, float("nan")
-    order = np.argsort(-p, kind="stable")
-    ps, ys = p[order], y[order].astype(np.float64)
-    # last index of each run of equal scores: cutting there predicts that score and all above
-    last = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])
-    tp = np.cumsum(ys)[last]
-    fp = (last + 1) - tp
-    fn = n_pos - tp
+    ranked = _Ranked.of(y, p)
+    return (policy.fixed, float("nan")) if ranked is None else _best(ranked, policy)
+
+
+def _best(r: _Ranked, policy: ThresholdPolicy) -> tuple[float, float]:
+    tp, fp = r.tp, r.fp
     if policy.objective in ("f1", "fbeta"):
         b2 = 1.0 if policy.objective == "f1" else policy.beta**2
-        score = (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp)
+        score = (1 + b2) * tp / ((1 + b2) * tp + b2 * (r.n_pos - tp) + fp)
         best = int(np.argmax(score))
     else:
         precision = tp / (tp + fp)
-        recall = tp / n_pos
+        recall = tp / r.n_pos
         target = float(policy.target or 0.0)  # set whenever the objective needs one
         if policy.objective == "precision":
             ok = precision >= target
@@ -128,8 +153,8 @@ def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float
             score = np.where(np.arange(len(score)) == best, 0.0, -1.0)
         best = int(np.argmax(score))
     # threshold halfway between the chosen score and the next lower one: robust to ties / noise
-    hi = ps[last[best]]
-    lo = ps[last[best] + 1] if last[best] + 1 < len(ps) else hi - 1e-6
+    hi = r.ps[r.last[best]]
+    lo = r.ps[r.last[best] + 1] if r.last[best] + 1 < len(r.ps) else hi - 1e-6
     return float(np.clip((hi + lo) / 2.0, 0.0, 1.0)), float(score[best])
 
 
@@ -143,12 +168,14 @@ def fit_thresholds(
 def fit_thresholds_many(
     Y: np.ndarray, P: np.ndarray, policies: Sequence[ThresholdPolicy]
 ) -> list[np.ndarray]:
-    """:func:`fit_thresholds` of each policy; policies that differ only in ``shrinkage``,
-    ``shrink_to`` or ``at_least_one`` share one sweep per label (a grid of policies, as ``labelwise
-    tune`` scores, costs one sweep per cut objective)."""
+    """:func:`fit_thresholds` of each policy. Each label's scores are sorted once for all
+    policies, and policies that differ only in ``shrinkage``, ``shrink_to`` or
+    ``at_least_one`` share one cut per label (a grid of policies, as ``labelwise tune``
+    scores, costs little more than one)."""
     Y = np.asarray(Y)
     P = np.asarray(P, dtype=np.float64)
-    cuts: dict[tuple[object, ...], tuple[float, np.ndarray, np.ndarray, np.ndarray]] = {}
+    per_label = [p for p in policies if p.mode == "per_label"]
+    cuts = _label_cuts(Y, P, {_cut_key(p): p for p in per_label}) if per_label else {}
     out = []
     for policy in policies:
         if policy.mode != "per_label":
@@ -157,10 +184,7 @@ def fit_thresholds_many(
             )
             out.append(np.full(Y.shape[1], cut))
             continue
-        key = (policy.objective, policy.beta, policy.target, policy.fixed)
-        if key not in cuts:
-            cuts[key] = _label_cuts(Y, P, policy)
-        t_global, t_label, t_rate, positives = cuts[key]
+        t_global, t_label, t_rate, positives = cuts[_cut_key(policy)]
         target: np.ndarray | float = t_global
         if policy.shrink_to != "global":
             rate = np.where(np.isnan(t_rate), t_global, t_rate)
@@ -171,28 +195,38 @@ def fit_thresholds_many(
     return out
 
 
+def _cut_key(policy: ThresholdPolicy) -> tuple[object, ...]:
+    """What a label's own cut depends on (F1 is F-beta with beta 1)."""
+    if policy.objective == "f1" or (policy.objective == "fbeta" and policy.beta == 1.0):
+        return ("fbeta", 1.0, None, policy.fixed)
+    return (policy.objective, policy.beta, policy.target, policy.fixed)
+
+
+Cuts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
+
+
 def _label_cuts(
-    Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """(global cut, each label's own cut and rate cut -- NaN where it has none --, positives
-    per label)."""
-    t_global, _ = _sweep(Y.ravel(), P.ravel(), policy)
-    t_label = np.full(Y.shape[1], np.nan)
-    t_rate = np.full(Y.shape[1], np.nan)
+    Y: np.ndarray, P: np.ndarray, policies: dict[tuple[object, ...], ThresholdPolicy]
+) -> dict[tuple[object, ...], Cuts]:
+    """Per cut key: (global cut, each label's own cut and rate cut -- NaN where it has none
+    --, positives per label)."""
+    pooled = _Ranked.of(Y.ravel(), P.ravel())
     positives = Y.sum(axis=0).astype(np.float64)
+    out: dict[tuple[object, ...], Cuts] = {}
+    for key, policy in policies.items():
+        t_global = policy.fixed if pooled is None else _best(pooled, policy)[0]
+        out[key] = (t_global, np.full(Y.shape[1], np.nan), np.full(Y.shape[1], np.nan), positives)
     for j in range(Y.shape[1]):
-        t, score = _sweep(Y[:, j], P[:, j], policy)
-        if np.isfinite(score) and positives[j] > 0:
-            t_label[j] = t
-            t_rate[j] = _rate_cut(P[:, j], int(positives[j]))
-    return t_global, t_label, t_rate, positives
-
-
-def _rate_cut(p: np.ndarray, n: int) -> float:
-    """The cut halfway between the ``n``-th and ``n+1``-th highest score (``0 < n < len(p)``):
-    it predicts ``n`` rows, as many as the label has positives."""
-    top = -np.partition(-p, [n - 1, n])[[n - 1, n]]
-    return float((top[0] + top[1]) / 2.0)
+        ranked = _Ranked.of(Y[:, j], P[:, j])
+        if ranked is None:
+            continue
+        rate = ranked.rate_cut()
+        for key, policy in policies.items():
+            t, score = _best(ranked, policy)
+            if np.isfinite(score):
+                out[key][1][j] = t
+                out[key][2][j] = rate
+    return out
 
 
 def apply_thresholds(
