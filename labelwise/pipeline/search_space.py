@@ -7,9 +7,10 @@ dependencies), imbalance weighting, tree size and regularisation, learning rate 
 feature and row sampling, binning. Ranges are wide and log-scaled where the effect is
 multiplicative: they are meant for tables nobody has seen, not for the shared benchmark
 datasets. ``chain_ensemble`` is searched only when the config already uses it (it costs
-``n_chains`` chains per trial). The threshold policy (F-beta weight, shrinkage of rare labels'
-cuts toward the global one, at least one label per row) needs no refit, so each trial's model is
-scored under every policy of :func:`threshold_grid` and keeps the best.
+``n_chains`` chains per trial). The threshold policy (F-beta weight, shrinkage of each label's
+cut toward the global cut or toward the lower of it and the label's rate cut, at least one label
+per row) needs no refit, so each trial's model is scored under every policy of
+:func:`threshold_grid` and keeps the best.
 
 The config's own values are the first trial, so a search never reports less than the config it
 started from (on the held-out estimate it is judged by).
