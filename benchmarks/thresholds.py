@@ -20,13 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.quality import DATASETS, DEFAULT_DATA, load
-
-# (shrink_to, shrinkage): toward the global cut, or the lower of it and the label's rate cut
-SHRINKAGE = (
-    *(("global", k) for k in (0.0, 3.0, 10.0, 30.0, 100.0)),
-    *(("lower", k) for k in (100.0, 1000.0, 10000.0)),
-)
-BETA = (0.8, 1.0, 1.25)
+from labelwise.pipeline.search_space import BETA, SHRINKAGE  # the grid `labelwise tune` scores
 
 
 def grid(data: dict[str, Any]) -> dict[str, tuple[float, float]]:
