@@ -22,7 +22,8 @@ test: $(BIN)/labelwise
 test-fast: $(BIN)/labelwise
 	$(BIN)/python -m pytest -q -m "not slow and not system" tests/test_model.py \
 		tests/test_data.py tests/test_split.py tests/test_thresholds_weights.py \
-		tests/test_metrics.py tests/test_promotion_gate.py tests/test_config_cli.py
+		tests/test_metrics.py tests/test_promotion_gate.py tests/test_config_cli.py \
+		tests/test_lgb_threads.py
 
 # ruff lint + format check, mypy on the engine, the import-layering contracts
 lint: $(BIN)/labelwise

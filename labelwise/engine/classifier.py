@@ -38,6 +38,7 @@ from labelwise.engine.data import FLOAT32_MAX, FeatureEncoder
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError, NotFittedError
 from labelwise.engine.executors import Executor, ThreadExecutor, n_workers
 from labelwise.engine.label_model import LabelModel
+from labelwise.engine.lgb_threads import THREAD_ALIASES, cores, one_thread
 from labelwise.engine.metrics import (
     MULTICLASS_MESSAGE,
     check_multiclass,
@@ -269,6 +270,13 @@ class LabelwiseClassifier(Parameters):
                 "in a config): set each once, there",
                 param="lgb_params",
             )
+        threads = sorted(set(self.lgb_params or {}) & set(THREAD_ALIASES))
+        if threads:
+            raise ConfigError(
+                f"lgb_params sets {threads}: each label's model trains on one thread and n_jobs "
+                "of them at once (concurrent LightGBM calls must agree on it); set n_jobs",
+                param="lgb_params",
+            )
 
     def check_lgb_params(self) -> None:
         """Refuse LightGBM parameters LightGBM does not know or cannot use, before any real
@@ -291,8 +299,9 @@ class LabelwiseClassifier(Parameters):
         X = np.arange(16, dtype=np.float64).reshape(8, 2)
         try:
             dataset_params = {k: v for k, v in self._dataset_params().items() if k not in names}
-            data = lgb.Dataset(X, label=np.arange(8) % 2, params=dataset_params)
-            lgb.train(params | {"verbose": -1}, data, num_boost_round=1)
+            with one_thread():  # a fit may run in another thread (see lgb_threads)
+                data = lgb.Dataset(X, np.arange(8) % 2, params=dataset_params | {"num_threads": 1})
+                lgb.train(params | {"verbose": -1, "num_threads": 1}, data, num_boost_round=1)
         except lgb.basic.LightGBMError as exc:
             raise ConfigError(
                 f"lgb_params: LightGBM refuses them ({exc})", param="lgb_params"
@@ -338,12 +347,13 @@ class LabelwiseClassifier(Parameters):
         """The one binned LightGBM Dataset every per-label model of a level trains on."""
         import lightgbm as lgb
 
-        return lgb.Dataset(
-            X,
-            params=self._dataset_params(),
-            categorical_feature=categorical or "auto",
-            free_raw_data=False,
-        ).construct()
+        with cores(n_workers(self.n_jobs)) as threads:
+            return lgb.Dataset(
+                X,
+                params=self._dataset_params() | {"num_threads": threads},
+                categorical_feature=categorical or "auto",
+                free_raw_data=False,
+            ).construct()
 
     # ------------------------------------------------------------------ inputs
     def _to_matrix(self, X: Any, fitting: bool, source: str = "X") -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 from labelwise.engine.callbacks import FitCallback
 from labelwise.engine.executors import Executor, ThreadExecutor
 from labelwise.engine.label_model import LabelModel
+from labelwise.engine.lgb_threads import one_thread
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -91,7 +92,7 @@ class _Views:
         # LightGBM takes index arrays (typed as list[int]) but keeps them as a sorted Python
         # list, 40 bytes a row (about 60 MB a thread at 800,000 rows): once the subset is
         # built, the same sorted indices as an array
-        subset = self.base.subset(rows).construct()
+        subset = self.base.subset(rows, params={**(self.base.params or {}), "num_threads": 1}).construct()
         subset.used_indices = np.sort(rows)  # type: ignore[assignment]  # read as a sequence
         return subset
 
@@ -237,8 +238,9 @@ def train_per_label(
             model, p_valid = fit_label(views.mine(), Y[:, job.index], split, job, rounds)
             out.add(pos, job.index, model, p_valid)
 
-        for _ in executor.map(step, fit, todo):
-            pass
+        with one_thread():
+            for _ in executor.map(step, fit, todo):
+                pass
     elif todo:
         _train_remote(base, Y, split, todo, rounds, step, executor, out)
     return out.results, out.P_valid
@@ -300,7 +302,9 @@ def fit_remote_chunk(payload: dict[str, Any]) -> tuple[list[RemoteModel], np.nda
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.bin"
         path.write_bytes(payload["data"])
-        base = lgb.Dataset(str(path), params=payload["dataset_params"]).construct()
+        with one_thread():  # other chunks may train in this worker's other threads
+            params = payload["dataset_params"] | {"num_threads": 1}
+            base = lgb.Dataset(str(path), params=params).construct()
     split: _Split = payload["split"]
     models, P_valid = train_per_label(
         base,
@@ -326,6 +330,7 @@ def predict_per_label(models: Sequence[LabelModel], X: np.ndarray, n_jobs: int =
     def one(j: int) -> None:
         out[:, j] = models[j].predict(X)
 
-    for _ in ThreadExecutor(n_jobs).map("predict", one, range(len(models))):
-        pass
+    with one_thread():
+        for _ in ThreadExecutor(n_jobs).map("predict", one, range(len(models))):
+            pass
     return out
