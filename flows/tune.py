@@ -224,14 +224,17 @@ class _Search:
             raise LabelwiseError(f"no trial of the search finished: {why}")
 
     def _limit(self) -> float | None:
-        """A trial's time limit: three times the slowest finished trial so far (at least
-        30 s), none until one has finished (the config's own settings come first)."""
+        """A trial's time limit: none until one trial has finished (the config's own settings
+        come first); then three times the slowest finished trial, and no more than the budget
+        left plus one such trial (the budget is honoured to within a trial); at least 30 s."""
         from optuna.trial import TrialState
 
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        seconds = [t.user_attrs.get("fit_seconds") for t in done]
-        known = [s for s in seconds if s is not None]
-        return max(30.0, 3.0 * max(known)) if known else None
+        known = [s for t in done if (s := t.user_attrs.get("fit_seconds")) is not None]
+        if not known:
+            return None
+        left = self.deadline - time.monotonic()
+        return max(30.0, min(3.0 * max(known), left + max(known)))
 
     def fail(self, exc: BaseException) -> None:
         """The tune failed or was interrupted: its running trials and its runs end FAILED."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -116,14 +117,13 @@ def run_trial(
     """Fit the config with ``overrides`` on the training part only; judge it on its own
     held-out rows (:class:`~labelwise.engine.held_out.HeldOutScore`) under each threshold
     policy of the grid, and keep the best policy (its settings in ``thresholds``). A trial
-    still fitting after ``time_limit`` seconds stops with :class:`TrialTooSlow`."""
+    still fitting after ``time_limit`` seconds, or on pace to, stops with :class:`TrialTooSlow`."""
     from labelwise.engine.held_out import HeldOutScore
     from labelwise.pipeline.config import with_settings
     from labelwise.pipeline.search_space import objective_value, threshold_grid
     from labelwise.pipeline.tables import named_errors, read_xy
 
     trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
-    deadline = _Deadline(time_limit)
     grid = threshold_grid(trial_cfg)
     # each policy straight from the config's own: re-validating the whole config for each of
     # the 30 policies repeats the estimator checks (and a LightGBM dry run with lgb_params)
@@ -132,6 +132,7 @@ def run_trial(
         for g in grid
     ]
     X, Y, labels = read_xy(trial_cfg, train_path)
+    deadline = _Deadline(time_limit, repeats_for(Y.shape[0]))
     scores, iterations = [], []
     t0 = time.perf_counter()
     for seed in range(repeats_for(Y.shape[0])):
@@ -164,17 +165,39 @@ class TrialTooSlow(Exception):
 
 
 class _Deadline(FitCallback):
-    """Stops a fit once ``seconds`` have passed: a random trial with 60-leaf trees at a low
-    learning rate can cost ten trials of the config's own settings, and a budget of minutes
-    is better spent on those ten."""
+    """Stops a trial once it has run ``seconds``, or as soon as its pace says it would: a
+    random trial with 60-leaf trees at a low learning rate can cost ten trials of the config's
+    own settings, and a budget of minutes is better spent on those ten. The pace is the time per
+    per-label model so far times the models the trial plans (``repeats`` fits of ``begin``'s
+    plan), judged once a twentieth of them (at least 4) is done."""
 
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.end = None if seconds is None else time.monotonic() + seconds
+    MARGIN = 1.25  # per-label costs vary (rare labels stop early): project generously
+
+    def __init__(self, seconds: float | None, repeats: int = 1) -> None:
+        self.seconds, self.repeats = seconds, repeats
+        self.start = time.monotonic()
+        self.planned, self.done = 0, 0
+        self._lock = threading.Lock()
+
+    def begin(self, planned: int, labels: list[str]) -> None:
+        self.planned = planned * self.repeats
 
     def model_done(self, step: str, index: int, model: Any, p_valid: Any, restored: bool) -> None:
-        if self.end is not None and time.monotonic() > self.end:
+        if self.seconds is None:
+            return
+        with self._lock:
+            self.done += 1
+            done = self.done
+        spent = time.monotonic() - self.start
+        if spent > self.seconds:
             raise TrialTooSlow(f"still fitting after {self.seconds:.0f} s; pruned")
+        if done >= max(4, self.planned // 20) and self.planned:
+            projected = spent * self.planned / done
+            if projected > self.MARGIN * self.seconds:
+                raise TrialTooSlow(
+                    f"{done} of {self.planned} models in {spent:.0f} s: on pace for about "
+                    f"{projected:.0f} s, over the {self.seconds:.0f} s limit; pruned"
+                )
 
 
 def own_thresholds(cfg: Config) -> dict[str, Any]:

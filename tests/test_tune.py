@@ -307,6 +307,28 @@ def test_a_slow_trial_is_stopped_and_a_failing_fit_stops_early(tmp_path):
     assert len(started) < 20
 
 
+def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
+    """The deadline projects the trial's time from its per-label models so far: a trial
+    on pace for 2.5x its limit stops at a twentieth of its models, one on pace to finish
+    within it runs on."""
+    from labelwise.tasks.tune import TrialTooSlow, _Deadline
+
+    slow = _Deadline(10.0, repeats=2)
+    slow.begin(40, ["a"])  # 80 models in the trial
+    slow.start -= 1.0  # 1 s spent so far
+    for _ in range(3):
+        slow.model_done("L1m0", 0, None, None, False)
+    with pytest.raises(TrialTooSlow, match="on pace for about 2[0-9] s"):
+        slow.model_done("L1m0", 0, None, None, False)  # 4 models in 1 s: about 20 s in all
+
+    steady = _Deadline(10.0)
+    steady.begin(40, ["a"])
+    steady.start -= 1.0
+    for _ in range(20):  # 40 models at this pace: about 2 s
+        steady.model_done("L1m0", 0, None, None, False)
+    assert steady.done == 20
+
+
 def test_the_removed_accurate_preset_points_to_tune(tmp_path):
     from labelwise.engine.errors import ConfigError
 
