@@ -294,6 +294,7 @@ class _Search:
         settings = overrides | result["thresholds"]  # the model's and its best thresholds
         trial.set_user_attr("overrides", json.dumps(settings))
         trial.set_user_attr("fit_seconds", result["fit_seconds"])
+        trial.set_user_attr("fold_objective", result["fold_objective"])
         self.study.tell(trial, value)
         end_trial_run(self.cfg, run_id, "FINISHED", result, (self.metric, value), settings)
         say(
@@ -302,10 +303,15 @@ class _Search:
             f"{self.study.best_trial.number})"
         )
 
+    def chosen(self) -> Any:
+        from labelwise.tasks.tune import chosen_trial
+
+        return chosen_trial(self.study, self.metric)
+
     def best_overrides(self) -> dict[str, Any]:
         import json
 
-        overrides = json.loads(self.study.best_trial.user_attrs["overrides"])
+        overrides = json.loads(self.chosen().user_attrs["overrides"])
         overrides.pop("n_jobs", None)  # how this search ran, not part of the model
         return dict(overrides)
 
@@ -315,9 +321,15 @@ class _Search:
         return with_settings(self.cfg, self.best_overrides(), source="best trial")
 
     def headline(self) -> str:
-        best = self.study.best_trial
+        best, top = self.chosen(), self.study.best_trial
+        kept = (
+            f" (the config's own: trial {top.number}'s {top.value:.4f} is within one standard "
+            "error of it)"
+            if best.number != top.number
+            else ""
+        )
         return (
-            f"best of {self._finished()} trials: trial {best.number}, held-out "
+            f"best of {self._finished()} trials: trial {best.number}{kept}, held-out "
             f"{self.metric}={best.value:.4f}"
         )
 

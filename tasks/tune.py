@@ -71,7 +71,8 @@ def first_trial(study: optuna.Study, cfg: Config, space: list[Any]) -> None:
     """A new study starts from the config's own settings."""
     if not study.trials:
         values = current_values(cfg, space)
-        study.enqueue_trial({k: v for k, v in values.items() if v is not None})
+        own = {k: v for k, v in values.items() if v is not None}
+        study.enqueue_trial(own, user_attrs={"own": True})
 
 
 def reclaim_abandoned(cfg: Config, study: optuna.Study) -> list[int]:
@@ -85,7 +86,7 @@ def reclaim_abandoned(cfg: Config, study: optuna.Study) -> list[int]:
         if t.user_attrs.get("host") != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params)
+        study.enqueue_trial(t.params, user_attrs={"own": True} if t.user_attrs.get("own") else None)
         run_id = t.user_attrs.get("mlflow_run_id")
         if run_id:
             end_trial_run(cfg, run_id, "KILLED", error=f"process {pid} ended mid-trial")
@@ -120,7 +121,7 @@ def run_trial(
     still fitting after ``time_limit`` seconds, or on pace to, stops with :class:`TrialTooSlow`."""
     from labelwise.engine.held_out import HeldOutScore
     from labelwise.pipeline.config import with_settings
-    from labelwise.pipeline.search_space import objective_value, threshold_grid
+    from labelwise.pipeline.search_space import threshold_grid
     from labelwise.pipeline.tables import named_errors, read_xy
 
     trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
@@ -133,31 +134,75 @@ def run_trial(
     ]
     X, Y, labels = read_xy(trial_cfg, train_path)
     deadline = _Deadline(time_limit, repeats_for(Y.shape[0]))
-    scores, iterations = [], []
+    scores, folds, iterations = [], [], []
     t0 = time.perf_counter()
     for seed in range(repeats_for(Y.shape[0])):
         # the refit is never scored here; another seed draws other folds
         clf = trial_cfg.estimator().set_params(refit=False, random_state=seed)
-        score = HeldOutScore(clf.policy, clf.calibration, seed=seed, grid=policies)
+        score = HeldOutScore(
+            clf.policy, clf.calibration, seed=seed, grid=policies, fold_score=_fold_score(metric)
+        )
         with ExitStack() as stack, named_errors(train_path):
             executor = _executor(trial_cfg, stack)
             clf.fit(X, Y, labels=labels, callbacks=[score, deadline], executor=executor)
         scores.append([score.metrics_, *score.grid_metrics_])
+        folds.append(score.fold_scores_)
         iterations.append(float(clf.best_iterations_.mean()))
-    # per policy, the metrics averaged over the repeats; then the best policy
+    # per policy, the metrics averaged over the repeats and its scores on every fold of them
     mean = [
         {k: float(np.mean([rep[i][k] for rep in scores])) for k in scores[0][i]}
         for i in range(len(scores[0]))
     ]
-    sign = -1.0 if metric == "hamming_loss" else 1.0
-    best = max(range(len(mean)), key=lambda i: sign * objective_value(mean[i], metric))
+    per_fold = [[x for rep in folds for x in rep[i]] for i in range(len(mean))]
+    best = _best_policy(mean, per_fold, metric)
     return {
         "metrics": mean[best],
         "thresholds": own_thresholds(trial_cfg) if best == 0 else grid[best - 1],
+        "fold_objective": per_fold[best],
         "repeats": len(scores),
         "fit_seconds": time.perf_counter() - t0,
         "mean_best_iteration": float(np.mean(iterations)),
     }
+
+
+def _fold_score(metric: str) -> Any:
+    from labelwise.engine.metrics import classification_metrics
+    from labelwise.pipeline.search_space import objective_value
+
+    return lambda Y, pred: objective_value(classification_metrics(Y, pred), metric)
+
+
+def _best_policy(mean: list[dict[str, float]], per_fold: list[list[float]], metric: str) -> int:
+    """The policy with the best held-out score, if its gain over the config's own (index 0)
+    clears one standard error of the per-fold differences; else the config's own. Forty-eight
+    policies judged on the same rows: the best of them wins by chance by about the noise."""
+    from labelwise.engine.held_out import clear_gain
+    from labelwise.pipeline.search_space import objective_value
+
+    sign = -1.0 if metric == "hamming_loss" else 1.0
+    best = max(range(len(mean)), key=lambda i: sign * objective_value(mean[i], metric))
+    gain = sign * (np.asarray(per_fold[best]) - np.asarray(per_fold[0]))
+    return best if best == 0 or clear_gain(gain) else 0
+
+
+def chosen_trial(study: optuna.Study, metric: str) -> optuna.trial.FrozenTrial:
+    """The study's best trial, unless its held-out gain over the config's own settings (the
+    trial marked ``own``) does not clear one standard error of their paired per-fold
+    differences: then the config's own (the rule of :func:`_best_policy`, across trials)."""
+    from optuna.trial import TrialState
+
+    from labelwise.engine.held_out import clear_gain
+
+    best = study.best_trial
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    own = next((t for t in done if t.user_attrs.get("own")), None)
+    if own is None or own.number == best.number:
+        return best
+    a, b = best.user_attrs.get("fold_objective"), own.user_attrs.get("fold_objective")
+    if not a or not b or len(a) != len(b):  # a study from before per-fold scores
+        return best
+    sign = -1.0 if metric == "hamming_loss" else 1.0
+    return best if clear_gain(sign * (np.asarray(a) - np.asarray(b))) else own
 
 
 class TrialTooSlow(Exception):
@@ -316,14 +361,21 @@ def summarise(
     from optuna.trial import TrialState
 
     c = client(cfg)
-    best = study.best_trial
+    best, top = chosen_trial(study, metric), study.best_trial
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    tags = {"labelwise.best_trial": str(best.number)}
+    if top.number != best.number:
+        tags["labelwise.selection"] = (
+            f"trial {top.number} scored {top.value:.4f} against the config's own "
+            f"{best.value:.4f}: within one standard error of their per-fold differences, so "
+            "the config's own settings are kept"
+        )
     log_metrics(
         c,
         run_id,
         {f"best_{metric}": float(best.value or 0.0), "trials_complete": len(done)},
         params={f"best.{k}": str(v) for k, v in json.loads(best.user_attrs["overrides"]).items()},
-        tags={"labelwise.best_trial": str(best.number)},
+        tags=tags,
     )
     c.log_artifact(run_id, str(best_yaml), "tune")
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,7 @@ from labelwise.engine.held_out import HeldOutScore
 from labelwise.engine.synthetic import make_multilabel_table
 from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
 from labelwise.pipeline.config import load_config
+from labelwise.tasks.tune import chosen_trial
 from tests.store import client, runs
 
 runner = CliRunner()
@@ -39,7 +40,9 @@ def test_held_out_score_cross_validates_the_thresholds():
     P = np.clip(Y * 0.3 + rng.random(Y.shape) * 0.7, 0, 1)
     folds = [np.arange(0, 100), np.arange(100, 200), np.arange(200, 300)]
     policy = ThresholdPolicy(shrinkage=5.0)
-    score = HeldOutScore(policy)
+    grid = [ThresholdPolicy(shrinkage=0.0, beta=1.5)]
+    macro = lambda Y, pred: f1_score(Y, pred, average="macro", zero_division=0)  # noqa: E731
+    score = HeldOutScore(policy, grid=grid, fold_score=macro)
     score.held_out(Y, P, folds)
     pred = np.zeros_like(Y)
     for rows in folds:
@@ -49,6 +52,9 @@ def test_held_out_score_cross_validates_the_thresholds():
     for avg in ("micro", "macro"):
         expected = f1_score(Y, pred, average=avg, zero_division=0)
         assert score.metrics_[f"f1_{avg}"] == pytest.approx(expected)
+    # each policy's score on each fold's rows alone, for paired comparisons
+    assert len(score.fold_scores_) == 2 and all(len(f) == 3 for f in score.fold_scores_)
+    assert score.fold_scores_[0] == pytest.approx([macro(Y[r], pred[r]) for r in folds])
     # the in-sample cut is at least as good on the rows it was chosen on: the bias removed
     in_sample = apply_thresholds(P, fit_thresholds(Y, P, policy))
     assert f1_score(Y, in_sample, average="micro") >= score.metrics_["f1_micro"] - 1e-12
@@ -118,7 +124,12 @@ def test_tune_trials_are_child_runs_and_the_test_table_waits(tmp_path, prefect_a
         assert "model.params.num_leaves" in r.data.params and objective in r.data.metrics
         assert r.data.metrics["held_out/f1_micro"] > 0
     assert parent.info.status == "FINISHED"
-    best = max(trials, key=lambda r: r.data.metrics[objective])
+    top = max(trials, key=lambda r: r.data.metrics[objective])
+    # the top trial, or the config's own (trial 0) when the top one's gain is within its noise
+    kept = parent.data.tags.get("labelwise.selection")
+    best = next(r for r in trials if r.data.tags["labelwise.trial"] == "0") if kept else top
+    assert not kept or f"trial {top.data.tags['labelwise.trial']} scored" in kept
+    assert _study(tmp_path).trials[0].user_attrs["own"] is True
     assert parent.data.tags["labelwise.best_trial"] == best.data.tags["labelwise.trial"]
     assert parent.data.metrics["best_f1_micro_macro"] == pytest.approx(best.data.metrics[objective])
     # the tuned config is the best trial's settings, and loads as a config
@@ -194,7 +205,8 @@ def test_a_killed_tune_resumes_its_study(tmp_path, prefect_api):
     [version] = client(uri).search_model_versions("name='killed'")
     trained = client(uri).get_run(version.run_id)
     assert trained.data.tags.get("labelwise.kind") is None  # a normal train run
-    best = json.loads(study.best_trial.user_attrs["overrides"])
+    chosen = chosen_trial(study, "f1_micro_macro")
+    best = json.loads(chosen.user_attrs["overrides"])
     assert trained.data.params["model.params.num_leaves"] == str(best["model.params.num_leaves"])
 
 
@@ -318,7 +330,7 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
     slow.start -= 1.0  # 1 s spent so far
     for _ in range(3):
         slow.model_done("L1m0", 0, None, None, False)
-    with pytest.raises(TrialTooSlow, match="on pace for about 2[0-9] s"):
+    with pytest.raises(TrialTooSlow, match=r"on pace for about 2[0-9] s"):
         slow.model_done("L1m0", 0, None, None, False)  # 4 models in 1 s: about 20 s in all
 
     steady = _Deadline(10.0)
@@ -327,6 +339,49 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
     for _ in range(20):  # 40 models at this pace: about 2 s
         steady.model_done("L1m0", 0, None, None, False)
     assert steady.done == 20
+
+
+def test_a_gain_within_its_noise_keeps_the_config_own_settings():
+    """The one-standard-error rule, on the paired per-fold scores: a trial (or threshold
+    policy) that beats the config's own settings by less than the noise of the per-fold
+    differences does not replace them; a steady gain does."""
+    import optuna
+    from optuna.distributions import IntDistribution
+
+    from labelwise.engine.held_out import clear_gain
+    from labelwise.tasks.tune import _best_policy
+
+    assert clear_gain([0.01, 0.012, 0.009, 0.011])
+    assert not clear_gain([0.03, -0.02, 0.025, -0.03])  # mean +.001, noise about .015
+    assert not clear_gain([0.05])  # one fold: no evidence
+    assert not clear_gain([0.0, 0.0, 0.0])
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"n": IntDistribution(0, 9)}
+
+    def add(n: int, folds: list[float], **attrs: object) -> None:
+        trial = optuna.trial.create_trial(
+            params={"n": n},
+            distributions=dist,
+            value=float(np.mean(folds)),
+            user_attrs={"fold_objective": folds, "overrides": "{}", **attrs},
+        )
+        study.add_trial(trial)
+
+    add(0, [0.50, 0.60, 0.55, 0.45], own=True)
+    add(1, [0.53, 0.57, 0.58, 0.43])  # +.0025 on average, noisy
+    assert study.best_trial.params == {"n": 1}
+    assert chosen_trial(study, "f1_macro").params == {"n": 0}
+    add(2, [0.52, 0.62, 0.57, 0.47])  # +.02 on every fold
+    assert chosen_trial(study, "f1_macro").params == {"n": 2}
+    # read as lower-is-better scores (hamming loss), the same folds show a loss
+    assert chosen_trial(study, "hamming_loss").params == {"n": 0}
+
+    means = [{"f1_macro": 0.5}, {"f1_macro": 0.51}, {"f1_macro": 0.49}]
+    noisy = [[0.5, 0.5, 0.5], [0.53, 0.47, 0.53], [0.49, 0.49, 0.49]]
+    assert _best_policy(means, noisy, "f1_macro") == 0
+    steady = [[0.5, 0.5, 0.5], [0.51, 0.51, 0.512], [0.49, 0.49, 0.49]]
+    assert _best_policy(means, steady, "f1_macro") == 1
 
 
 def test_the_removed_accurate_preset_points_to_tune(tmp_path):

@@ -20,7 +20,7 @@ the best policy of its grid, and the test table never takes part::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +46,10 @@ class HeldOutScore(FitCallback):
         Seeds those folds.
     grid : sequence of ThresholdPolicy
         Other policies scored on the same held-out probabilities.
+    fold_score : callable or None
+        ``fold_score(Y, pred)``, a number computed on each fold's rows alone under every
+        policy (``fold_scores_``): paired differences between two policies or two fits on
+        the same folds say whether a gain is larger than its noise (:func:`clear_gain`).
 
     Attributes (after the fit)
     --------------------------
@@ -53,6 +57,9 @@ class HeldOutScore(FitCallback):
         :func:`~labelwise.engine.metrics.classification_metrics` of the held-out rows.
     grid_metrics_ : list of dict
         The same under each policy of ``grid``.
+    fold_scores_ : list of list of float
+        With ``fold_score``: per policy (``policy`` first, then ``grid``), its score on each
+        fold.
     n_rows_ : int
         How many rows were held out.
     """
@@ -64,11 +71,14 @@ class HeldOutScore(FitCallback):
         n_splits: int = 5,
         seed: int = 0,
         grid: Sequence[ThresholdPolicy] = (),
+        fold_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
     ) -> None:
         self.policy, self.calibration = policy, calibration
         self.n_splits, self.seed, self.grid = n_splits, seed, list(grid)
+        self.fold_score = fold_score
         self.metrics_: dict[str, float] = {}
         self.grid_metrics_: list[dict[str, float]] = []
+        self.fold_scores_: list[list[float]] = []
         self.n_rows_ = 0
 
     def held_out(self, Y: np.ndarray, P: np.ndarray, folds: list[np.ndarray]) -> None:
@@ -84,6 +94,9 @@ class HeldOutScore(FitCallback):
             ):
                 pred[rows] = fold_pred
         self.metrics_, *self.grid_metrics_ = [classification_metrics(Y, p) for p in preds]
+        if self.fold_score is not None:
+            score = self.fold_score
+            self.fold_scores_ = [[score(Y[rows], p[rows]) for rows in folds] for p in preds]
         self.n_rows_ = int(Y.shape[0])
 
     def _predict(self, Y_fit: np.ndarray, P_fit: np.ndarray, P: np.ndarray) -> list[np.ndarray]:
@@ -102,3 +115,14 @@ class HeldOutScore(FitCallback):
             apply_thresholds(P, t, policy.at_least_one)
             for t, policy in zip(cuts, policies, strict=True)
         ]
+
+
+def clear_gain(differences: Sequence[float]) -> bool:
+    """Whether paired per-fold differences (candidate minus incumbent, higher is better) show
+    a gain larger than one standard error of their mean: the one-standard-error rule. The best
+    of many candidates judged on the same noisy folds wins by chance; a candidate that cannot
+    clear its own noise keeps the incumbent (fewer than two folds: no evidence, no change)."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size < 2:
+        return False
+    return bool(d.mean() > d.std(ddof=1) / np.sqrt(d.size))
