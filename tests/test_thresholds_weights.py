@@ -82,6 +82,17 @@ def test_rate_cut_predicts_as_many_rows_as_positives(P, data):
         assert lower[j] == pytest.approx(min(rate[j], glob), abs=1e-9)
 
 
+def test_a_cut_between_subnormal_scores_still_separates_them():
+    """Halfway between 5e-324 and 0 rounds to 0, which would predict every row: the cut is
+    then the higher score itself (hypothesis found this one)."""
+    P = np.ones((60, 1))
+    P[[0, 12, 51], 0] = [5e-324, 0.0, 0.0]
+    Y = np.ones((60, 1), dtype=np.uint8)
+    Y[[12, 36], 0] = 0  # 58 positives: the 58th highest score is 5e-324, the next 0
+    rate = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=1e12, shrink_to="rate"))
+    assert int((P[:, 0] >= rate[0]).sum()) == 58
+
+
 def test_a_rare_label_below_the_global_cut_is_predicted_with_its_rate_cut():
     rng = np.random.default_rng(3)
     Y = (rng.random((2000, 2)) < [0.4, 0.01]).astype(np.uint8)

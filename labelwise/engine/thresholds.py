@@ -124,7 +124,7 @@ class _Ranked:
     def rate_cut(self) -> float:
         """Halfway between the ``n_pos``-th and the next highest score: it predicts as many
         rows as there are positives."""
-        return float((self.ps[self.n_pos - 1] + self.ps[self.n_pos]) / 2.0)
+        return _between(self.ps[self.n_pos - 1], self.ps[self.n_pos])
 
 
 def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float, float]:
@@ -156,7 +156,14 @@ def _best(r: _Ranked, policy: ThresholdPolicy) -> tuple[float, float]:
     # threshold halfway between the chosen score and the next lower one: robust to ties / noise
     hi = r.ps[r.last[best]]
     lo = r.ps[r.last[best] + 1] if r.last[best] + 1 < len(r.ps) else hi - 1e-6
-    return float(np.clip((hi + lo) / 2.0, 0.0, 1.0)), float(score[best])
+    return float(np.clip(_between(hi, lo), 0.0, 1.0)), float(score[best])
+
+
+def _between(hi: float, lo: float) -> float:
+    """A cut halfway between two distinct scores, so it predicts ``hi`` and not ``lo``; ``hi``
+    itself where the halfway point rounds down to ``lo`` (subnormal scores)."""
+    mid = float((hi + lo) / 2.0)
+    return mid if mid > lo else float(hi)
 
 
 def fit_thresholds(
