@@ -16,7 +16,7 @@ demo: $(BIN)/labelwise
 
 # the whole suite: unit, flow (ephemeral Prefect + SQLite MLflow) and system (real servers)
 test: $(BIN)/labelwise
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # the engine's unit tests alone (no Prefect, MLflow or servers): about two minutes
 test-fast: $(BIN)/labelwise
