@@ -40,7 +40,7 @@ print(json.dumps(sorted(done)))
 @pytest.mark.slow
 def test_concurrent_fits_on_sparse_features_survive():
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(TWO_FITS), "12"],
+        [sys.executable, "-c", textwrap.dedent(TWO_FITS), "15"],
         capture_output=True,
         text=True,
         timeout=300,
