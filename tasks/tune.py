@@ -214,7 +214,8 @@ class _Deadline(FitCallback):
     random trial with 60-leaf trees at a low learning rate can cost ten trials of the config's
     own settings, and a budget of minutes is better spent on those ten. The pace is the time per
     per-label model so far times the models the trial plans (``repeats`` fits of ``begin``'s
-    plan), judged once a twentieth of them (at least 4) is done."""
+    plan), judged once a twentieth of them (at least 4) is done, with a margin that narrows
+    from ``MARGIN`` as the trial goes on."""
 
     MARGIN = 1.25  # per-label costs vary (rare labels stop early): project generously
 
@@ -238,7 +239,9 @@ class _Deadline(FitCallback):
             raise TrialTooSlow(f"still fitting after {self.seconds:.0f} s; pruned")
         if done >= max(4, self.planned // 20) and self.planned:
             projected = spent * self.planned / done
-            if projected > self.MARGIN * self.seconds:
+            # the margin narrows as the projection firms up: none once every model is done
+            margin = 1 + (self.MARGIN - 1) * max(0.0, 1 - done / self.planned)
+            if projected > margin * self.seconds:
                 raise TrialTooSlow(
                     f"{done} of {self.planned} models in {spent:.0f} s: on pace for about "
                     f"{projected:.0f} s, over the {self.seconds:.0f} s limit; pruned"
