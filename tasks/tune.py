@@ -172,6 +172,11 @@ def _fold_score(metric: str) -> Any:
     return lambda Y, pred: objective_value(classification_metrics(Y, pred), metric)
 
 
+def _sign(metric: str) -> float:
+    """+1 where higher ``metric`` is better, -1 where lower is (the study's direction)."""
+    return 1.0 if OBJECTIVES[metric] == "maximize" else -1.0
+
+
 def _best_policy(mean: list[dict[str, float]], per_fold: list[list[float]], metric: str) -> int:
     """The policy with the best held-out score, if its gain over the config's own (index 0)
     clears one standard error of the per-fold differences; else the config's own. Forty-eight
@@ -179,7 +184,7 @@ def _best_policy(mean: list[dict[str, float]], per_fold: list[list[float]], metr
     from labelwise.engine.held_out import clear_gain
     from labelwise.pipeline.search_space import objective_value
 
-    sign = -1.0 if metric == "hamming_loss" else 1.0
+    sign = _sign(metric)
     best = max(range(len(mean)), key=lambda i: sign * objective_value(mean[i], metric))
     gain = sign * (np.asarray(per_fold[best]) - np.asarray(per_fold[0]))
     return best if best == 0 or clear_gain(gain) else 0
@@ -201,7 +206,7 @@ def chosen_trial(study: optuna.Study, metric: str) -> optuna.trial.FrozenTrial:
     a, b = best.user_attrs.get("fold_objective"), own.user_attrs.get("fold_objective")
     if not a or not b or len(a) != len(b):  # a study from before per-fold scores
         return best
-    sign = -1.0 if metric == "hamming_loss" else 1.0
+    sign = _sign(metric)
     return best if clear_gain(sign * (np.asarray(a) - np.asarray(b))) else own
 
 
