@@ -4,8 +4,8 @@ Every LightGBM call sets the process-wide OpenMP thread count from its own ``num
 and its parallel sections size their per-thread buffers from that count. A call that bins a
 Dataset on every core while another thread builds a one-thread booster resets the count under
 that booster, whose parallel loop then runs more threads than it has buffers for: a segfault
-in ``Dataset::PushDataToMultiValBin`` (seen on sparse tables: two fits in two threads, or a
-tune's trial binning its table while the previous trial's labels still train).
+in ``Dataset::PushDataToMultiValBin`` (seen on sparse tables: one fit's thread building its
+Dataset subsets while another built a booster, and two fits in two threads).
 
 So per-label work (training, prediction) always asks for one thread and runs inside
 :func:`one_thread`; a call that wants more cores (binning the shared Dataset) asks
