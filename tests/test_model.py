@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import polars as pl
 import pytest
 from sklearn.base import clone
 from sklearn.metrics import f1_score
@@ -192,6 +193,32 @@ def test_weighting_changes_models(data):
     X, Y, _, _ = data
     clf = LabelwiseClassifier(n_estimators=30, weighting="balanced").fit(X, Y)
     assert (clf.label_weights_ > 1).all()
+
+
+def test_extra_trees_draws_thresholds_only_where_there_is_a_choice(data, tmp_path: Path):
+    X, Y, _, _ = data
+    numbers = X.select(pl.selectors.float())
+    rng = np.random.default_rng(0)
+    zero_one = (rng.random((numbers.height, 8)) < 0.3).astype(np.float64)
+    zero_one[:, 0] = Y.to_numpy()[:, 0] ^ (rng.random(numbers.height) < 0.2)
+
+    def proba(A, extra_trees: bool) -> np.ndarray:
+        clf = LabelwiseClassifier(n_estimators=40, extra_trees=extra_trees, cv_folds=None)
+        return clf.fit(A, Y).predict_proba(A)
+
+    assert not np.array_equal(proba(numbers, True), proba(numbers, False))
+    # one threshold per 0/1 feature: nothing to draw, the same trees
+    assert np.array_equal(proba(zero_one, True), proba(zero_one, False))
+    with pytest.raises(ConfigError, match="extra_trees"):
+        LabelwiseClassifier(lgb_params={"extra_trees": False}).fit(zero_one, Y)
+
+    # a model written before the setting existed searched its thresholds, and says so
+    d = tmp_path / "old"
+    LabelwiseClassifier(n_estimators=5, extra_trees=False, cv_folds=None).fit(zero_one, Y).save(d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    del manifest["params"]["extra_trees"]
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    assert LabelwiseClassifier.load(d).get_params()["extra_trees"] is False
 
 
 def test_save_load_round_trip_and_tampering(fitted, data, tmp_path: Path):

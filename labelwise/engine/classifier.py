@@ -123,6 +123,12 @@ class LabelwiseClassifier(Parameters):
     lambda_l2, max_bin :
         The LightGBM parameters that matter most; ``lgb_params`` passes any other (naming one
         of these there is an error: each setting has one place).
+    extra_trees : bool
+        Each split's threshold is drawn at random per feature (LightGBM's ``extra_trees``)
+        instead of searched. The trees are weaker alone and less correlated, which early-stopped
+        boosting on a few thousand rows turns into better held-out F1 on numeric features
+        (benchmarks/RESULTS.md, "extra_trees"); on 0/1 features there is one threshold to draw,
+        so it changes nothing there.
     early_stopping_rounds : int or None
         Patience of per-label early stopping on the validation rows.
     validation_fraction : float
@@ -179,6 +185,7 @@ class LabelwiseClassifier(Parameters):
         "bagging_fraction": [Interval(float, 0, 1, closed="right")],
         "lambda_l2": [Interval(float, 0)],
         "max_bin": [Interval(int, 2, MAX_INT32)],
+        "extra_trees": [bool],
         "lgb_params": [None, dict],
         "early_stopping_rounds": [None, Interval(int, 1, MAX_INT32)],
         "validation_fraction": [Interval(float, 0, 1, closed="left")],
@@ -206,6 +213,7 @@ class LabelwiseClassifier(Parameters):
         bagging_fraction: float = 1.0,
         lambda_l2: float = 1.0,
         max_bin: int = 63,
+        extra_trees: bool = True,
         lgb_params: dict[str, Any] | None = None,
         early_stopping_rounds: int | None = 20,
         validation_fraction: float = 0.2,
@@ -229,6 +237,7 @@ class LabelwiseClassifier(Parameters):
         self.bagging_fraction = bagging_fraction
         self.lambda_l2 = lambda_l2
         self.max_bin = max_bin
+        self.extra_trees = extra_trees
         self.lgb_params = lgb_params
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
@@ -320,6 +329,7 @@ class LabelwiseClassifier(Parameters):
             "min_child_samples": self.min_child_samples,
             "feature_fraction": self.feature_fraction,
             "lambda_l2": self.lambda_l2,
+            "extra_trees": self.extra_trees,
             "metric": "binary_logloss",
             "verbose": -1,
             "seed": self.random_state,
@@ -758,6 +768,8 @@ class LabelwiseClassifier(Parameters):
             params = dict(m["params"])
             # models written before ``shrink_to`` existed shrank toward the global cut
             policy = {"shrink_to": "global"} | params["threshold_policy"]
+            # ... and searched every split's threshold
+            params.setdefault("extra_trees", False)
             params["threshold_policy"] = ThresholdPolicy(**policy)
             params["weighting"] = Weighting(**params["weighting"])
             clf = cls(**params)

@@ -4,13 +4,13 @@ A trial is a set of config overrides (dotted keys), so the best trial *is* a con
 YAML is the input config with those keys set, and a trial's MLflow params are the keys a user
 would edit. The sampler searches the settings that change the model: strategy (label
 dependencies), imbalance weighting, tree size and regularisation, learning rate and patience,
-feature and row sampling, binning. Ranges are wide and log-scaled where the effect is
-multiplicative: they are meant for tables nobody has seen, not for the shared benchmark
-datasets. ``chain_ensemble`` is searched only when the config already uses it (it costs
-``n_chains`` chains per trial). The threshold policy (F-beta weight, shrinkage of each label's
-cut toward the global cut or toward the lower of it and the label's rate cut, at least one label
-per row) needs no refit, so each trial's model is scored under every policy of
-:func:`threshold_grid` and keeps the best.
+feature and row sampling, binning, random split thresholds (``extra_trees``). Ranges are wide
+and log-scaled where the effect is multiplicative: they are meant for tables nobody has seen,
+not for the shared benchmark datasets. ``chain_ensemble`` is searched only when the config
+already uses it (it costs ``n_chains`` chains per trial). The threshold policy (F-beta weight,
+shrinkage of each label's cut toward the global cut or toward the lower of it and the label's
+rate cut, at least one label per row) needs no refit, so each trial's model is scored under
+every policy of :func:`threshold_grid` and keeps the best.
 
 The config's own values are the first trial, so a search never reports less than the config it
 started from (on the held-out estimate it is judged by).
@@ -89,6 +89,7 @@ def search_space(cfg: Config) -> list[Dimension]:
         Dimension(params + "feature_fraction", 0.1, 1.0),
         Dimension(params + "bagging_fraction", 0.5, 1.0),
         Dimension(params + "max_bin", 15, 255, log=True, integer=True),
+        Dimension(params + "extra_trees", choices=(True, False)),
         Dimension(params + "early_stopping_rounds", 5, 100, log=True, integer=True),
     ]
     if isinstance(cfg.weighting.scheme, str):  # explicit per-label weights stay the user's
