@@ -53,12 +53,17 @@ def open_study(cfg: Config, data_digest: str, metric: str) -> optuna.Study:
     """The study of this config, data and metric: created, or loaded to be resumed."""
     import optuna
 
+    from labelwise.pipeline.search_space import search_space, space_digest
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the flow prints its own lines
     url = study_storage(cfg)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     return optuna.create_study(
-        study_name=f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}",
+        study_name=(
+            f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}"
+            f"-{space_digest(search_space(cfg))[:6]}"
+        ),
         storage=storage,
         direction=OBJECTIVES[metric],
         # 5 random trials, not 10: a 10-minute budget on a mid-size table is 10-20 trials

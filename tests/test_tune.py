@@ -392,3 +392,20 @@ def test_the_removed_accurate_preset_points_to_tune(tmp_path):
         load_config(config)
     with pytest.raises(ConfigError, match="labelwise tune"):
         LabelwiseClassifier.from_preset("accurate")
+
+
+def test_a_study_is_resumed_only_by_a_search_over_the_same_settings(tmp_path, monkeypatch):
+    """A trial records the keys its search set; one from a search without a key (an older
+    labelwise) would take today's default for it in the tuned config, which is not the model
+    it judged. So the searched space is part of the study's name."""
+    from labelwise.pipeline.search_space import search_space, space_digest
+    from labelwise.tasks.tune import open_study
+
+    config, _, _ = _job(tmp_path, "resume")
+    cfg = load_config(config)
+    monkeypatch.setenv("LABELWISE_TUNE_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = open_study(cfg, "d" * 64, "f1_macro")
+    assert open_study(cfg, "d" * 64, "f1_macro").study_name == study.study_name
+    space = search_space(cfg)
+    assert study.study_name.endswith(space_digest(space)[:6])
+    assert space_digest(space[:-1])[:6] != space_digest(space)[:6]  # a key fewer: another study

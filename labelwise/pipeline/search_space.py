@@ -18,7 +18,7 @@ started from (on the held-out estimate it is judged by).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING, Any
 
 from labelwise.engine.errors import ConfigError
@@ -129,6 +129,17 @@ def threshold_grid(cfg: Config) -> list[dict[str, Any]]:
         for beta in BETA
         for at_least_one in (False, True)
     ]
+
+
+def space_digest(space: list[Dimension]) -> str:
+    """A fingerprint of what is searched: part of the study's name, so a study is resumed only
+    by a search over the same dimensions. A trial of another labelwise (say, from before a
+    dimension was added) did not set that key, and its config would silently take today's
+    default for it: not the model that trial judged."""
+    import hashlib
+
+    text = repr(([astuple(d) for d in space], SHRINKAGE, BETA))  # the threshold grid too
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _with(options: list[str], current: str) -> tuple[str, ...]:
