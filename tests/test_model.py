@@ -219,6 +219,10 @@ def test_extra_trees_draws_thresholds_only_where_there_is_a_choice(data, tmp_pat
     del manifest["params"]["extra_trees"]
     (d / "manifest.json").write_text(json.dumps(manifest))
     assert LabelwiseClassifier.load(d).get_params()["extra_trees"] is False
+    manifest["params"]["lgb_params"] = {"extra_trees": True, "min_data_in_bin": 3}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    params = LabelwiseClassifier.load(d).get_params()
+    assert params["extra_trees"] is True and params["lgb_params"] == {"min_data_in_bin": 3}
 
 
 def test_save_load_round_trip_and_tampering(fitted, data, tmp_path: Path):

@@ -768,8 +768,10 @@ class LabelwiseClassifier(Parameters):
             params = dict(m["params"])
             # models written before ``shrink_to`` existed shrank toward the global cut
             policy = {"shrink_to": "global"} | params["threshold_policy"]
-            # ... and searched every split's threshold
-            params.setdefault("extra_trees", False)
+            if "extra_trees" not in params:  # ... and searched split thresholds unless told
+                rest = dict(params.get("lgb_params") or {})
+                params["extra_trees"] = bool(rest.pop("extra_trees", False))
+                params["lgb_params"] = rest or None
             params["threshold_policy"] = ThresholdPolicy(**policy)
             params["weighting"] = Weighting(**params["weighting"])
             clf = cls(**params)
