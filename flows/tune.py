@@ -225,16 +225,19 @@ class _Search:
 
     def _limit(self) -> float | None:
         """A trial's time limit: none until one trial has finished (the config's own settings
-        come first); then three times the slowest finished trial, and no more than the budget
-        left plus one such trial (the budget is honoured to within a trial); at least 30 s."""
+        come first); then three times the slowest finished trial; at least 30 s. A trial may run
+        to ``OVERRUN`` times its limit, and that stays within the budget left plus one such
+        trial (the budget is honoured to within a trial)."""
         from optuna.trial import TrialState
+
+        from labelwise.tasks.tune import OVERRUN
 
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         known = [s for t in done if (s := t.user_attrs.get("fit_seconds")) is not None]
         if not known:
             return None
         left = self.deadline - time.monotonic()
-        return max(30.0, min(3.0 * max(known), left + max(known)))
+        return max(30.0, min(3.0 * max(known), (left + max(known)) / OVERRUN))
 
     def fail(self, exc: BaseException) -> None:
         """The tune failed or was interrupted: its running trials and its runs end FAILED."""

@@ -322,7 +322,7 @@ def test_a_slow_trial_is_stopped_and_a_failing_fit_stops_early(tmp_path):
 def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
     """The deadline projects the trial's time from its per-label models so far: a trial
     on pace for 2.5x its limit stops at a twentieth of its models, one on pace to finish
-    within it runs on."""
+    within it runs on, and one past half way runs on up to 1.25x its limit."""
     from labelwise.tasks.tune import TrialTooSlow, _Deadline
 
     slow = _Deadline(10.0, repeats=2)
@@ -339,6 +339,18 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
     for _ in range(20):  # 40 models at this pace: about 2 s
         steady.model_done("L1m0", 0, None, None, False)
     assert steady.done == 20
+
+    # past half way a trial is finished, not pruned: 24 of 40 models in 9 s is on pace for
+    # 15 s (1.5x), but stopping now wastes 9 s to save 6
+    late = _Deadline(10.0)
+    late.begin(40, ["a"])
+    late.done = 23
+    late.start -= 9.0
+    late.model_done("L1m0", 0, None, None, False)
+    assert late.done == 24
+    late.start -= 4.0  # 13 s: past 1.25x the limit, the hard stop
+    with pytest.raises(TrialTooSlow, match="still fitting after 13 s"):
+        late.model_done("L1m0", 0, None, None, False)
 
 
 def test_a_gain_within_its_noise_keeps_the_config_own_settings():
