@@ -225,9 +225,13 @@ class _Search:
 
     def _limit(self) -> float | None:
         """A trial's time limit: none until one trial has finished (the config's own settings
-        come first); then three times the slowest finished trial; at least 30 s. A trial may run
-        to ``OVERRUN`` times its limit, and that stays within the budget left plus one such
-        trial (the budget is honoured to within a trial)."""
+        come first); then three times the median finished trial (not the slowest: each slow
+        trial that finished would raise the next limit threefold, and on bibtex one trial took
+        most of the budget); at least 30 s. A trial may run to ``OVERRUN`` times its limit, and
+        that stays within the budget left plus one such trial (the budget is honoured to within
+        a trial)."""
+        from statistics import median
+
         from optuna.trial import TrialState
 
         from labelwise.tasks.tune import OVERRUN
@@ -237,7 +241,8 @@ class _Search:
         if not known:
             return None
         left = self.deadline - time.monotonic()
-        return max(30.0, min(3.0 * max(known), (left + max(known)) / OVERRUN))
+        typical = float(median(known))
+        return max(30.0, min(3.0 * typical, (left + typical) / OVERRUN))
 
     def fail(self, exc: BaseException) -> None:
         """The tune failed or was interrupted: its running trials and its runs end FAILED."""

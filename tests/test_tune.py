@@ -353,6 +353,35 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
         late.model_done("L1m0", 0, None, None, False)
 
 
+def test_the_trial_limit_follows_the_median_trial_and_the_budget():
+    """Three times the median finished trial, not the slowest (a slow trial that finished must
+    not raise the next limit threefold), within the budget left plus one such trial."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import IntDistribution
+
+    from labelwise.flows.tune import _Search
+    from labelwise.tasks.tune import OVERRUN
+
+    study = optuna.create_study()
+    search = SimpleNamespace(study=study, deadline=time.monotonic() + 600)
+    assert _Search._limit(search) is None  # nothing finished: no basis for a limit
+    for n, seconds in enumerate((60.0, 190.0, 70.0)):
+        trial = optuna.trial.create_trial(
+            params={"n": n},
+            distributions={"n": IntDistribution(0, 9)},
+            value=0.5,
+            user_attrs={"fit_seconds": seconds},
+        )
+        study.add_trial(trial)
+    assert _Search._limit(search) == pytest.approx(3 * 70.0)
+    search.deadline = time.monotonic() + 100  # 100 s left: a trial may end by 100 + 70
+    assert OVERRUN * _Search._limit(search) == pytest.approx(170.0, abs=1.0)
+    search.deadline = time.monotonic() - 100
+    assert _Search._limit(search) == 30.0
+
+
 def test_a_gain_within_its_noise_keeps_the_config_own_settings():
     """The one-standard-error rule, on the paired per-fold scores: a trial (or threshold
     policy) that beats the config's own settings by less than the noise of the per-fold
