@@ -322,7 +322,7 @@ def test_a_slow_trial_is_stopped_and_a_failing_fit_stops_early(tmp_path):
 def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
     """The deadline projects the trial's time from its per-label models so far: a trial
     on pace for 2.5x its limit stops at a twentieth of its models, one on pace to finish
-    within it runs on, and one past half way runs on up to 1.25x its limit."""
+    within it runs on, and one a little over it runs on up to 1.25x its limit."""
     from labelwise.tasks.tune import TrialTooSlow, _Deadline
 
     slow = _Deadline(10.0, repeats=2)
@@ -340,15 +340,15 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
         steady.model_done("L1m0", 0, None, None, False)
     assert steady.done == 20
 
-    # past half way a trial is finished, not pruned: 24 of 40 models in 9 s is on pace for
-    # 15 s (1.5x), but stopping now wastes 9 s to save 6
+    # a trial on pace for a little over its limit finishes: 24 of 40 models in 7.2 s is on
+    # pace for 12 s (1.2x); it stops at 1.25x the limit at the latest
     late = _Deadline(10.0)
     late.begin(40, ["a"])
     late.done = 23
-    late.start -= 9.0
+    late.start -= 7.2
     late.model_done("L1m0", 0, None, None, False)
     assert late.done == 24
-    late.start -= 4.0  # 13 s: past 1.25x the limit, the hard stop
+    late.start -= 6.0  # 13.2 s: past 1.25x the limit, the hard stop
     with pytest.raises(TrialTooSlow, match="still fitting after 13 s"):
         late.model_done("L1m0", 0, None, None, False)
 
