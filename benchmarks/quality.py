@@ -53,6 +53,20 @@ PEERS = [
 SYSTEMS = LABELWISE_VARIANTS + PEERS
 
 
+def each_dataset(
+    root: Path, datasets: str, out: Path | None, run: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``run(data)`` on each named dataset (comma-separated): a JSON line printed per dataset,
+    and all rows so far rewritten to ``out`` after each (a long run keeps what it measured)."""
+    rows = {}
+    for name in [d for d in datasets.split(",") if d]:
+        rows[name] = run(load(root, name))
+        print(json.dumps({"dataset": name, **rows[name]}), flush=True)
+        if out:
+            out.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
 def load(root: Path, name: str) -> dict[str, Any]:
     """A shared dataset; ``<name>-nominal[-N]`` is its 0/1 features written as YES/NO text
     (categorical, as ARFF nominal attributes arrive), on its first N training rows: the small

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.quality import DATASETS, DEFAULT_DATA, load
+from benchmarks.quality import DATASETS, DEFAULT_DATA, each_dataset
 
 
 def score(data: dict[str, Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -78,12 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     alternatives = parse_set(args.set)
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = {}
-    for name in [d for d in args.datasets.split(",") if d]:
-        rows[name] = compare(load(args.data_root, name), alternatives, seeds)
-        print(json.dumps({"dataset": name, **rows[name]}), flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(rows, indent=1))
+    each_dataset(
+        args.data_root, args.datasets, args.json, lambda data: compare(data, alternatives, seeds)
+    )
     return 0
 
 

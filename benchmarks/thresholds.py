@@ -12,14 +12,13 @@ from everything else.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.quality import DATASETS, DEFAULT_DATA, load
+from benchmarks.quality import DATASETS, DEFAULT_DATA, each_dataset
 from labelwise.pipeline.search_space import BETA, SHRINKAGE  # the grid `labelwise tune` scores
 
 
@@ -53,12 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    rows = {}
-    for name in [d for d in args.datasets.split(",") if d]:
-        rows[name] = grid(load(args.data_root, name))
-        print(json.dumps({"dataset": name, **rows[name]}), flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(rows, indent=1))
+    each_dataset(args.data_root, args.datasets, args.json, grid)
     return 0
 
 
