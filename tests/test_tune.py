@@ -184,7 +184,12 @@ def test_a_killed_tune_resumes_its_study(tmp_path, prefect_api):
         except Exception:  # the study is not created yet
             continue
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        if len(done) >= 2 and any(t.state == TrialState.RUNNING for t in trials):
+        # a trial fitting: its settings all drawn and its MLflow run started (killed between
+        # ask() and the last suggestion, its recorded params would be partial)
+        fitting = [
+            t for t in trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+        ]
+        if len(done) >= 2 and fitting:
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
