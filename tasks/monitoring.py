@@ -60,7 +60,10 @@ def measure_drift(
     Y = None
     if has_truth:
         Y, _ = encode_labels(df, spec, labels=clf.labels_, source=src)
-    report = drift_report(profile, feats, Xa, S, P, Y, cfg.monitoring.rules())
+    # the profiled features are tabular columns; text columns drift through their scores
+    report = drift_report(
+        profile, clf.encoder_.tabular_features, Xa, S, P, Y, cfg.monitoring.rules()
+    )
     report["unseen_categories"] = dict(clf.encoder_.unseen_counts)
     return report
 

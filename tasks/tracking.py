@@ -382,6 +382,8 @@ def log_results(
     values |= {f"valid/{k}": v for k, v in train_info["validation_metrics"].items()}
     values["fit_seconds"] = train_info["fit_seconds"]
     values["models_resumed"] = train_info.get("models_resumed", 0)
+    for column, n_terms in train_info.get("text_vocabulary", {}).items():
+        values[f"text/{column}/vocabulary_size"] = n_terms
     log_metrics(c, run_id, values)
     # per-label results: one sortable table per split (MLflow's table artifacts, comparable
     # across runs), not hundreds of loose metrics under mangled label names
@@ -409,6 +411,8 @@ def log_results(
         "mlflow.note.content",
         run_description(cfg, info, test_metrics, champion_metrics(cfg)),
     )
+    if train_info.get("text_vocabulary"):  # which columns were read as text, found or declared
+        c.set_tag(run_id, "labelwise.text_columns", ", ".join(train_info["text_vocabulary"]))
     if train_info.get("warnings"):  # shown in the run's tags, the MLflow UI's first screen
         c.set_tag(run_id, "labelwise.warnings", " | ".join(train_info["warnings"])[:5000])
 
@@ -471,6 +475,7 @@ def _requirements() -> list[str]:
         "polars",
         "lightgbm",
         "scikit-learn",
+        "scipy",
         "pandas",
         "pyarrow",
         "pydantic",

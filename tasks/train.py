@@ -160,6 +160,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
         "warnings": [train_path + w[1:] if w.startswith("X:") else w for w in clf.warnings_]
         + checkpoint.discarded,
         "validation_per_label": clf.validation_per_label_,
+        "text_vocabulary": {t.name: t.n_terms for t in clf.encoder_.text},
         "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
         "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True)),
     }
@@ -230,7 +231,7 @@ def profile_model(
     f1 = [r["f1"] for r in per_label_table(Y, P, None, clf.labels_)]
     prof = reference_profile(
         clf.labels_,
-        clf.encoder_.features,
+        clf.encoder_.tabular_features,
         Xa,
         Y_train,
         S,

@@ -39,6 +39,7 @@ from labelwise.engine.errors import ConfigError, DataError, ModelFormatError, No
 from labelwise.engine.executors import Executor, ThreadExecutor, n_workers
 from labelwise.engine.label_model import LabelModel
 from labelwise.engine.lgb_threads import THREAD_ALIASES, cores, one_thread
+from labelwise.engine.linear import LinearHead, fit_linear
 from labelwise.engine.metrics import (
     MULTICLASS_MESSAGE,
     check_multiclass,
@@ -48,6 +49,7 @@ from labelwise.engine.metrics import (
 from labelwise.engine.params import Constraint, Interval, Options, Parameters, check_params
 from labelwise.engine.per_label import LabelJob, Rounds, predict_per_label, train_per_label
 from labelwise.engine.split import iterative_stratification, stratified_kfold
+from labelwise.engine.text import TextSettings, hstack
 from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
 from labelwise.engine.weights import Weighting
 
@@ -90,6 +92,7 @@ REMOVED_PRESETS = {"accurate": "labelwise tune -c <config> --budget 10m"}
 DATASET_KEYS = ("min_data_in_bin", "max_bin_by_feature", "bin_construct_sample_cnt")
 
 Splits = list[tuple[np.ndarray, np.ndarray | None]]
+Matrix = Any  # the model matrix: a float32 ndarray, or a scipy CSR matrix with text / sparse X
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class _Level:
     """One level's training data: the binned Dataset and the matrices it was built from."""
 
     base: lgb.Dataset  # constructed (binned)
-    X: np.ndarray
+    X: Matrix
     Y: np.ndarray
 
 
@@ -155,6 +158,17 @@ class LabelwiseClassifier(Parameters):
     chain_order, n_chains, n_folds :
         Chain order, number of chains of ``chain_ensemble``, folds for out-of-fold level-1
         probabilities of the dependency strategies.
+    text_columns : "auto", list of str or None
+        Columns of a frame ``X`` vectorised as text (:mod:`labelwise.engine.text`); ``"auto"``
+        finds them (long, mostly distinct strings), None or ``[]``: none.
+    text : TextSettings or None
+        How text columns become tf-idf columns (None: :class:`TextSettings` defaults).
+    linear_weight : float in [0, 1] or "auto"
+        The linear head's share of each probability (:mod:`labelwise.engine.linear`): 0 trees
+        only, 1 the linear head only (no trees trained). ``"auto"``: 0.5 when the features are
+        sparse (text columns, or a scipy sparse ``X``), else 0.
+    linear_C : float > 0
+        Inverse L2 strength of the linear head's logistic regressions.
     n_jobs : int
         Labels trained in parallel (-1: all cores). Each booster runs single-threaded.
     random_state : int
@@ -197,6 +211,10 @@ class LabelwiseClassifier(Parameters):
         "chain_order": [Options(("frequency", "random")), list, tuple],
         "n_chains": [Interval(int, 1, 1000)],
         "n_folds": [Interval(int, 2, 1000)],
+        "text_columns": [None, Options(("auto",)), list, tuple],
+        "text": [None, TextSettings],
+        "linear_weight": [Options(("auto",)), Interval(float, 0, 1, closed="both")],
+        "linear_C": [Interval(float, 0, None, closed="neither")],
         "n_jobs": [None, Interval(int, -1, 4096)],
         "random_state": [Interval(int, 0, MAX_INT32)],
     }
@@ -225,6 +243,10 @@ class LabelwiseClassifier(Parameters):
         chain_order: str | Sequence[str] = "frequency",
         n_chains: int = 3,
         n_folds: int = 3,
+        text_columns: str | Sequence[str] | None = "auto",
+        text: TextSettings | None = None,
+        linear_weight: float | str = "auto",
+        linear_C: float = 4.0,
         n_jobs: int = -1,
         random_state: int = 0,
     ) -> None:
@@ -249,6 +271,10 @@ class LabelwiseClassifier(Parameters):
         self.chain_order = chain_order
         self.n_chains = n_chains
         self.n_folds = n_folds
+        self.text_columns = text_columns
+        self.text = text
+        self.linear_weight = linear_weight
+        self.linear_C = linear_C
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -353,7 +379,7 @@ class LabelwiseClassifier(Parameters):
         params.update({k: v for k, v in (self.lgb_params or {}).items() if k in DATASET_KEYS})
         return params
 
-    def _dataset(self, X: np.ndarray, categorical: list[int]) -> lgb.Dataset:
+    def _dataset(self, X: Matrix, categorical: list[int]) -> lgb.Dataset:
         """The one binned LightGBM Dataset every per-label model of a level trains on."""
         import lightgbm as lgb
 
@@ -366,14 +392,30 @@ class LabelwiseClassifier(Parameters):
             ).construct()
 
     # ------------------------------------------------------------------ inputs
-    def _to_matrix(self, X: Any, fitting: bool, source: str = "X") -> np.ndarray:
+    def _to_matrix(self, X: Any, fitting: bool, source: str = "X") -> Matrix:
         if isinstance(X, pl.DataFrame):
             if fitting:
-                self.encoder_ = FeatureEncoder().fit(X, X.columns, source=source)
-            return self.encoder_.transform(X, source=source)
+                text = self.text_columns
+                self.encoder_ = FeatureEncoder().fit(
+                    X,
+                    X.columns,
+                    source=source,
+                    text_columns=list(text) if isinstance(text, list | tuple) else text,
+                    text_settings=self.text,
+                )
+                return self.encoder_.fit_encode(X, source=source)
+            return self.encoder_.encode(X, source=source)
         if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas
             return self._to_matrix(pl.from_pandas(X), fitting, source)
-        wide = np.asarray(X, dtype=np.float64)
+        if _is_sparse(X):
+            return self._sparse_matrix(X, fitting, source)
+        try:
+            wide = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(
+                f"{source} must be a numeric 2-D array, a scipy sparse matrix or a table "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         if wide.ndim != 2:
             raise DataError(f"{source} must be 2-D (rows x features), got shape {wide.shape}")
         for what, bad_cells in (
@@ -383,13 +425,39 @@ class LabelwiseClassifier(Parameters):
             if bad_cells.any():
                 bad = np.flatnonzero(bad_cells.any(axis=0))[:5].tolist()
                 raise DataError(f"{source} holds {what} in column(s) {bad}")
-        A = wide.astype(np.float32)
+        return self._check_width(wide.astype(np.float32), fitting, source)
+
+    def _sparse_matrix(self, X: Any, fitting: bool, source: str) -> Matrix:
+        """A scipy sparse matrix as float32 CSR, refused with NaN, infinite or too-large values
+        or a non-numeric dtype, naming the column."""
+        import scipy.sparse as sp
+
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"{source}: a sparse matrix of dtype {X.dtype}; it must be numeric")
+        A = sp.csr_matrix(X, dtype=np.float64)
+        A.sum_duplicates()
+        for what, bad in (
+            ("NaN", np.isnan(A.data)),
+            ("infinite values", np.isinf(A.data)),
+            (
+                "values beyond the float32 range",
+                np.isfinite(A.data) & (np.abs(A.data) > FLOAT32_MAX),
+            ),
+        ):
+            if bad.any():
+                cols = np.unique(A.indices[bad])[:5].tolist()
+                raise DataError(
+                    f"{source} holds {what} in column(s) {cols} of a sparse matrix; a sparse "
+                    "matrix stores missing as absent, so drop or fill them"
+                )
+        return self._check_width(A.astype(np.float32), fitting, source)
+
+    def _check_width(self, A: Matrix, fitting: bool, source: str) -> Matrix:
         if fitting:
             self.encoder_ = FeatureEncoder(features=[f"f{i}" for i in range(A.shape[1])])
-        elif A.shape[1] != len(self.encoder_.features):
+        elif A.shape[1] != self.encoder_.n_columns:
             raise DataError(
-                f"{source} has {A.shape[1]} columns, the model expects "
-                f"{len(self.encoder_.features)}"
+                f"{source} has {A.shape[1]} columns, the model expects {self.encoder_.n_columns}"
             )
         return A
 
@@ -405,9 +473,7 @@ class LabelwiseClassifier(Parameters):
             raise DataError(f"{source} must hold only 0 and 1")
         return A.astype(np.uint8), names or [f"label_{j}" for j in range(A.shape[1])]
 
-    def _prepare(
-        self, X: Any, Y: Any, labels: Sequence[str] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(self, X: Any, Y: Any, labels: Sequence[str] | None) -> tuple[Matrix, np.ndarray]:
         """Matrices of the training data; ``labels_`` and ``warnings_`` set."""
         Xa = self._to_matrix(X, fitting=True)
         Ya, names = self._to_labels(Y, Xa.shape[0])
@@ -430,8 +496,8 @@ class LabelwiseClassifier(Parameters):
         return Xa, Ya
 
     def _plan(
-        self, Xa: np.ndarray, Ya: np.ndarray, eval_set: tuple[Any, Any] | None
-    ) -> tuple[np.ndarray, np.ndarray, Splits, bool]:
+        self, Xa: Matrix, Ya: np.ndarray, eval_set: tuple[Any, Any] | None
+    ) -> tuple[Matrix, np.ndarray, Splits, bool]:
         """(X, Y, the (train rows, held-out rows) of each member, refit?): an explicit
         ``eval_set`` (appended to the rows), k cross-fitting folds, or one validation part."""
         n_folds = self.cv_folds
@@ -442,7 +508,7 @@ class LabelwiseClassifier(Parameters):
             Xv = self._to_matrix(eval_set[0], fitting=False, source="eval_set X")
             Yv, _ = self._to_labels(eval_set[1], Xv.shape[0], source="eval_set Y")
             n = Xa.shape[0]
-            Xa, Ya = np.vstack([Xa, Xv]), np.vstack([Ya, Yv])
+            Xa, Ya = _vstack(Xa, Xv), np.vstack([Ya, Yv])
             return Xa, Ya, [(np.arange(n), np.arange(n, Xa.shape[0]))], False
         if self.cv_folds_used_:
             folds: Splits = list(stratified_kfold(Ya, int(self.cv_folds_used_), self.random_state))
@@ -487,6 +553,8 @@ class LabelwiseClassifier(Parameters):
         train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
         self.label_weights_ = Weighting.coerce(self.weighting).weights(Ya[train_rows], self.labels_)
         self.orders_ = self._chain_orders(Ya) if self.strategy != "binary_relevance" else []
+        self.linear_weight_ = self._resolve_linear_weight(Xa)
+        trees = self.linear_weight_ < 1
         ctx = _Fit(
             executor or ThreadExecutor(n_workers(self.n_jobs)),
             list(callbacks),
@@ -497,23 +565,55 @@ class LabelwiseClassifier(Parameters):
                 fallback=min(self.n_estimators, 100),
             ),
         )
-        planned = Ya.shape[1] * (
-            len(splits) * (1 + len(self.orders_)) + (self.n_folds if self._needs_oof(splits) else 0)
+        planned = (
+            trees
+            * Ya.shape[1]
+            * (
+                len(splits) * (1 + len(self.orders_))
+                + (self.n_folds if self._needs_oof(splits) else 0)
+            )
         )
         for cb in ctx.callbacks:
             cb.begin(planned, self.labels_)
-        level1 = _Level(self._dataset(Xa, self.categorical_features_), Xa, Ya)
-        self.level1_, valid_rows, P_valid = self._fit_members(ctx, level1, splits, "L1")
+        self.level1_: list[list[LabelModel]] = []
         self.level2_: list[list[LabelModel]] = []
-        if self.orders_:
-            P_valid = self._fit_level2(ctx, level1, splits, valid_rows, P_valid)
-        self.best_iterations_ = np.mean(
-            [[m.best_iteration for m in member] for member in self.level1_], axis=0
-        )
+        valid_rows, P_valid = _held_out_rows(splits), None
+        if trees:
+            level1 = _Level(self._dataset(Xa, self.categorical_features_), Xa, Ya)
+            self.level1_, valid_rows, P_valid = self._fit_members(ctx, level1, splits, "L1")
+            if self.orders_:
+                P_valid = self._fit_level2(ctx, level1, splits, valid_rows, P_valid)
+        self.linear_: LinearHead | None = None
+        if self.linear_weight_ > 0:
+            P_linear = self._fit_linear(Xa, Ya, splits, refit)
+            P_valid = _blend(P_valid, P_linear, self.linear_weight_)
+        self.best_iterations_ = _mean_rounds(self.level1_, Ya.shape[1])
         _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
+
+    def _resolve_linear_weight(self, Xa: Matrix) -> float:
+        if self.linear_weight == "auto":
+            return 0.5 if _is_sparse(Xa) else 0.0
+        return float(self.linear_weight)
+
+    def _fit_linear(
+        self, Xa: Matrix, Ya: np.ndarray, splits: Splits, refit: bool
+    ) -> np.ndarray | None:
+        """The linear head: held-out probabilities from a fit on each split's training rows
+        (stacked in the trees' order), then the kept head, fitted on every row unless the
+        held-out rows are an ``eval_set`` (as the trees)."""
+        executor = ThreadExecutor(n_workers(self.n_jobs))
+
+        def fit(rows: np.ndarray) -> LinearHead:
+            return fit_linear(Xa, Ya, rows, self.label_weights_, self.linear_C, executor)
+
+        held = [(tr, va) for tr, va in splits if va is not None]
+        P = [fit(tr).predict_proba(Xa[va]) for tr, va in held]
+        everything = refit or len(splits) > 1 or not held
+        self.linear_ = fit(np.arange(Ya.shape[0]) if everything else splits[0][0])
+        return np.vstack(P) if P else None
 
     def _needs_oof(self, splits: Splits) -> bool:
         """Dependency strategies on one validation part need out-of-fold level-1 inputs."""
@@ -590,7 +690,7 @@ class LabelwiseClassifier(Parameters):
             Z = self._oof_level1(ctx, level1)
         else:  # no validation rows at all: first-level fits on all rows stand in
             Z = _mean_proba(self.level1_, Xa, n_workers(self.n_jobs))
-        X2 = np.hstack([Xa, Z.astype(np.float32)])
+        X2 = _hstack(Xa, Z)
         level2 = _Level(self._dataset(X2, self.categorical_features_), X2, Ya)
         P_sum = None
         for c, order in enumerate(self.orders_):
@@ -686,9 +786,14 @@ class LabelwiseClassifier(Parameters):
         self._check_fitted()
         Xa = self._to_matrix(X, fitting=False)
         workers = n_workers(self.n_jobs)
-        P = _mean_proba(self.level1_, Xa, workers)
-        if self.level2_:
-            P = _mean_proba(self.level2_, np.hstack([Xa, P.astype(np.float32)]), workers)
+        P = None
+        if self.level1_:
+            P = _mean_proba(self.level1_, Xa, workers)
+            if self.level2_:
+                P = _mean_proba(self.level2_, _hstack(Xa, P), workers)
+        if self.linear_ is not None:
+            P = _blend(P, self.linear_.predict_proba(Xa), self.linear_weight_)
+        assert P is not None
         return self._calibrate(P)
 
     def predict_from_proba(self, P: np.ndarray) -> np.ndarray:
@@ -704,18 +809,22 @@ class LabelwiseClassifier(Parameters):
         """Each feature's share of the total split gain over every per-label booster (sums to
         1; all zeros when every label got a constant model)."""
         self._check_fitted()
-        n = len(self.encoder_.features)
-        gain = np.zeros(n)
+        n = self.encoder_.n_columns
+        columns = np.zeros(n)
         for member in [*self.level1_, *self.level2_]:
             for m in member:
                 if m.booster is not None:  # chain/stacking boosters see labels after features
-                    gain += m.booster.feature_importance("gain")[:n]
+                    columns += m.booster.feature_importance("gain")[:n]
+        # a text column's share is the sum of its terms'
+        gain = np.bincount(
+            self.encoder_.column_owners(), weights=columns, minlength=len(self.encoder_.features)
+        )
         total = gain.sum()
         shares = gain / total if total > 0 else gain
         return dict(zip(self.encoder_.features, map(float, shares), strict=True))
 
     # ------------------------------------------------------------------ persistence
-    def to_manifest(self, write: Callable[[str, str], str]) -> dict[str, Any]:
+    def to_manifest(self, write: Callable[[str, str | bytes], str]) -> dict[str, Any]:
         """The fitted model as JSON-able data; each booster goes out as LightGBM text through
         ``write(relative path, text) -> sha256`` (see :mod:`labelwise.engine.persistence`)."""
         self._check_fitted()
@@ -733,10 +842,24 @@ class LabelwiseClassifier(Parameters):
         params = self.get_params()
         params["threshold_policy"] = asdict(self.policy)
         params["weighting"] = asdict(Weighting.coerce(self.weighting))
+        params["text"] = asdict(self.text or TextSettings())
+        params["text_columns"] = (
+            list(self.text_columns)
+            if isinstance(self.text_columns, list | tuple)
+            else self.text_columns
+        )
+        linear = None
+        if self.linear_ is not None:
+            linear = {
+                name: {"file": f"linear/{name}", "sha256": write(f"linear/{name}", data)}
+                for name, data in self.linear_.files().items()
+            }
         return {
             "strategy": self.strategy,
             "labels": list(self.labels_),
-            "encoder": self.encoder_.to_dict(),
+            "encoder": self.encoder_.to_dict(write),
+            "linear_weight": self.linear_weight_,
+            "linear": linear,
             "categorical_features": list(self.categorical_features_),
             "thresholds": [float(t) for t in self.thresholds_],
             "label_weights": [float(w) for w in self.label_weights_],
@@ -758,10 +881,10 @@ class LabelwiseClassifier(Parameters):
 
     @classmethod
     def from_manifest(
-        cls, m: dict[str, Any], read: Callable[[dict[str, Any]], str], source: str = "manifest"
+        cls, m: dict[str, Any], read: Callable[[dict[str, Any]], bytes], source: str = "manifest"
     ) -> LabelwiseClassifier:
         """Rebuild a fitted model from :meth:`to_manifest`'s data; ``read(entry)`` returns a
-        booster entry's verified LightGBM text."""
+        file entry's verified bytes (LightGBM text, a vocabulary, linear weights)."""
         import lightgbm as lgb
 
         try:
@@ -774,6 +897,7 @@ class LabelwiseClassifier(Parameters):
                 params["lgb_params"] = rest or None
             params["threshold_policy"] = ThresholdPolicy(**policy)
             params["weighting"] = Weighting(**params["weighting"])
+            params["text"] = TextSettings(**params["text"]) if params.get("text") else None
             clf = cls(**params)
         except (TypeError, KeyError, ValueError) as exc:  # ConfigError is a ValueError
             raise ModelFormatError(f"{source}: invalid parameters ({exc})") from exc
@@ -781,9 +905,16 @@ class LabelwiseClassifier(Parameters):
         def model(e: dict[str, Any]) -> LabelModel:
             if "constant" in e:
                 return LabelModel(None, float(e["constant"]), 0)
-            return LabelModel(lgb.Booster(model_str=read(e)), None, int(e.get("best_iteration", 0)))
+            booster = lgb.Booster(model_str=read(e).decode())
+            return LabelModel(booster, None, int(e.get("best_iteration", 0)))
 
         try:
+            clf.encoder_ = FeatureEncoder.from_dict(m["encoder"], read, source)
+            linear = m.get("linear")
+            clf.linear_ = (
+                LinearHead.from_files(lambda name: read(linear[name]), source) if linear else None
+            )
+            clf.linear_weight_ = float(m.get("linear_weight", 0.0))
             return cls._restore(clf, m, model)
         except ModelFormatError:
             raise
@@ -797,7 +928,6 @@ class LabelwiseClassifier(Parameters):
         clf: LabelwiseClassifier, m: dict[str, Any], model: Callable[[dict[str, Any]], LabelModel]
     ) -> LabelwiseClassifier:
         clf.labels_ = list(m["labels"])
-        clf.encoder_ = FeatureEncoder.from_dict(m["encoder"])
         clf.categorical_features_ = list(m.get("categorical_features", []))
         clf.thresholds_ = np.asarray(m["thresholds"], dtype=np.float64)
         clf.label_weights_ = np.asarray(m.get("label_weights", [1.0] * len(clf.labels_)))
@@ -809,9 +939,7 @@ class LabelwiseClassifier(Parameters):
         clf.orders_ = [list(o) for o in m.get("orders", [])]
         clf.level1_ = [[model(e) for e in ms] for ms in m["level1"]]
         clf.level2_ = [[model(e) for e in ms] for ms in m["level2"]]
-        clf.best_iterations_ = np.mean(
-            [[x.best_iteration for x in ms] for ms in clf.level1_], axis=0
-        )
+        clf.best_iterations_ = _mean_rounds(clf.level1_, len(clf.labels_))
         clf.n_features_in_ = len(clf.encoder_.features)
         return clf
 
@@ -830,7 +958,47 @@ class LabelwiseClassifier(Parameters):
         return cls.from_manifest(manifest, read, source)
 
 
-def _mean_proba(members: list[list[LabelModel]], X: np.ndarray, n_jobs: int) -> np.ndarray:
+def _is_sparse(X: Any) -> bool:
+    import scipy.sparse as sp
+
+    return bool(sp.issparse(X))
+
+
+def _hstack(X: Matrix, P: np.ndarray) -> Matrix:
+    """The features, then probabilities as columns (the dependency strategies' inputs)."""
+    Z = P.astype(np.float32)
+    return hstack([X, Z]) if _is_sparse(X) else np.hstack([X, Z])
+
+
+def _vstack(A: Matrix, B: Matrix) -> Matrix:
+    import scipy.sparse as sp
+
+    if _is_sparse(A) or _is_sparse(B):
+        return sp.vstack([sp.csr_matrix(A), sp.csr_matrix(B)], format="csr")
+    return np.vstack([A, B])
+
+
+def _held_out_rows(splits: Splits) -> np.ndarray | None:
+    rows = [va for _, va in splits if va is not None]
+    return np.concatenate(rows) if rows else None
+
+
+def _blend(trees: np.ndarray | None, linear: np.ndarray | None, weight: float) -> np.ndarray | None:
+    """``(1 - weight) * trees + weight * linear``, either alone when the other is absent."""
+    if trees is None or weight >= 1:
+        return linear
+    if linear is None:
+        return trees
+    return (1 - weight) * trees + weight * linear
+
+
+def _mean_rounds(members: list[list[LabelModel]], n_labels: int) -> np.ndarray:
+    if not members:
+        return np.zeros(n_labels)
+    return np.mean([[m.best_iteration for m in member] for member in members], axis=0)
+
+
+def _mean_proba(members: list[list[LabelModel]], X: Matrix, n_jobs: int) -> np.ndarray:
     """Average of the members' per-label probabilities (folds of a cross-fit, chains...)."""
     P = predict_per_label(members[0], X, n_jobs)
     for member in members[1:]:

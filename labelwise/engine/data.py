@@ -6,25 +6,33 @@ A multi-label table names its labels in one of three ways, all handled by :class
 * one label-set column holding a list of label names (``set_column="tags"``);
 * one label-set column holding a delimited string (``set_column="tags", separator="|"``).
 
-Features are numeric, boolean or categorical (String / Categorical / Enum). Categorical values are
-mapped to integer codes that LightGBM treats as categories; the mapping is learnt on the training
-table by :class:`FeatureEncoder`, stored with the model, and unseen values at predict time become
-missing (counted, so they can be reported).
+Features are numeric, boolean, categorical (String / Categorical / Enum) or text. Categorical
+values are mapped to integer codes that LightGBM treats as categories; the mapping is learnt on the
+training table by :class:`FeatureEncoder`, stored with the model, and unseen values at predict time
+become missing (counted, so they can be reported). Text columns become sparse tf-idf columns
+(:mod:`labelwise.engine.text`).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
-from labelwise.engine.errors import ConfigError, DataError
+from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
+from labelwise.engine.text import (
+    TextColumn,
+    TextSettings,
+    hstack,
+    looks_like_id,
+    looks_like_text,
+)
 
 SUPPORTED_SUFFIXES = {
     ".parquet": "parquet",
@@ -294,63 +302,155 @@ class FeatureEncoder:
     categories: dict[str, list[str]] = field(default_factory=dict)
     unseen_counts: dict[str, int] = field(default_factory=dict)
     warnings_: list[str] = field(default_factory=list)  # what fit warned about, for reports
+    text: list[TextColumn] = field(default_factory=list)
+    _text_matrices: list[Any] = field(default_factory=list, repr=False)
 
     @property
-    def categorical_indices(self) -> list[int]:
+    def categorical_indices(self) -> list[int]:  # into the model matrix: tabular come first
         """Columns LightGBM should split as categories: three or more levels. A two-level
         column (YES/NO, a/b) is coded 0/1 and split as a number: the same partitions, without
         the cost of LightGBM's per-category histograms (9-30x slower on wide nominal tables)."""
-        return [i for i, f in enumerate(self.features) if len(self.categories.get(f, ())) > 2]
+        return [
+            i for i, f in enumerate(self.tabular_features) if len(self.categories.get(f, ())) > 2
+        ]
 
     def fit(
-        self, df: pl.DataFrame, features: Sequence[str], source: str = "table"
+        self,
+        df: pl.DataFrame,
+        features: Sequence[str],
+        source: str = "table",
+        text_columns: Sequence[str] | str | None = "auto",
+        text_settings: TextSettings | None = None,
     ) -> FeatureEncoder:
+        """Learn the columns' kinds and vocabularies. ``text_columns``: the columns to vectorise
+        as text, ``"auto"`` to find them (:func:`~labelwise.engine.text.looks_like_text`), or
+        None / ``[]`` for none."""
         require_columns(df.columns, features, source)
         if not features:
             raise DataError(f"{source}: no feature columns")
-        self.features = list(features)
         self.categories = {}
+        self.warnings_ = []
+        declared = text_columns not in (None, "auto")
+        if declared:
+            assert not isinstance(text_columns, str) and text_columns is not None
+            not_features = [c for c in text_columns if c not in features]
+            if not_features:
+                raise DataError(
+                    f"{source}: text column(s) {not_features} are not feature columns "
+                    f"(features: {_preview(features)}); fix data.text or the feature list"
+                )
+            text = list(text_columns)
+        elif text_columns == "auto":
+            text = [f for f in features if _is_categorical(df.schema[f]) and looks_like_text(df[f])]
+            if text:
+                self._warn(
+                    f"{source}: column(s) {text} hold free text (several words, mostly distinct "
+                    "values) and are vectorised as tf-idf; declare data.text (text_columns) to "
+                    "choose the text columns yourself, [] for none"
+                )
+        else:
+            text = []
+        # tabular columns first: the matrix is [tabular | text terms], categories index into it
+        self.features = [f for f in features if f not in text] + text
+        settings = text_settings or TextSettings()
+        self.text = [TextColumn(c, settings) for c in text]
+        self._text_matrices = [t.fit_transform(df[t.name], source) for t in self.text]
         empty: list[str] = []
         constant: list[str] = []
-        for f in features:
+        ids: list[str] = []
+        for f in self.tabular_features:
             s = df.get_column(f)
             if s.null_count() == len(s):
                 empty.append(f)
             elif s.n_unique() == 1:
                 constant.append(f)
             if _is_categorical(s.dtype):
-                text = s.cast(pl.String).drop_nulls()
-                as_num = text.cast(pl.Float64, strict=False)
-                n_num = len(text) - as_num.null_count()
-                if len(text) and n_num >= 0.5 * len(text) and n_num < len(text):
-                    odd = text.filter(as_num.is_null()).unique().head(3).to_list()
+                if looks_like_id(s):
+                    ids.append(f)
+                values = s.cast(pl.String).drop_nulls()
+                as_num = values.cast(pl.Float64, strict=False)
+                n_num = len(values) - as_num.null_count()
+                if len(values) and n_num >= 0.5 * len(values) and n_num < len(values):
+                    odd = values.filter(as_num.is_null()).unique().head(3).to_list()
                     raise DataError(
                         f"{source}: feature column {f!r} mixes numbers and text "
                         f"(e.g. {odd}); clean the values or make it all text"
                     )
-                vocab = text.unique().sort().to_list()
-                self.categories[f] = vocab
+                self.categories[f] = values.unique().sort().to_list()
             elif not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
                 raise DataError(
                     f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
                     "use numbers, booleans or strings/categories"
                 )
-        self.warnings_ = []
         for what, cols in (("entirely null", empty), ("constant", constant)):
             if cols:
-                msg = (
+                self._warn(
                     f"{source}: {len(cols)} feature column(s) are {what} and carry no "
                     f"information: {_preview(cols, 10)}"
                 )
-                self.warnings_.append(msg)
-                warnings.warn(msg, DataWarning, stacklevel=2)
+        if ids:
+            self._warn(
+                f"{source}: column(s) {ids} hold many distinct short strings (ids, hashes?): as "
+                "categories their values are mostly unseen at predict time; exclude them "
+                "(data.exclude) or, if they are text, declare them (data.text)"
+            )
         return self
 
+    def _warn(self, msg: str) -> None:
+        self.warnings_.append(msg)
+        warnings.warn(msg, DataWarning, stacklevel=3)
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [t.name for t in self.text]
+
+    @property
+    def tabular_features(self) -> list[str]:
+        """The feature columns that are not text (numeric, boolean, categorical), in matrix
+        order."""
+        text = set(self.text_columns)
+        return [f for f in self.features if f not in text]
+
+    @property
+    def n_columns(self) -> int:
+        """Width of the model matrix: tabular columns, then each text column's terms."""
+        return len(self.tabular_features) + sum(t.n_terms for t in self.text)
+
+    def column_owners(self) -> np.ndarray:
+        """For each model-matrix column, the index into :attr:`features` of its input column."""
+        pos = {f: i for i, f in enumerate(self.features)}
+        parts = [np.array([pos[f] for f in self.tabular_features], dtype=np.int64)]
+        parts += [np.full(t.n_terms, pos[t.name], dtype=np.int64) for t in self.text]
+        return np.concatenate(parts)
+
+    def column_names(self) -> list[str]:
+        """Model-matrix column names: tabular features, then ``<text column>:<term>``."""
+        return self.tabular_features + [f"{t.name}:{w}" for t in self.text for w in t.terms()]
+
+    def fit_encode(self, df: pl.DataFrame, source: str = "table") -> np.ndarray | Any:
+        """:meth:`encode` of the table ``fit`` just saw (its text matrices are reused)."""
+        X = self.transform(df, source)
+        if not self.text:
+            return X
+        blocks, self._text_matrices = [X, *self._text_matrices], []
+        return hstack(blocks)
+
+    def encode(self, df: pl.DataFrame, source: str = "table") -> np.ndarray | Any:
+        """The model matrix: dense float32 without text columns, else CSR
+        ``[tabular | terms of each text column]``."""
+        X = self.transform(df, source)
+        if not self.text:
+            return X
+        require_columns(df.columns, self.text_columns, source, why=TRAINED_WITH)
+        return hstack([X, *(t.transform(df[t.name], source) for t in self.text)])
+
     def transform(self, df: pl.DataFrame, source: str = "table") -> np.ndarray:
+        """The tabular features as a dense float32 matrix (text columns are :meth:`encode`'s)."""
         require_columns(df.columns, self.features, source, why=TRAINED_WITH)
-        X = np.empty((df.height, len(self.features)), dtype=np.float32)
+        tabular = self.tabular_features
+        X = np.empty((df.height, len(tabular)), dtype=np.float32)
         self.unseen_counts = {}
-        for i, f in enumerate(self.features):
+        for i, f in enumerate(tabular):
             s = df.get_column(f)
             if f in self.categories:
                 vocab = self.categories[f]
@@ -379,15 +479,41 @@ class FeatureEncoder:
                 X[:, i] = _float32_column(s, source)
         return X
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "categories": self.categories}
+    def to_dict(self, write: Callable[[str, str | bytes], str] | None = None) -> dict[str, Any]:
+        """JSON-able description; each text column's vocabulary goes out through
+        ``write(relative path, data) -> sha256``."""
+        out: dict[str, Any] = {"features": self.features, "categories": self.categories}
+        if self.text:
+            assert write is not None, "text columns need a file writer"
+            out["text"] = [
+                {
+                    "column": t.name,
+                    "settings": asdict(t.settings),
+                    "file": (rel := f"text/{i:03d}.json"),
+                    "sha256": write(rel, t.to_json()),
+                    "n_terms": t.n_terms,
+                }
+                for i, t in enumerate(self.text)
+            ]
+        return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FeatureEncoder:
-        return cls(
+    def from_dict(
+        cls,
+        d: dict[str, Any],
+        read: Callable[[dict[str, Any]], bytes] | None = None,
+        source: str = "manifest",
+    ) -> FeatureEncoder:
+        enc = cls(
             features=list(d["features"]),
             categories={k: list(v) for k, v in d["categories"].items()},
         )
+        for e in d.get("text", []):
+            if read is None:
+                raise ModelFormatError(f"{source}: text columns but no model files to read")
+            settings = TextSettings(**e["settings"])
+            enc.text.append(TextColumn.from_json(e["column"], settings, read(e).decode(), source))
+        return enc
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

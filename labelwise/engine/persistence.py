@@ -24,11 +24,13 @@ from typing import Any
 from labelwise.engine.errors import ModelFormatError
 
 FORMAT = "labelwise-model"
-FORMAT_VERSION = 2  # 2: threshold_policy and weighting are one object each in the params
-READABLE_VERSIONS = (1, 2)
+# 2: threshold_policy and weighting are one object each in the params; 3: text columns
+# (encoder.text: vocabulary files) and the linear head (linear: .npy files)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 
-ToManifest = Callable[[Callable[[str, str], str]], dict[str, Any]]
+ToManifest = Callable[[Callable[[str, str | bytes], str]], dict[str, Any]]
 
 
 def write_model_dir(path: str | os.PathLike[str], to_manifest: ToManifest) -> Path:
@@ -41,8 +43,9 @@ def write_model_dir(path: str | os.PathLike[str], to_manifest: ToManifest) -> Pa
     root = Path(path)
     (root / "boosters").mkdir(parents=True, exist_ok=True)
 
-    def write(rel: str, text: str) -> str:
-        data = text.encode()
+    def write(rel: str, content: str | bytes) -> str:
+        data = content.encode() if isinstance(content, str) else content
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
         return hashlib.sha256(data).hexdigest()
 
@@ -59,13 +62,13 @@ def write_model_dir(path: str | os.PathLike[str], to_manifest: ToManifest) -> Pa
 
 def read_model_dir(
     path: str | os.PathLike[str],
-) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str], str]:
-    """(manifest, ``read(booster entry) -> verified text``, manifest path for messages)."""
+) -> tuple[dict[str, Any], Callable[[dict[str, Any]], bytes], str]:
+    """(manifest, ``read(file entry) -> verified bytes``, manifest path for messages)."""
     root = Path(path)
     manifest = read_manifest(root)
     mf = str(root / MANIFEST)
 
-    def read(entry: dict[str, Any]) -> str:
+    def read(entry: dict[str, Any]) -> bytes:
         rel = entry.get("file")
         if not isinstance(rel, str):
             raise ModelFormatError(f"{mf}: a model entry has no file")
@@ -86,7 +89,7 @@ def read_model_dir(
                 f"{root}: booster file {rel} does not match the digest in "
                 "the manifest (changed or corrupted)"
             )
-        return data.decode()
+        return data
 
     return manifest, read, mf
 
@@ -96,13 +99,19 @@ def verify_model_dir(path: str | os.PathLike[str]) -> bool:
     (what a cache of a finished fit must check before it is trusted)."""
     try:
         manifest, read, _ = read_model_dir(path)
-        for member in manifest["level1"] + manifest["level2"]:
-            for entry in member:
-                if "constant" not in entry:
-                    read(entry)
+        for entry in file_entries(manifest):
+            read(entry)
     except ModelFormatError:
         return False
     return True
+
+
+def file_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entry of the manifest that names a file: boosters, vocabularies, linear weights."""
+    boosters = [e for ms in manifest["level1"] + manifest["level2"] for e in ms]
+    text = manifest["encoder"].get("text", [])
+    linear = list((manifest.get("linear") or {}).values())
+    return [e for e in [*boosters, *text, *linear] if "constant" not in e]
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -142,7 +151,7 @@ def _check_shape(manifest: dict[str, Any], mf: Path) -> None:
             f"{mf}: {n_labels} labels but {len(manifest['thresholds'])} thresholds"
         )
     members = manifest["level1"] + manifest["level2"]
-    if not manifest["level1"] or any(
+    if not (manifest["level1"] or manifest.get("linear")) or any(
         not isinstance(ms, list) or len(ms) != n_labels for ms in members
     ):
         raise ModelFormatError(f"{mf}: every model member must hold {n_labels} per-label models")

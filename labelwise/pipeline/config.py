@@ -28,6 +28,7 @@ from pydantic import (
 from labelwise.engine.data import LabelSpec
 from labelwise.engine.errors import ConfigError
 from labelwise.engine.promotion import PromotionRule
+from labelwise.engine.text import TextSettings
 from labelwise.engine.thresholds import ThresholdPolicy
 from labelwise.engine.weights import Weighting
 from labelwise.pipeline.environment import redact
@@ -74,6 +75,11 @@ class DataConfig(_Section):
     )
     features: list[str] | None = Field(None, description="feature columns; default: all others")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features")
+    text: list[str] | None = Field(
+        None,
+        description="free-text columns, vectorised as tf-idf inside the model (settings: the "
+        "text section); unset: found (long, mostly distinct strings); []: none",
+    )
     time_column: str | None = Field(
         None,
         description="when each row happened (date or datetime; never a feature): rows after "
@@ -222,6 +228,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     weighting: Weighting = Weighting()
     thresholds: ThresholdPolicy = ThresholdPolicy()
+    text: TextSettings = TextSettings()
     contract: ContractConfig = ContractConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionRule = PromotionRule()
@@ -316,6 +323,8 @@ class Config(_Section):
             strategy=self.model.strategy,
             weighting=self.weighting,
             threshold_policy=self.thresholds,
+            text_columns="auto" if self.data.text is None else list(self.data.text),
+            text=self.text,
             n_jobs=self.n_jobs,
             lgb_params=dict(self.model.lgb_params) or None,
         )
@@ -327,6 +336,8 @@ SECTION_PARAMS = {
     "lgb_params": "model.lgb_params",
     "weighting": "weighting",
     "threshold_policy": "thresholds",
+    "text_columns": "data.text",
+    "text": "text",
     "n_jobs": "n_jobs",
     "preset": "model.preset",
 }

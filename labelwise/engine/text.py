@@ -1,0 +1,193 @@
+"""Text columns: found or declared, turned into sparse tf-idf columns inside the model.
+
+A text column is a feature kind beside numeric and categorical. Each one gets its own
+scikit-learn ``TfidfVectorizer`` (word n-grams, sublinear tf), fitted on the training rows only;
+the fitted vocabulary and idf are part of the model, saved as JSON (no pickle) and rebuilt at
+load, so serving takes raw text. The matrix stays sparse (scipy CSR) all the way into LightGBM
+and the linear head: a dense copy of a 100k-term matrix is the bug this module exists to avoid.
+
+Which string columns are text (``text_columns="auto"``): values long and mostly distinct
+(:func:`looks_like_text`). A string column with many distinct short values (an id, a hash) is
+neither text nor a useful category: the encoder warns, naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import polars as pl
+
+from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
+from labelwise.engine.params import Constraint, Interval, check_params
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+# a column is text when its typical value has several words and few values repeat
+TEXT_MIN_WORDS = 3.0
+TEXT_MIN_DISTINCT = 0.5
+# ... and a category is suspect (an id, a hash) when most of its many values are distinct
+ID_MIN_VALUES = 50
+TOKEN_PATTERN = r"(?u)\b\w+\b"  # one-character words count ("c", "r", "3"): they carry topics
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """How each text column becomes tf-idf columns.
+
+    ngram_max : int in [1, 5]
+        Word n-grams of length 1..ngram_max.
+    min_df : int >= 1
+        A term needs at least this many training documents.
+    max_features : int >= 1 or None
+        Keep at most this many terms per column (the most frequent): the vocabulary, the model
+        and the linear head's weights stay bounded whatever the corpus.
+    sublinear_tf : bool
+        ``1 + log(tf)`` instead of raw counts (a word repeated ten times is not ten times the
+        evidence).
+    lowercase : bool
+    """
+
+    __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
+
+    ngram_max: int = 1
+    min_df: int = 1
+    max_features: int | None = 200_000
+    sublinear_tf: bool = True
+    lowercase: bool = True
+
+    _constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "ngram_max": [Interval(int, 1, 5)],
+        "min_df": [Interval(int, 1, None)],
+        "max_features": [None, Interval(int, 1, None)],
+        "sublinear_tf": [bool],
+        "lowercase": [bool],
+    }
+
+    def __post_init__(self) -> None:
+        check_params(asdict(self), self._constraints)
+
+    @classmethod
+    def coerce(cls, value: TextSettings | dict[str, Any] | None) -> TextSettings:
+        if value is None:
+            return cls()
+        if isinstance(value, dict):
+            try:
+                return cls(**value)
+            except TypeError as exc:
+                raise ConfigError(f"text: {exc}", param="text") from None
+        return value
+
+    def vectorizer(self) -> TfidfVectorizer:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(
+            ngram_range=(1, self.ngram_max),
+            min_df=self.min_df,
+            max_features=self.max_features,
+            sublinear_tf=self.sublinear_tf,
+            lowercase=self.lowercase,
+            token_pattern=TOKEN_PATTERN,
+            dtype=np.float32,
+        )
+
+
+def looks_like_text(s: pl.Series) -> bool:
+    """A string column whose values average ``TEXT_MIN_WORDS`` words or more and are mostly
+    distinct: documents, not categories."""
+    values = s.cast(pl.String).drop_nulls()
+    if values.len() == 0:
+        return False
+    words = values.str.count_matches(r"\S+").cast(pl.Float64).to_numpy().mean()
+    distinct = values.n_unique() / values.len()
+    return bool(words >= TEXT_MIN_WORDS) and (
+        distinct >= TEXT_MIN_DISTINCT or values.n_unique() >= 1000
+    )
+
+
+def looks_like_id(s: pl.Series) -> bool:
+    """Many values, most of them distinct: an identifier, not a category (nor text)."""
+    values = s.cast(pl.String).drop_nulls()
+    n_unique = values.n_unique()
+    return n_unique >= ID_MIN_VALUES and n_unique >= 0.5 * values.len()
+
+
+def documents(s: pl.Series, source: str) -> list[str]:
+    """A text column's values as documents: null is the empty document; anything but strings is
+    an error naming the column."""
+    if not (s.dtype in (pl.String, pl.Categorical, pl.Null) or isinstance(s.dtype, pl.Enum)):
+        raise DataError(
+            f"{source}: text column {s.name!r} has type {s.dtype}; text columns hold strings "
+            "(declare only string columns as text, or cast the column)"
+        )
+    return s.cast(pl.String).fill_null("").to_list()
+
+
+@dataclass
+class TextColumn:
+    """One text column's fitted tf-idf vectoriser, saved as its vocabulary and idf (JSON)."""
+
+    name: str
+    settings: TextSettings = field(default_factory=TextSettings)
+    vectorizer: TfidfVectorizer | None = None
+
+    @property
+    def n_terms(self) -> int:
+        return 0 if self.vectorizer is None else len(self.vectorizer.vocabulary_)
+
+    def terms(self) -> list[str]:
+        """The vocabulary in column order."""
+        assert self.vectorizer is not None
+        return [str(t) for t in self.vectorizer.get_feature_names_out()]
+
+    def fit_transform(self, s: pl.Series, source: str) -> sp.csr_matrix:
+        self.vectorizer = self.settings.vectorizer()
+        docs = documents(s, source)
+        try:
+            X = self.vectorizer.fit_transform(docs)
+        except ValueError:  # "empty vocabulary": no document has a word
+            raise DataError(
+                f"{source}: text column {s.name!r} has no word in any training row (after "
+                f"min_df={self.settings.min_df}); drop it or lower text.min_df"
+            ) from None
+        return X.tocsr()
+
+    def transform(self, s: pl.Series, source: str) -> sp.csr_matrix:
+        assert self.vectorizer is not None
+        return self.vectorizer.transform(documents(s, source)).tocsr()
+
+    def to_json(self) -> str:
+        """Vocabulary (term -> column) and idf, exact: JSON floats round-trip float64."""
+        assert self.vectorizer is not None
+        vocab = {str(t): int(i) for t, i in self.vectorizer.vocabulary_.items()}
+        idf = [float(x) for x in self.vectorizer.idf_]
+        return json.dumps({"vocabulary": vocab, "idf": idf})
+
+    @classmethod
+    def from_json(cls, name: str, settings: TextSettings, text: str, source: str) -> TextColumn:
+        try:
+            data = json.loads(text)
+            vocab = {str(t): int(i) for t, i in data["vocabulary"].items()}
+            idf = np.asarray(data["idf"], dtype=np.float64)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelFormatError(
+                f"{source}: text column {name!r}: bad vocabulary ({exc})"
+            ) from None
+        if len(idf) != len(vocab) or sorted(vocab.values()) != list(range(len(vocab))):
+            raise ModelFormatError(f"{source}: text column {name!r}: vocabulary and idf disagree")
+        vec = settings.vectorizer()
+        vec.vocabulary_ = vocab
+        vec.idf_ = idf
+        return cls(name, settings, vec)
+
+
+def hstack(blocks: Sequence[Any]) -> sp.csr_matrix:
+    """Side by side as one CSR matrix (dense blocks converted)."""
+    import scipy.sparse as sp
+
+    return sp.hstack([sp.csr_matrix(b) for b in blocks], format="csr", dtype=np.float32)
