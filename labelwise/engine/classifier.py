@@ -553,8 +553,8 @@ class LabelwiseClassifier(Parameters):
         train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
         self.label_weights_ = Weighting.coerce(self.weighting).weights(Ya[train_rows], self.labels_)
         self.orders_ = self._chain_orders(Ya) if self.strategy != "binary_relevance" else []
-        self.linear_weight_ = self._resolve_linear_weight(Xa)
-        trees = self.linear_weight_ < 1
+        weight = self._resolve_linear_weight(Xa)
+        trees = weight is None or weight < 1
         ctx = _Fit(
             executor or ThreadExecutor(n_workers(self.n_jobs)),
             list(callbacks),
@@ -577,26 +577,62 @@ class LabelwiseClassifier(Parameters):
             cb.begin(planned, self.labels_)
         self.level1_: list[list[LabelModel]] = []
         self.level2_: list[list[LabelModel]] = []
-        valid_rows, P_valid = _held_out_rows(splits), None
+        valid_rows, P_trees, P_linear = _held_out_rows(splits), None, None
+        self.tree_columns_ = self._tree_columns(Xa) if trees else None
         if trees:
-            level1 = _Level(self._dataset(Xa, self.categorical_features_), Xa, Ya)
-            self.level1_, valid_rows, P_valid = self._fit_members(ctx, level1, splits, "L1")
+            Xt = Xa if self.tree_columns_ is None else Xa[:, self.tree_columns_]
+            categorical = self._tree_categorical()
+            level1 = _Level(self._dataset(Xt, categorical), Xt, Ya)
+            self.level1_, valid_rows, P_trees = self._fit_members(ctx, level1, splits, "L1")
             if self.orders_:
-                P_valid = self._fit_level2(ctx, level1, splits, valid_rows, P_valid)
+                P_trees = self._fit_level2(ctx, level1, splits, valid_rows, P_trees)
         self.linear_: LinearHead | None = None
-        if self.linear_weight_ > 0:
+        if weight is None or weight > 0:
             P_linear = self._fit_linear(Xa, Ya, splits, refit)
-            P_valid = _blend(P_valid, P_linear, self.linear_weight_)
+        if weight is None:  # "auto" on sparse features: the blend the held-out rows prefer
+            weight = _best_weight(Ya, valid_rows, P_trees, P_linear, self.policy)
+            if weight == 0:
+                self.linear_ = None
+            elif weight == 1:
+                self.level1_, self.level2_, self.tree_columns_ = [], [], None
+        self.linear_weight_ = weight
+        P_valid = _blend(P_trees, P_linear, weight)
         self.best_iterations_ = _mean_rounds(self.level1_, Ya.shape[1])
         _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
 
-    def _resolve_linear_weight(self, Xa: Matrix) -> float:
+    def _resolve_linear_weight(self, Xa: Matrix) -> float | None:
+        """The linear head's weight; None: to be chosen on the held-out rows ("auto" on sparse
+        features), 0 ("auto" on dense features: the trees' ground)."""
         if self.linear_weight == "auto":
-            return 0.5 if _is_sparse(Xa) else 0.0
+            return None if _is_sparse(Xa) else 0.0
         return float(self.linear_weight)
+
+    def _tree_columns(self, Xa: Matrix) -> np.ndarray | None:
+        """Columns of a sparse matrix the trees can split: a column with fewer stored values
+        than a leaf's minimum rows cannot put them on a side of their own, so dropping it
+        changes no tree (it halves the fit of a text table, most of whose terms are rare).
+        Categorical columns are kept. None for a dense matrix: the trees see every column."""
+        if not _is_sparse(Xa):
+            return None
+        aliases = ("min_data_in_leaf", "min_data_per_leaf", "min_data", "min_samples_leaf")
+        given = [v for k, v in (self.lgb_params or {}).items() if k in aliases]
+        min_leaf = max(1, min([self.min_child_samples, *given]))
+        stored = np.bincount(Xa.indices, minlength=Xa.shape[1])
+        keep = stored >= min_leaf
+        keep[self.categorical_features_] = True
+        return np.flatnonzero(keep)
+
+    def _tree_categorical(self) -> list[int]:
+        """The categorical columns' positions among the trees' columns."""
+        if self.tree_columns_ is None:
+            return list(self.categorical_features_)
+        return np.searchsorted(self.tree_columns_, self.categorical_features_).tolist()
+
+    def _tree_matrix(self, Xa: Matrix) -> Matrix:
+        return Xa if self.tree_columns_ is None else Xa[:, self.tree_columns_]
 
     def _fit_linear(
         self, Xa: Matrix, Ya: np.ndarray, splits: Splits, refit: bool
@@ -604,10 +640,9 @@ class LabelwiseClassifier(Parameters):
         """The linear head: held-out probabilities from a fit on each split's training rows
         (stacked in the trees' order), then the kept head, fitted on every row unless the
         held-out rows are an ``eval_set`` (as the trees)."""
-        executor = ThreadExecutor(n_workers(self.n_jobs))
 
         def fit(rows: np.ndarray) -> LinearHead:
-            return fit_linear(Xa, Ya, rows, self.label_weights_, self.linear_C, executor)
+            return fit_linear(Xa, Ya, rows, self.label_weights_, self.linear_C)
 
         held = [(tr, va) for tr, va in splits if va is not None]
         P = [fit(tr).predict_proba(Xa[va]) for tr, va in held]
@@ -691,7 +726,7 @@ class LabelwiseClassifier(Parameters):
         else:  # no validation rows at all: first-level fits on all rows stand in
             Z = _mean_proba(self.level1_, Xa, n_workers(self.n_jobs))
         X2 = _hstack(Xa, Z)
-        level2 = _Level(self._dataset(X2, self.categorical_features_), X2, Ya)
+        level2 = _Level(self._dataset(X2, self._tree_categorical()), X2, Ya)
         P_sum = None
         for c, order in enumerate(self.orders_):
             masks = self._masks(order, Xa.shape[1], Ya.shape[1])
@@ -788,9 +823,10 @@ class LabelwiseClassifier(Parameters):
         workers = n_workers(self.n_jobs)
         P = None
         if self.level1_:
-            P = _mean_proba(self.level1_, Xa, workers)
+            Xt = self._tree_matrix(Xa)
+            P = _mean_proba(self.level1_, Xt, workers)
             if self.level2_:
-                P = _mean_proba(self.level2_, _hstack(Xa, P), workers)
+                P = _mean_proba(self.level2_, _hstack(Xt, P), workers)
         if self.linear_ is not None:
             P = _blend(P, self.linear_.predict_proba(Xa), self.linear_weight_)
         assert P is not None
@@ -809,12 +845,16 @@ class LabelwiseClassifier(Parameters):
         """Each feature's share of the total split gain over every per-label booster (sums to
         1; all zeros when every label got a constant model)."""
         self._check_fitted()
-        n = self.encoder_.n_columns
-        columns = np.zeros(n)
+        cols = self.tree_columns_
+        n = self.encoder_.n_columns if cols is None else len(cols)
+        seen = np.zeros(n)
         for member in [*self.level1_, *self.level2_]:
             for m in member:
                 if m.booster is not None:  # chain/stacking boosters see labels after features
-                    columns += m.booster.feature_importance("gain")[:n]
+                    seen += m.booster.feature_importance("gain")[:n]
+        columns = seen if cols is None else np.zeros(self.encoder_.n_columns)
+        if cols is not None:
+            columns[cols] = seen
         # a text column's share is the sum of its terms'
         gain = np.bincount(
             self.encoder_.column_owners(), weights=columns, minlength=len(self.encoder_.features)
@@ -859,6 +899,7 @@ class LabelwiseClassifier(Parameters):
             "labels": list(self.labels_),
             "encoder": self.encoder_.to_dict(write),
             "linear_weight": self.linear_weight_,
+            "tree_columns": None if self.tree_columns_ is None else self.tree_columns_.tolist(),
             "linear": linear,
             "categorical_features": list(self.categorical_features_),
             "thresholds": [float(t) for t in self.thresholds_],
@@ -915,6 +956,8 @@ class LabelwiseClassifier(Parameters):
                 LinearHead.from_files(lambda name: read(linear[name]), source) if linear else None
             )
             clf.linear_weight_ = float(m.get("linear_weight", 0.0))
+            cols = m.get("tree_columns")
+            clf.tree_columns_ = None if cols is None else np.asarray(cols, dtype=np.int64)
             return cls._restore(clf, m, model)
         except ModelFormatError:
             raise
@@ -990,6 +1033,35 @@ def _blend(trees: np.ndarray | None, linear: np.ndarray | None, weight: float) -
     if linear is None:
         return trees
     return (1 - weight) * trees + weight * linear
+
+
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _best_weight(
+    Y: np.ndarray,
+    rows: np.ndarray | None,
+    P_trees: np.ndarray | None,
+    P_linear: np.ndarray | None,
+    policy: ThresholdPolicy,
+) -> float:
+    """The linear head's weight in ``BLEND_WEIGHTS`` whose blend of the held-out
+    probabilities scores the best mean of micro- and macro-F1 under thresholds fitted on them
+    (ties go to the more even blend); 0.5 without held-out rows."""
+    if rows is None or P_trees is None or P_linear is None:
+        return 0.5
+    Yv = Y[rows].astype(bool)
+
+    def score(w: float) -> tuple[float, float]:
+        P = (1 - w) * P_trees + w * P_linear
+        pred = apply_thresholds(P, fit_thresholds(Yv.astype(np.uint8), P, policy), False) > 0
+        tp = (pred & Yv).sum(axis=0)
+        wrong = (pred != Yv).sum(axis=0)
+        micro = 2 * tp.sum() / max(1, 2 * tp.sum() + wrong.sum())
+        macro = np.mean(np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(1, 2 * tp + wrong), 0))
+        return (micro + macro) / 2, -abs(w - 0.5)
+
+    return max(BLEND_WEIGHTS, key=score)
 
 
 def _mean_rounds(members: list[list[LabelModel]], n_labels: int) -> np.ndarray:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from labelwise.engine.errors import ModelFormatError
-from labelwise.engine.executors import Executor, ThreadExecutor
 
 # the logit a constant label gets: sigmoid(±40) is 0 or 1 to float64 precision
 CONSTANT_LOGIT = 40.0
@@ -63,33 +62,30 @@ def fit_linear(
     rows: np.ndarray,
     weights: Sequence[float] | np.ndarray,
     C: float,
-    executor: Executor | None = None,
 ) -> LinearHead:
-    """One logistic regression per label on ``X[rows]`` (positives weighted by ``weights``);
-    a label with one class in those rows gets a constant."""
+    """Each label's ``LogisticRegression(C, solver="lbfgs")`` on ``X[rows]``, positives
+    weighted by ``weights``; a label with one class in those rows gets a constant.
+
+    The labels are fitted one after another: liblinear is not safe in threads (its random
+    state is global, so concurrent fits corrupt coefficients: scikit-learn issue 31883), and
+    lbfgs was faster than liblinear on every shared text table and than one joint L-BFGS over
+    all labels (whose hardest label sets the iterations of all)."""
     from sklearn.linear_model import LogisticRegression
 
     Xr, Yr = X[rows], Y[rows]
     n_labels = Y.shape[1]
     coef = np.zeros((n_labels, X.shape[1]), dtype=np.float32)
     intercept = np.zeros(n_labels, dtype=np.float64)
-
-    def one(j: int) -> None:
+    for j in range(n_labels):
         y = Yr[:, j]
         n_pos = int(y.sum())
         if n_pos in (0, len(y)):
             intercept[j] = CONSTANT_LOGIT if n_pos else -CONSTANT_LOGIT
-            return
-        w = float(weights[j])
-        model = LogisticRegression(
-            C=C, solver="liblinear", max_iter=1000, class_weight={0: 1.0, 1: w}
-        )
+            continue
+        model = LogisticRegression(C=C, max_iter=1000, class_weight={0: 1.0, 1: float(weights[j])})
         model.fit(Xr, y)
         coef[j] = model.coef_[0]
         intercept[j] = float(model.intercept_[0])
-
-    for _ in (executor or ThreadExecutor()).map("linear", one, range(n_labels)):
-        pass
     return LinearHead(coef, intercept)
 
 

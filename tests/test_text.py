@@ -1,0 +1,208 @@
+"""Text columns and sparse matrices in the engine: found or declared, vectorised inside the model,
+saved without pickle, and scored from raw text."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import f1_score
+
+from labelwise.engine.classifier import LabelwiseClassifier
+from labelwise.engine.data import DataWarning, FeatureEncoder, LabelSpec, table_xy
+from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
+from labelwise.engine.synthetic_text import make_text_table
+from labelwise.engine.text import TOKEN_PATTERN, TextColumn, TextSettings
+
+FAST = {"n_estimators": 60, "cv_folds": 3}
+
+
+@pytest.fixture(scope="module")
+def docs():
+    df = make_text_table(n_rows=900, n_labels=8, vocabulary=1500, body_words=40, seed=3)
+    X, Y, labels = table_xy(
+        df, LabelSpec(set_column="topics", separator="|"), exclude=["doc_id", "published"]
+    )
+    return X[:700], Y[:700], X[700:], Y[700:], labels
+
+
+@pytest.fixture(scope="module")
+def fitted(docs):
+    X, Y, _, _, labels = docs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return LabelwiseClassifier(**FAST).fit(X, Y, labels=labels)
+
+
+def test_text_columns_are_found_and_say_so(docs):
+    X, Y, _, _, labels = docs
+    with pytest.warns(DataWarning, match=r"\['title', 'body'\] hold free text"):
+        enc = FeatureEncoder().fit(X, X.columns)
+    assert enc.text_columns == ["title", "body"]
+    assert enc.tabular_features == []
+    assert any("free text" in w for w in enc.warnings_)
+
+
+def test_declared_text_columns_are_used_as_given(docs):
+    X, *_ = docs
+    with pytest.warns(DataWarning, match=r"\['title'\] hold many distinct short strings"):
+        enc = FeatureEncoder().fit(X, X.columns, text_columns=["body"])
+    assert enc.text_columns == ["body"]
+    assert enc.tabular_features == ["title"]  # declared: title stays a (warned-about) category
+    with pytest.raises(DataError, match=r"text column\(s\) \['summary'\] are not feature"):
+        FeatureEncoder().fit(X, X.columns, text_columns=["summary"])
+    numbers = pl.DataFrame({"n": [1.0, 2.0, 3.0]})
+    with pytest.raises(DataError, match="text column 'n' has type Float64"):
+        FeatureEncoder().fit(numbers, ["n"], text_columns=["n"])
+
+
+def test_an_id_column_is_never_silently_a_category():
+    df = pl.DataFrame({"ticket": [f"T-{i:05d}" for i in range(200)], "x": np.arange(200.0)})
+    with pytest.warns(DataWarning, match=r"\['ticket'\] hold many distinct short strings"):
+        enc = FeatureEncoder().fit(df, df.columns)
+    assert enc.text_columns == []
+
+
+def test_the_text_model_learns_what_a_category_cannot(docs, fitted):
+    X, Y, Xt, Yt, labels = docs
+    pred = fitted.predict(Xt)
+    micro = f1_score(Yt, pred, average="micro")
+    assert fitted.encoder_.text_columns == ["title", "body"]
+    # the same table with text as categories (the behaviour before text columns): every test
+    # document is an unseen category, so the model can only guess prevalences
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        as_category = LabelwiseClassifier(text_columns=None, **FAST).fit(X, Y)
+    baseline = as_category.predict(Xt)
+    assert micro > f1_score(Yt, baseline, average="micro") + 0.15
+    macro = f1_score(Yt, pred, average="macro", zero_division=0)
+    assert macro > f1_score(Yt, baseline, average="macro", zero_division=0) + 0.25
+    assert fitted.linear_weight_ in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def test_save_load_scores_raw_text_identically(tmp_path, docs, fitted):
+    _, _, Xt, _, _ = docs
+    fitted.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["format_version"] == 3
+    files = {p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*.*")}
+    assert {"text/000.json", "text/001.json"} <= files
+    assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
+    loaded = LabelwiseClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), fitted.predict_proba(Xt))
+    np.testing.assert_array_equal(loaded.predict(Xt), fitted.predict(Xt))
+    # an edited vocabulary is refused, naming the file
+    vocab = tmp_path / "m" / "text" / "000.json"
+    vocab.write_text(vocab.read_text().replace('"idf": [', '"idf": [9.0, '))
+    with pytest.raises(ModelFormatError, match="text/000.json"):
+        LabelwiseClassifier.load(tmp_path / "m")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="abc de\u00e9\u4e2d1!", min_size=0, max_size=40), min_size=2, max_size=30
+    ),
+    st.integers(1, 3),
+)
+def test_vocabulary_round_trip_transforms_identically(texts, ngram_max):
+    s = pl.Series("t", texts)
+    column = TextColumn("t", TextSettings(ngram_max=ngram_max))
+    try:
+        before = column.fit_transform(s, "table")
+    except DataError:  # no word in any document
+        return
+    again = TextColumn.from_json("t", column.settings, column.to_json(), "m")
+    after = again.transform(s, "table")
+    assert (before != after).nnz == 0
+    # ... and equal to scikit-learn's own vectoriser with the same settings
+    ref = TfidfVectorizer(
+        ngram_range=(1, ngram_max), sublinear_tf=True, token_pattern=TOKEN_PATTERN
+    ).fit_transform(texts)
+    np.testing.assert_allclose(after.toarray(), ref.toarray(), rtol=1e-6, atol=1e-7)
+
+
+def test_bad_text_values(docs, fitted):
+    _, _, Xt, _, _ = docs
+    odd = Xt.head(3).with_columns(
+        body=pl.Series(["", None, "x" * 1_000_000]),  # empty, null, a 1 MB document
+    )
+    P = fitted.predict_proba(odd)
+    assert P.shape == (3, len(fitted.labels_)) and np.isfinite(P).all()
+    with pytest.raises(DataError, match=r"X: feature column\(s\) \['body'\] are missing"):
+        fitted.predict_proba(Xt.drop("body"))
+    with pytest.raises(DataError, match="text column 'body' has type Int64"):
+        fitted.predict_proba(Xt.head(2).with_columns(body=pl.Series([1, 2])))
+
+
+def test_sparse_matrices_are_accepted_like_arrays():
+    rng = np.random.default_rng(0)
+    dense = (rng.random((400, 30)) < 0.15) * rng.random((400, 30))
+    Y = np.column_stack([dense[:, 0] > 0, (dense[:, 1] + dense[:, 2]) > 0.3]).astype(np.uint8)
+    params = {"linear_weight": 0.0, "n_estimators": 40, "cv_folds": 3}
+    from_dense = LabelwiseClassifier(**params).fit(dense, Y)
+    for fmt in (sp.csr_matrix, sp.csc_matrix):
+        from_sparse = LabelwiseClassifier(**params).fit(fmt(dense), Y)
+        # the trees see the same values, whether given dense or sparse
+        np.testing.assert_allclose(
+            from_sparse.predict_proba(fmt(dense)), from_dense.predict_proba(dense), atol=1e-12
+        )
+    auto = LabelwiseClassifier(n_estimators=40, cv_folds=3).fit(sp.csr_matrix(dense), Y)
+    assert auto.linear_weight_ in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def test_bad_sparse_input_is_refused():
+    X = sp.random(50, 6, density=0.3, format="csr", random_state=0)
+    Y = np.tile([[0, 1], [1, 0], [1, 1], [0, 0], [1, 0]], (10, 1))
+    clf = LabelwiseClassifier(n_estimators=5, cv_folds=None, linear_weight=1.0).fit(X, Y)
+    with pytest.raises(DataError, match="X has 5 columns, the model expects 6"):
+        clf.predict(X[:, :5])
+    bad = X.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(DataError, match=r"NaN in column\(s\) \[\d\] of a sparse matrix"):
+        LabelwiseClassifier().fit(bad, Y)
+    bad.data[0] = np.inf
+    with pytest.raises(DataError, match="infinite values"):
+        clf.predict(bad)
+    with pytest.raises(DataError, match="dtype complex128; it must be numeric"):
+        clf.predict(X.astype(np.complex128))
+
+
+def test_linear_head_alone_and_its_settings(docs):
+    X, Y, Xt, Yt, labels = docs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        clf = LabelwiseClassifier(linear_weight=1.0, cv_folds=3).fit(X, Y, labels=labels)
+    assert clf.level1_ == [] and clf.linear_ is not None
+    assert f1_score(Yt, clf.predict(Xt), average="micro") > 0.5
+    with pytest.raises(ConfigError, match="linear_weight"):
+        LabelwiseClassifier(linear_weight=2.0).fit(X, Y)
+    with pytest.raises(ConfigError, match="ngram_max"):
+        TextSettings(ngram_max=0)
+
+
+def test_text_and_tabular_columns_side_by_side(docs, tmp_path: Path):
+    X, Y, Xt, Yt, labels = docs
+    rng = np.random.default_rng(1)
+    signal = Y[:, 0] * 2.0 + rng.normal(size=len(Y))  # a tabular column that knows label 0
+    Xb = X.with_columns(score=signal, channel=pl.Series(rng.choice(["mail", "web", "app"], len(Y))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        clf = LabelwiseClassifier(**FAST).fit(Xb, Y, labels=labels)
+    assert clf.encoder_.tabular_features == ["score", "channel"]
+    assert clf.categorical_features_ == [1]
+    importance = clf.feature_importance()
+    assert set(importance) == {"title", "body", "score", "channel"}
+    assert abs(sum(importance.values()) - 1) < 1e-9 or clf.linear_weight_ == 1.0
+    Xtb = Xt.with_columns(score=Yt[:, 0] * 2.0, channel=pl.lit("web"))
+    clf.save(tmp_path / "m")
+    loaded = LabelwiseClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(Xtb), clf.predict_proba(Xtb))
