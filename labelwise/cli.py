@@ -705,6 +705,25 @@ def config_check(
         f"{cfg.registered_model!r}, experiment {cfg.experiment!r}"
     )
     out.print_json(cfg.model_dump_json())
+    kinds = _run(lambda: _column_kinds(cfg), debug)
+    if kinds:
+        out.print(f"columns of {cfg.data.train} (as train reads them):")
+        for kind, cols in kinds.items():
+            if cols:
+                out.print(f"  {kind:<12} {', '.join(cols)}", highlight=False)
+
+
+def _column_kinds(cfg: Any) -> dict[str, list[str]] | None:
+    """Each feature column's kind in the local training table, when there is one to read."""
+    from labelwise.engine.data import feature_kinds
+    from labelwise.pipeline.tables import read_xy
+
+    path = cfg.data.train
+    if path is None or not Path(path).is_file():
+        return None
+    X, _, _ = read_xy(cfg, str(path))
+    text = "auto" if cfg.data.text is None else list(cfg.data.text)
+    return feature_kinds(X, X.columns, text)
 
 
 @app.command()

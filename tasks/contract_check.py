@@ -20,7 +20,8 @@ from labelwise.pipeline.config import Config, read_document
 
 def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]:
     """The table-level expectations a config implies, as suite-JSON entries (type + kwargs):
-    the row count and the feature and time columns. The per-label checks run on the label
+    the row count, the feature and time columns, and each declared text column's filled share
+    and longest document. The per-label checks run on the label
     summary (:func:`label_summary`), a few expectations shared by every label."""
     exp: list[dict[str, Any]] = [
         {
@@ -31,6 +32,23 @@ def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]
     time = [cfg.data.time_column] if cfg.data.time_column else []
     for c in [*(cfg.data.features or []), *time]:
         exp.append({"type": "expect_column_to_exist", "kwargs": {"column": c}})
+    filled = 1 - cfg.contract.text_max_empty
+    for c in cfg.data.text or []:
+        exp += [
+            {"type": "expect_column_to_exist", "kwargs": {"column": c}},
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": c, "mostly": filled},
+            },
+            {
+                "type": "expect_column_values_to_not_match_regex",
+                "kwargs": {"column": c, "regex": r"^\s*$", "mostly": filled},
+            },
+            {
+                "type": "expect_column_value_lengths_to_be_between",
+                "kwargs": {"column": c, "max_value": cfg.contract.text_max_chars},
+            },
+        ]
     return exp
 
 

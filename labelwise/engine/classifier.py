@@ -621,7 +621,9 @@ class LabelwiseClassifier(Parameters):
         given = [v for k, v in (self.lgb_params or {}).items() if k in aliases]
         min_leaf = max(1, min([self.min_child_samples, *given]))
         stored = np.bincount(Xa.indices, minlength=Xa.shape[1])
-        keep = stored >= min_leaf
+        keep = np.zeros(Xa.shape[1], dtype=bool)
+        block = self.encoder_.tree_block()
+        keep[block] = stored[block] >= min_leaf
         keep[self.categorical_features_] = True
         return np.flatnonzero(keep)
 
@@ -630,6 +632,11 @@ class LabelwiseClassifier(Parameters):
         if self.tree_columns_ is None:
             return list(self.categorical_features_)
         return np.searchsorted(self.tree_columns_, self.categorical_features_).tolist()
+
+    def _linear_matrix(self, Xa: Matrix) -> Matrix:
+        """The linear head's columns: the tf-idf block with text columns, else all."""
+        block = self.encoder_.linear_block()
+        return Xa if len(block) == Xa.shape[1] else Xa[:, block]
 
     def _tree_matrix(self, Xa: Matrix) -> Matrix:
         return Xa if self.tree_columns_ is None else Xa[:, self.tree_columns_]
@@ -641,11 +648,19 @@ class LabelwiseClassifier(Parameters):
         (stacked in the trees' order), then the kept head, fitted on every row unless the
         held-out rows are an ``eval_set`` (as the trees)."""
 
+        XL = self._linear_matrix(Xa)
+        has_nan = np.isnan(XL.data if _is_sparse(XL) else XL).any()
+        if has_nan:
+            raise DataError(
+                "X: the linear head (linear_weight > 0) cannot read missing values; fill them "
+                "or keep the linear head for text and sparse features (linear_weight: auto)"
+            )
+
         def fit(rows: np.ndarray) -> LinearHead:
-            return fit_linear(Xa, Ya, rows, self.label_weights_, self.linear_C)
+            return fit_linear(XL, Ya, rows, self.label_weights_, self.linear_C)
 
         held = [(tr, va) for tr, va in splits if va is not None]
-        P = [fit(tr).predict_proba(Xa[va]) for tr, va in held]
+        P = [fit(tr).predict_proba(XL[va]) for tr, va in held]
         everything = refit or len(splits) > 1 or not held
         self.linear_ = fit(np.arange(Ya.shape[0]) if everything else splits[0][0])
         return np.vstack(P) if P else None
@@ -828,7 +843,7 @@ class LabelwiseClassifier(Parameters):
             if self.level2_:
                 P = _mean_proba(self.level2_, _hstack(Xt, P), workers)
         if self.linear_ is not None:
-            P = _blend(P, self.linear_.predict_proba(Xa), self.linear_weight_)
+            P = _blend(P, self.linear_.predict_proba(self._linear_matrix(Xa)), self.linear_weight_)
         assert P is not None
         return self._calibrate(P)
 

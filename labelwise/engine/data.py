@@ -341,7 +341,7 @@ class FeatureEncoder:
                 )
             text = list(text_columns)
         elif text_columns == "auto":
-            text = [f for f in features if _is_categorical(df.schema[f]) and looks_like_text(df[f])]
+            text = feature_kinds(df, features)["text"]
             if text:
                 self._warn(
                     f"{source}: column(s) {text} hold free text (several words, mostly distinct "
@@ -412,37 +412,57 @@ class FeatureEncoder:
         return [f for f in self.features if f not in text]
 
     @property
+    def n_terms(self) -> int:
+        return sum(t.n_terms for t in self.text)
+
+    @property
     def n_columns(self) -> int:
-        """Width of the model matrix: tabular columns, then each text column's terms."""
-        return len(self.tabular_features) + sum(t.n_terms for t in self.text)
+        """Width of the model matrix: tabular columns, each text column's term counts, then
+        each text column's tf-idf (see :meth:`encode`)."""
+        return len(self.tabular_features) + 2 * self.n_terms
+
+    def tree_block(self) -> np.ndarray:
+        """Model-matrix columns the trees see: tabular columns and term counts."""
+        return np.arange(len(self.tabular_features) + self.n_terms)
+
+    def linear_block(self) -> np.ndarray:
+        """Model-matrix columns the linear head sees: the tf-idf columns with text; every
+        column without (a sparse matrix given as it is)."""
+        if not self.text:
+            return np.arange(self.n_columns)
+        return np.arange(len(self.tabular_features) + self.n_terms, self.n_columns)
 
     def column_owners(self) -> np.ndarray:
         """For each model-matrix column, the index into :attr:`features` of its input column."""
         pos = {f: i for i, f in enumerate(self.features)}
-        parts = [np.array([pos[f] for f in self.tabular_features], dtype=np.int64)]
-        parts += [np.full(t.n_terms, pos[t.name], dtype=np.int64) for t in self.text]
-        return np.concatenate(parts)
+        terms = [np.full(t.n_terms, pos[t.name], dtype=np.int64) for t in self.text]
+        tabular = [np.array([pos[f] for f in self.tabular_features], dtype=np.int64)]
+        return np.concatenate(tabular + terms + terms)
 
     def column_names(self) -> list[str]:
-        """Model-matrix column names: tabular features, then ``<text column>:<term>``."""
-        return self.tabular_features + [f"{t.name}:{w}" for t in self.text for w in t.terms()]
+        """Model-matrix column names: tabular features, ``<text column>:<term>`` counts, then
+        ``<text column>:<term>:tfidf``."""
+        terms = [f"{t.name}:{w}" for t in self.text for w in t.terms()]
+        return self.tabular_features + terms + [f"{name}:tfidf" for name in terms]
 
     def fit_encode(self, df: pl.DataFrame, source: str = "table") -> np.ndarray | Any:
         """:meth:`encode` of the table ``fit`` just saw (its text matrices are reused)."""
         X = self.transform(df, source)
         if not self.text:
             return X
-        blocks, self._text_matrices = [X, *self._text_matrices], []
-        return hstack(blocks)
+        views, self._text_matrices = self._text_matrices, []
+        return hstack([X, *(c for c, _ in views), *(w for _, w in views)])
 
     def encode(self, df: pl.DataFrame, source: str = "table") -> np.ndarray | Any:
-        """The model matrix: dense float32 without text columns, else CSR
-        ``[tabular | terms of each text column]``."""
+        """The model matrix: dense float32 without text columns, else CSR ``[tabular | term
+        counts of each text column | tf-idf of each text column]``: the trees read the first
+        two blocks, the linear head the last."""
         X = self.transform(df, source)
         if not self.text:
             return X
         require_columns(df.columns, self.text_columns, source, why=TRAINED_WITH)
-        return hstack([X, *(t.transform(df[t.name], source) for t in self.text)])
+        views = [t.transform(df[t.name], source) for t in self.text]
+        return hstack([X, *(c for c, _ in views), *(w for _, w in views)])
 
     def transform(self, df: pl.DataFrame, source: str = "table") -> np.ndarray:
         """The tabular features as a dense float32 matrix (text columns are :meth:`encode`'s)."""
@@ -541,6 +561,30 @@ def _float32_column(s: pl.Series, source: str) -> np.ndarray:
 
 def _is_categorical(dtype: pl.DataType) -> bool:
     return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum | pl.Categorical)
+
+
+def feature_kinds(
+    df: pl.DataFrame, features: Sequence[str], text_columns: Sequence[str] | str | None = "auto"
+) -> dict[str, list[str]]:
+    """How a fit would read each feature column: ``text`` (declared, or found with
+    ``"auto"``), ``categorical``, ``numeric`` (numbers and booleans); ``id-like`` lists the
+    categorical columns that look like identifiers (warned about at fit)."""
+    kinds: dict[str, list[str]] = {"text": [], "categorical": [], "numeric": [], "id-like": []}
+    for f in features:
+        s = df.get_column(f)
+        if isinstance(text_columns, Sequence) and not isinstance(text_columns, str):
+            is_text = f in text_columns
+        else:
+            is_text = text_columns == "auto" and _is_categorical(s.dtype) and looks_like_text(s)
+        if is_text:
+            kinds["text"].append(f)
+        elif _is_categorical(s.dtype):
+            kinds["categorical"].append(f)
+            if looks_like_id(s):
+                kinds["id-like"].append(f)
+        else:
+            kinds["numeric"].append(f)
+    return kinds
 
 
 def infer_features(

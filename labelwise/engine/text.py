@@ -1,7 +1,8 @@
 """Text columns: found or declared, turned into sparse tf-idf columns inside the model.
 
 A text column is a feature kind beside numeric and categorical. Each one gets its own
-scikit-learn ``TfidfVectorizer`` (word n-grams, sublinear tf), fitted on the training rows only;
+vocabulary and idf (scikit-learn's ``CountVectorizer`` and ``TfidfTransformer``: word n-grams,
+sublinear tf), fitted on the training rows only;
 the fitted vocabulary and idf are part of the model, saved as JSON (no pickle) and rebuilt at
 load, so serving takes raw text. The matrix stays sparse (scipy CSR) all the way into LightGBM
 and the linear head: a dense copy of a 100k-term matrix is the bug this module exists to avoid.
@@ -26,7 +27,7 @@ from labelwise.engine.params import Constraint, Interval, check_params
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 # a column is text when its typical value has several words and few values repeat
 TEXT_MIN_WORDS = 3.0
@@ -83,18 +84,24 @@ class TextSettings:
                 raise ConfigError(f"text: {exc}", param="text") from None
         return value
 
-    def vectorizer(self) -> TfidfVectorizer:
-        from sklearn.feature_extraction.text import TfidfVectorizer
+    def counter(self) -> CountVectorizer:
+        """Term counts (what ``TfidfVectorizer`` counts before weighting)."""
+        from sklearn.feature_extraction.text import CountVectorizer
 
-        return TfidfVectorizer(
+        return CountVectorizer(
             ngram_range=(1, self.ngram_max),
             min_df=self.min_df,
             max_features=self.max_features,
-            sublinear_tf=self.sublinear_tf,
             lowercase=self.lowercase,
             token_pattern=TOKEN_PATTERN,
             dtype=np.float32,
         )
+
+    def weighting(self) -> TfidfTransformer:
+        """Counts to tf-idf (l2-normalised rows)."""
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        return TfidfTransformer(sublinear_tf=self.sublinear_tf)
 
 
 def looks_like_text(s: pl.Series) -> bool:
@@ -130,42 +137,56 @@ def documents(s: pl.Series, source: str) -> list[str]:
 
 @dataclass
 class TextColumn:
-    """One text column's fitted tf-idf vectoriser, saved as its vocabulary and idf (JSON)."""
+    """One text column's fitted vocabulary and idf, saved as JSON.
+
+    It gives two views of a document: term counts, for the trees (a split on a count means
+    "the word occurs at least k times", whatever the document's length: tf-idf's per-document
+    normalisation only blurs that), and tf-idf, for the linear head (scikit-learn's
+    ``TfidfVectorizer`` output, to the bit)."""
 
     name: str
     settings: TextSettings = field(default_factory=TextSettings)
-    vectorizer: TfidfVectorizer | None = None
+    counter: CountVectorizer | None = None
+    weighting: TfidfTransformer | None = None
 
     @property
     def n_terms(self) -> int:
-        return 0 if self.vectorizer is None else len(self.vectorizer.vocabulary_)
+        return 0 if self.counter is None else len(self.counter.vocabulary_)
 
     def terms(self) -> list[str]:
         """The vocabulary in column order."""
-        assert self.vectorizer is not None
-        return [str(t) for t in self.vectorizer.get_feature_names_out()]
+        assert self.counter is not None
+        return [str(t) for t in self.counter.get_feature_names_out()]
 
-    def fit_transform(self, s: pl.Series, source: str) -> sp.csr_matrix:
-        self.vectorizer = self.settings.vectorizer()
+    def fit_transform(self, s: pl.Series, source: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(counts, tf-idf) of the training documents, the vocabulary and idf learnt."""
+        self.counter = self.settings.counter()
         docs = documents(s, source)
         try:
-            X = self.vectorizer.fit_transform(docs)
+            counts = self.counter.fit_transform(docs).tocsr()
         except ValueError:  # "empty vocabulary": no document has a word
             raise DataError(
                 f"{source}: text column {s.name!r} has no word in any training row (after "
                 f"min_df={self.settings.min_df}); drop it or lower text.min_df"
             ) from None
-        return X.tocsr()
+        self.weighting = self.settings.weighting().fit(counts)
+        return counts, self._tfidf(counts)
 
-    def transform(self, s: pl.Series, source: str) -> sp.csr_matrix:
-        assert self.vectorizer is not None
-        return self.vectorizer.transform(documents(s, source)).tocsr()
+    def transform(self, s: pl.Series, source: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(counts, tf-idf) of documents."""
+        assert self.counter is not None
+        counts = self.counter.transform(documents(s, source)).tocsr()
+        return counts, self._tfidf(counts)
+
+    def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        assert self.weighting is not None
+        return self.weighting.transform(counts, copy=True).astype(np.float32).tocsr()
 
     def to_json(self) -> str:
         """Vocabulary (term -> column) and idf, exact: JSON floats round-trip float64."""
-        assert self.vectorizer is not None
-        vocab = {str(t): int(i) for t, i in self.vectorizer.vocabulary_.items()}
-        idf = [float(x) for x in self.vectorizer.idf_]
+        assert self.counter is not None and self.weighting is not None
+        vocab = {str(t): int(i) for t, i in self.counter.vocabulary_.items()}
+        idf = [float(x) for x in self.weighting.idf_]
         return json.dumps({"vocabulary": vocab, "idf": idf})
 
     @classmethod
@@ -180,10 +201,11 @@ class TextColumn:
             ) from None
         if len(idf) != len(vocab) or sorted(vocab.values()) != list(range(len(vocab))):
             raise ModelFormatError(f"{source}: text column {name!r}: vocabulary and idf disagree")
-        vec = settings.vectorizer()
-        vec.vocabulary_ = vocab
-        vec.idf_ = idf
-        return cls(name, settings, vec)
+        counter = settings.counter()
+        counter.vocabulary_ = vocab
+        weighting = settings.weighting()
+        weighting.idf_ = idf
+        return cls(name, settings, counter, weighting)
 
 
 def hstack(blocks: Sequence[Any]) -> sp.csr_matrix:

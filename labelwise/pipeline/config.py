@@ -167,6 +167,12 @@ class ContractConfig(_Section):
     min_negatives_per_label: int = Field(1, ge=0)
     min_test_rows: int = Field(10, ge=1, description="rows a model must be judged on")
     min_test_positives: int = Field(1, ge=1, description="positive labels in those rows")
+    text_max_empty: float = Field(
+        0.5, ge=0, le=1, description="share of rows a declared text column may leave null or blank"
+    )
+    text_max_chars: int = Field(
+        1_000_000, ge=1, description="longest document a declared text column may hold"
+    )
 
 
 class TrackingConfig(_Section):
