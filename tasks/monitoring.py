@@ -45,7 +45,7 @@ def measure_drift(
     require_columns(df.columns, feats, src, why=TRAINED_WITH)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        Xa = clf.encoder_.transform(df.select(feats), source=src)
+        columns, Xa = clf.encoder_.profile_columns(df.select(feats), source=src)
         scored = proba_columns(clf.labels_)
         if all(c in df.columns for c in scored):  # already scored by the predict flow
             S = df.select(scored).to_numpy().astype("float64")
@@ -60,10 +60,8 @@ def measure_drift(
     Y = None
     if has_truth:
         Y, _ = encode_labels(df, spec, labels=clf.labels_, source=src)
-    # the profiled features are tabular columns; text columns drift through their scores
-    report = drift_report(
-        profile, clf.encoder_.tabular_features, Xa, S, P, Y, cfg.monitoring.rules()
-    )
+    # tabular features, and each text column's document length and out-of-vocabulary share
+    report = drift_report(profile, columns, Xa, S, P, Y, cfg.monitoring.rules())
     report["unseen_categories"] = dict(clf.encoder_.unseen_counts)
     return report
 

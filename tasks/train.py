@@ -222,6 +222,12 @@ def profile_model(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Xa = clf.encoder_.transform(X)
+        # text statistics from held-out rows: on its own training rows every word is known
+        X_ref, _, _ = read_xy(cfg, reference_path, clf.labels_)
+        text_columns, text_stats = clf.encoder_.text_profile(X_ref)
+    importance = clf.feature_importance()
+    # a text column's statistics rank with the column's own importance
+    importance |= {c: importance[c.rpartition(":")[0]] for c in text_columns}
     if scores_path is not None and Path(scores_path).is_file():
         _, Y, _ = read_xy(cfg, reference_path, clf.labels_)
         S = np.load(scores_path)
@@ -237,9 +243,10 @@ def profile_model(
         S,
         P,
         f1,
-        clf.feature_importance(),
+        importance,
         list(clf.encoder_.categories),
         top_features=cfg.monitoring.top_features,
+        held_out=dict(zip(text_columns, text_stats.T, strict=True)),
     )
     (Path(model_dir) / PROFILE_FILE).write_text(json.dumps(prof))
     return {"features": list(prof["features"]), "n_reference": prof["n_reference"]}

@@ -86,3 +86,28 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     clf = LabelwiseClassifier.load(Path(local) / "artifacts" / "model")
     np.testing.assert_allclose(served["p"], clf.predict_proba(rows), rtol=1e-9, atol=1e-12)
     assert served["columns"][: len(clf.labels_)] == [f"p:{lab}" for lab in clf.labels_]
+
+    # text drift: documents of words the model never saw show in the out-of-vocabulary share
+    from labelwise.engine.errors import DriftError
+    from labelwise.flows.monitor import monitor_flow
+
+    same = df.tail(150).drop("topics")
+    same.write_parquet(tmp_path / "same.parquet")
+    assert not any(
+        a["feature"].startswith("body:") for a in _alerts(monitor_flow, tmp_path, "same")
+    )
+    foreign = make_text_table(n_rows=150, n_labels=6, vocabulary=1500, body_words=40, seed=99)
+    foreign.drop("topics").write_parquet(tmp_path / "foreign.parquet")
+    with pytest.raises(DriftError, match="body:oov_share"):
+        monitor_flow(str(tmp_path / "job.yaml"), str(tmp_path / "foreign.parquet"))
+
+
+def _alerts(monitor_flow, tmp_path: Path, name: str) -> list[dict]:
+    from labelwise.engine.errors import DriftError
+
+    try:
+        return monitor_flow(str(tmp_path / "job.yaml"), str(tmp_path / f"{name}.parquet"))[
+            "feature_alerts"
+        ]
+    except DriftError as err:  # a label may drift by chance on 150 rows; text must not
+        return err.report["feature_alerts"]

@@ -445,6 +445,22 @@ class FeatureEncoder:
         terms = [f"{t.name}:{w}" for t in self.text for w in t.terms()]
         return self.tabular_features + terms + [f"{name}:tfidf" for name in terms]
 
+    def profile_columns(self, df: pl.DataFrame, source: str = "table") -> tuple[list[str], Any]:
+        """(names, dense matrix) of what the monitor profiles: the tabular features, then per
+        text column ``<column>:words`` (document length) and ``<column>:oov_share`` (share of
+        its words outside the training vocabulary)."""
+        names, stats = self.text_profile(df, source)
+        return list(self.tabular_features) + names, np.hstack([self.transform(df, source), stats])
+
+    def text_profile(self, df: pl.DataFrame, source: str = "table") -> tuple[list[str], Any]:
+        """The text columns' part of :meth:`profile_columns`."""
+        blocks, names = [np.empty((df.height, 0), dtype=np.float32)], []
+        for t in self.text:
+            words, oov = t.statistics(df[t.name], source)
+            blocks.append(np.column_stack([words, oov]).astype(np.float32))
+            names += [f"{t.name}:words", f"{t.name}:oov_share"]
+        return names, np.hstack(blocks)
+
     def fit_encode(self, df: pl.DataFrame, source: str = "table") -> np.ndarray | Any:
         """:meth:`encode` of the table ``fit`` just saw (its text matrices are reused)."""
         X = self.transform(df, source)

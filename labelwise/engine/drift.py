@@ -14,7 +14,7 @@ values have their own bin, so a feature that starts arriving empty drifts too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,12 +82,20 @@ def reference_profile(
     categorical: Sequence[str] = (),
     top_features: int = 20,
     bins: int = 10,
+    held_out: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """What a model saw: ``X_train``/``Y_train`` its training rows (encoded), ``S_ref``/``P_ref``
-    its scores / 0-1 predictions on held-out rows, ``f1_ref`` its held-out F1 per label."""
-    ranked = sorted(features, key=lambda f: -importance.get(f, 0.0))[:top_features]
+    its scores / 0-1 predictions on held-out rows, ``f1_ref`` its held-out F1 per label;
+    ``held_out``: more profiled columns whose reference is the held-out rows (a text column's
+    out-of-vocabulary share is 0 on its own training rows)."""
+    extra = dict(held_out or {})
+    ranked = sorted([*features, *extra], key=lambda f: -importance.get(f, 0.0))[:top_features]
     col = {f: i for i, f in enumerate(features)}
     cat = set(categorical)
+
+    def values(f: str) -> np.ndarray:
+        return extra[f] if f in extra else X_train[:, col[f]]
+
     return {
         "labels": list(labels),
         "n_train": int(X_train.shape[0]),
@@ -97,7 +105,7 @@ def reference_profile(
         "f1": [float(x) for x in f1_ref],
         "scores": [histogram(S_ref[:, j], bins) for j in range(len(labels))],
         "features": {
-            f: histogram(X_train[:, col[f]], bins, discrete=f in cat)
+            f: histogram(values(f), bins, discrete=f in cat)
             | {"importance": float(importance.get(f, 0.0))}
             for f in ranked
         },

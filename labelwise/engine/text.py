@@ -178,6 +178,21 @@ class TextColumn:
         counts = self.counter.transform(documents(s, source)).tocsr()
         return counts, self._tfidf(counts)
 
+    def statistics(self, s: pl.Series, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per document: its length in words and the share of its words outside the
+        vocabulary (NaN for an empty document): what text drift is watched on."""
+        assert self.counter is not None
+        preprocess, tokenize = self.counter.build_preprocessor(), self.counter.build_tokenizer()
+        vocab = self.counter.vocabulary_
+        words = np.zeros(s.len())
+        oov = np.full(s.len(), np.nan)
+        for i, doc in enumerate(documents(s, source)):
+            tokens = tokenize(preprocess(doc))
+            words[i] = len(tokens)
+            if tokens:
+                oov[i] = sum(t not in vocab for t in tokens) / len(tokens)
+        return words, oov
+
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         assert self.weighting is not None
         return self.weighting.transform(counts, copy=True).astype(np.float32).tocsr()
