@@ -158,6 +158,7 @@ class _Search:
     ) -> None:
         from labelwise.pipeline.environment import redact
         from labelwise.pipeline.search_space import search_space
+        from labelwise.pipeline.tables import has_text
         from labelwise.tasks.progress import say
         from labelwise.tasks.tracking import repair_abandoned_runs
         from labelwise.tasks.tune import (
@@ -171,8 +172,8 @@ class _Search:
         self.cfg, self.metric, self.parallel = cfg, metric, parallel
         self.deadline = time.monotonic() + budget
         self.limit = trials
-        self.space = search_space(cfg)
-        self.study = open_study(cfg, info["train"]["digest"], metric)
+        self.space = search_space(cfg, text=has_text(cfg, info["train"]["path"]))
+        self.study = open_study(cfg, info["train"]["digest"], metric, self.space)
         lost = reclaim_abandoned(cfg, self.study)
         if lost:
             say(f"resumed: trial(s) {lost} of a killed tune are asked again")

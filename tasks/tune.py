@@ -49,11 +49,12 @@ def study_storage(cfg: Config) -> str:
     return f"sqlite:///{state_dir() / 'optuna.db'}"
 
 
-def open_study(cfg: Config, data_digest: str, metric: str) -> optuna.Study:
-    """The study of this config, data and metric: created, or loaded to be resumed."""
+def open_study(cfg: Config, data_digest: str, metric: str, space: list[Any]) -> optuna.Study:
+    """The study of this config, data, metric and searched ``space``: created, or loaded to be
+    resumed."""
     import optuna
 
-    from labelwise.pipeline.search_space import search_space, space_digest
+    from labelwise.pipeline.search_space import space_digest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the flow prints its own lines
     url = study_storage(cfg)
@@ -62,7 +63,7 @@ def open_study(cfg: Config, data_digest: str, metric: str) -> optuna.Study:
     return optuna.create_study(
         study_name=(
             f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}"
-            f"-{space_digest(search_space(cfg))[:6]}"
+            f"-{space_digest(space)[:6]}"
         ),
         storage=storage,
         direction=OBJECTIVES[metric],

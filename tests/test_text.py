@@ -212,3 +212,24 @@ def test_text_and_tabular_columns_side_by_side(docs, tmp_path: Path):
     clf.save(tmp_path / "m")
     loaded = LabelwiseClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(Xtb), clf.predict_proba(Xtb))
+
+
+def test_tune_searches_text_settings_only_for_text(tmp_path: Path):
+    from labelwise.pipeline.config import parse_config
+    from labelwise.pipeline.search_space import current_values, search_space
+
+    cfg = parse_config(
+        {
+            "name": "t",
+            "data": {"train": "t.parquet", "labels": {"prefix": "y_"}},
+            "text": {"ngram_max": 3},
+        },  # fmt: skip
+        base_dir=tmp_path,
+    )
+    plain = {d.key for d in search_space(cfg)}
+    text = {d.key: d for d in search_space(cfg, text=True)}
+    assert set(text) - plain == {"text.ngram_max", "text.min_df", "model.params.linear_C"}
+    assert text["text.ngram_max"].choices == (1, 2, 3)  # the config's own value is an option
+    own = current_values(cfg, list(text.values()))
+    assert own["text.ngram_max"] == 3 and own["text.min_df"] == 1
+    assert own["model.params.linear_C"] == 4.0

@@ -77,8 +77,10 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def search_space(cfg: Config) -> list[Dimension]:
-    """The dimensions searched for ``cfg``; its own choices are always among the options."""
+def search_space(cfg: Config, text: bool = False) -> list[Dimension]:
+    """The dimensions searched for ``cfg``; its own choices are always among the options.
+    ``text``: the table has text columns, so their n-grams, minimum document frequency and
+    the linear head's regularisation are searched too."""
     params = "model.params."
     space = [
         Dimension("model.strategy", choices=_with(STRATEGIES, cfg.model.strategy)),
@@ -94,6 +96,12 @@ def search_space(cfg: Config) -> list[Dimension]:
     ]
     if isinstance(cfg.weighting.scheme, str):  # explicit per-label weights stay the user's
         space.append(Dimension("weighting.scheme", choices=_with(SCHEMES, cfg.weighting.scheme)))
+    if text:
+        space += [
+            Dimension("text.ngram_max", choices=tuple(sorted({1, 2, cfg.text.ngram_max}))),
+            Dimension("text.min_df", 1, 5, integer=True),
+            Dimension(params + "linear_C", 0.25, 64.0, log=True),
+        ]
     return space
 
 

@@ -36,6 +36,17 @@ def read_xy(
     return table_xy(df, d.labels, d.features, exclude, labels, source=path)
 
 
+def has_text(cfg: Config, path: str, sample: int = 2000) -> bool:
+    """Whether a fit of ``cfg`` on the table at ``path`` would read text columns (declared, or
+    found on its first ``sample`` rows)."""
+    from labelwise.engine.data import feature_kinds
+
+    if cfg.data.text is not None:
+        return bool(cfg.data.text)
+    X, _, _ = read_xy(cfg, path)
+    return bool(feature_kinds(X.head(sample), X.columns)["text"])
+
+
 def load_classifier(model_dir: str | Path) -> LabelwiseClassifier:
     """A saved model, loaded (and its digests verified) once per process: the train flow's
     evaluation, profile and MLflow logging steps share one copy instead of parsing every
