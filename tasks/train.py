@@ -193,6 +193,10 @@ def evaluate_model(
         description="per-label test metrics",
     )
     (Path(out_dir) / "unseen_categories.json").write_text(json.dumps(clf.encoder_.unseen_counts))
+    if clf.encoder_.text:  # the terms that push each label up, from the model itself
+        from labelwise.engine.explain import top_terms
+
+        top_terms(clf).write_csv(Path(out_dir) / "top_terms.csv", float_precision=4)
     if scores_path is not None:  # the profile step reuses them instead of scoring again
         np.save(scores_path, S)
     return rep["metrics"]

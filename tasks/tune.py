@@ -62,8 +62,7 @@ def open_study(cfg: Config, data_digest: str, metric: str, space: list[Any]) -> 
     storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     return optuna.create_study(
         study_name=(
-            f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}"
-            f"-{space_digest(space)[:6]}"
+            f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}-{space_digest(space)[:6]}"
         ),
         storage=storage,
         direction=OBJECTIVES[metric],

@@ -88,6 +88,19 @@ def test_the_text_model_learns_what_a_category_cannot(docs, fitted):
     assert fitted.linear_weight_ in (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def test_top_terms_name_each_labels_own_words(docs, fitted):
+    from labelwise.engine.explain import top_terms
+
+    table = top_terms(fitted, k=5)
+    assert set(table["label"]) <= set(fitted.labels_) and table["rank"].max() <= 5
+    assert (table["weight"] > 0).all() and set(table["column"]) <= {"title", "body"}
+    # the synthetic topics have their own words: labels' top terms barely overlap
+    tops = table.group_by("label").agg(pl.col("term")).to_dict(as_series=False)
+    sets = [set(t) for t in tops["term"]]
+    shared = sum(len(a & b) for i, a in enumerate(sets) for b in sets[i + 1 :])
+    assert shared < sum(len(a) for a in sets) / 2
+
+
 def test_save_load_scores_raw_text_identically(tmp_path, docs, fitted):
     _, _, Xt, _, _ = docs
     fitted.save(tmp_path / "m")
@@ -223,7 +236,7 @@ def test_tune_searches_text_settings_only_for_text(tmp_path: Path):
             "name": "t",
             "data": {"train": "t.parquet", "labels": {"prefix": "y_"}},
             "text": {"ngram_max": 3},
-        },  # fmt: skip
+        },
         base_dir=tmp_path,
     )
     plain = {d.key for d in search_space(cfg)}

@@ -60,6 +60,8 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     assert "hold free text" in run.data.tags["labelwise.warnings"]
     assert run.data.metrics["text/body/vocabulary_size"] > 100
     assert run.data.params["text.ngram_max"] == "1"
+    arts = {a.path for a in c.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/top_terms.csv" in arts
     # far above what text-as-categories scores (prevalence guesses, micro-F1 about .35 here)
     assert run.data.metrics["test/f1_micro"] > 0.5
 
