@@ -162,6 +162,15 @@ def test_bad_text_values(docs, fitted):
         fitted.predict_proba(Xt.head(2).with_columns(body=pl.Series([1, 2])))
 
 
+def test_invalid_utf8_in_a_csv_names_the_file(tmp_path: Path):
+    from labelwise.engine.data import read_table
+
+    path = tmp_path / "tickets.csv"
+    path.write_bytes(b"body,tags\nhello world,a\n\xff\xfe broken bytes,b\n")
+    with pytest.raises(DataError, match=r"tickets\.csv: cannot read .*save the file as UTF-8"):
+        read_table(path)
+
+
 def test_sparse_matrices_are_accepted_like_arrays():
     rng = np.random.default_rng(0)
     dense = (rng.random((400, 30)) < 0.15) * rng.random((400, 30))

@@ -122,7 +122,8 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.Dat
     try:
         df = lf.collect()
     except Exception as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+        hint = "; save the file as UTF-8 text" if "utf-8" in str(exc).lower() else ""
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc}){hint}") from exc
     return df
 
 
