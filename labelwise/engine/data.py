@@ -487,6 +487,7 @@ class FeatureEncoder:
         tabular = self.tabular_features
         X = np.empty((df.height, len(tabular)), dtype=np.float32)
         self.unseen_counts = {}
+        numeric: list[int] = []
         for i, f in enumerate(tabular):
             s = df.get_column(f)
             if f in self.categories:
@@ -513,7 +514,12 @@ class FeatureEncoder:
                     raise DataError(
                         f"{source}: feature column {f!r} has unsupported type {s.dtype}"
                     )
-                X[:, i] = _float32_column(s, source)
+                numeric.append(i)
+        if numeric:  # one conversion for every numeric column, checked as one matrix
+            names = [tabular[i] for i in numeric]
+            wide = df.select(pl.col(names).cast(pl.Float64)).to_numpy()
+            _check_float32_range(wide, names, source)
+            X[:, numeric] = wide
         return X
 
     def to_dict(self, write: Callable[[str, str | bytes], str] | None = None) -> dict[str, Any]:
@@ -556,24 +562,24 @@ class FeatureEncoder:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _float32_column(s: pl.Series, source: str) -> np.ndarray:
-    """A numeric column as float32 (nulls -> NaN); infinite values, and finite ones too large
-    for float32 (they would become infinite), are errors naming the column."""
-    wide = s.cast(pl.Float64).fill_nan(None)
-    n_inf = int(wide.is_infinite().sum())
-    if n_inf:
+def _check_float32_range(wide: np.ndarray, names: Sequence[str], source: str) -> None:
+    """Infinite values, and finite ones too large for float32 (they would become infinite),
+    are errors naming the first such column (NaN is missing, and allowed)."""
+    inf = np.isinf(wide)
+    for j in np.flatnonzero(inf.any(axis=0))[:1]:
         raise DataError(
-            f"{source}: feature column {s.name!r} holds {n_inf} infinite value(s); "
-            "replace them with nulls or finite values"
+            f"{source}: feature column {names[j]!r} holds {int(inf[:, j].sum())} infinite "
+            "value(s); replace them with nulls or finite values"
         )
-    big = wide.filter(wide.abs() > FLOAT32_MAX)
-    if big.len():
+    with np.errstate(invalid="ignore"):
+        big = np.abs(wide) > FLOAT32_MAX
+    for j in np.flatnonzero(big.any(axis=0))[:1]:
+        hits = wide[big[:, j], j]
         raise DataError(
-            f"{source}: feature column {s.name!r} holds {big.len()} value(s) beyond "
-            f"the float32 range of ±{FLOAT32_MAX:.3g} (e.g. {big[0]:.3g}); scale "
+            f"{source}: feature column {names[j]!r} holds {len(hits)} value(s) beyond "
+            f"the float32 range of ±{FLOAT32_MAX:.3g} (e.g. {hits[0]:.3g}); scale "
             "or clip them"
         )
-    return s.cast(pl.Float32).fill_null(np.nan).to_numpy()
 
 
 def _is_categorical(dtype: pl.DataType) -> bool:
