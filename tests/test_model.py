@@ -258,3 +258,28 @@ def test_save_load_round_trip_and_tampering(fitted, data, tmp_path: Path):
             LabelwiseClassifier.load(broken(edit))
     with pytest.raises(ModelFormatError, match="manifest"):
         LabelwiseClassifier.load(tmp_path / "nowhere")
+
+
+def test_pandas_rows_score_like_the_table_path(data):
+    """A numeric model reads a pandas frame in one conversion (the served path); it must
+    score exactly as the per-column table path, and fall back to it for anything odd."""
+    X, Y, Xt, _ = data
+    numeric = [c for c in X.columns if X.schema[c].is_numeric()]
+    clf = LabelwiseClassifier(n_estimators=30, cv_folds=2).fit(X.select(numeric), Y)
+    rows = Xt.select(numeric).head(7)
+    expected = clf.predict_proba(rows)
+    shuffled = rows.select(list(reversed(numeric))).to_pandas()  # column order is by name
+    assert clf._numeric_pandas(shuffled) is not None
+    np.testing.assert_array_equal(clf.predict_proba(shuffled), expected)
+    with_nan = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(numeric[0]))
+    np.testing.assert_array_equal(
+        clf.predict_proba(with_nan.to_pandas()), clf.predict_proba(with_nan)
+    )
+    from labelwise.engine.errors import DataError
+
+    with pytest.raises(DataError, match=repr(numeric[1])):
+        clf.predict_proba(rows.drop(numeric[1]).to_pandas())
+    odd = rows.to_pandas().astype({numeric[2]: object})
+    odd.loc[0, numeric[2]] = "abc"
+    with pytest.raises(DataError, match=repr(numeric[2])):
+        clf.predict_proba(odd)

