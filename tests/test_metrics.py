@@ -71,6 +71,31 @@ def test_ranking_metrics_equal_sklearn(pair):
     assert lm.label_ranking_loss(Y, S) == pytest.approx(skm.label_ranking_loss(Y, S), abs=1e-12)
 
 
+@st.composite
+def untied_scores(draw):
+    """Labels and scores without ties within a row (a permutation per row): ranking at k is
+    then defined by the scores alone."""
+    n, n_labels = draw(st.tuples(st.integers(1, 25), st.integers(2, 12)))
+    Y = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    S = np.argsort(rng.random((n, n_labels)), axis=1).astype(np.float64) / n_labels
+    return Y, S
+
+
+@settings(max_examples=300, deadline=None)
+@given(untied_scores())
+def test_precision_and_ndcg_at_k_equal_references(pair):
+    Y, S = pair
+    ours = lm.precision_ndcg_at_k(Y, S, ks=(1, 3, 5))
+    order = np.argsort(-S, axis=1)
+    for k in (1, 3, 5):
+        # precision@k of the extreme-classification repository: hits in the top k, over k
+        ref = np.mean([Y[i, order[i, :k]].sum() / k for i in range(len(Y))])
+        assert ours[f"precision_at_{k}"] == pytest.approx(ref, abs=1e-12)
+        assert ours[f"ndcg_at_{k}"] == pytest.approx(skm.ndcg_score(Y, S, k=k), abs=1e-12)
+
+
 @settings(max_examples=300, deadline=None)
 @given(score_pair())
 def test_per_label_auc_equal_sklearn(pair):

@@ -135,11 +135,57 @@ def label_ranking_loss(Y: np.ndarray, S: np.ndarray) -> float:
     return total / n if n else 0.0
 
 
+TOP_K = (1, 3, 5)
+
+
+def precision_ndcg_at_k(
+    Y: np.ndarray, S: np.ndarray, ks: tuple[int, ...] = TOP_K
+) -> dict[str, float]:
+    """``precision_at_k`` (true labels among the k best-scored, over k) and ``ndcg_at_k``
+    (their discounted gain over the best possible, 0 for a row without a true label: as
+    ``sklearn.metrics.ndcg_score(k=k)`` with binary relevance), averaged over rows: the
+    extreme-classification ranking metrics. Ties go to the lower label index."""
+    Y, S = _check(Y, S, "scores")
+    n, n_labels = Y.shape
+    kmax = min(max(ks), n_labels)
+    discount = 1.0 / np.log2(np.arange(2, kmax + 2))
+    hits_sum = {k: 0.0 for k in ks}
+    ndcg_sum = {k: 0.0 for k in ks}
+    step = _row_chunks(n, n_labels).step
+    for i in _row_chunks(n, n_labels):
+        s, y = S[i : i + step], Y[i : i + step].astype(bool)
+        if kmax < n_labels:
+            part = np.argpartition(-s, kmax - 1, axis=1)[:, :kmax]
+            # the k best in score order, ties by label index (a stable sort of the candidates)
+            part.sort(axis=1)
+            order = np.take_along_axis(
+                part, np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable"), 1
+            )
+        else:
+            order = np.argsort(-s, axis=1, kind="stable")[:, :kmax]
+        top = np.take_along_axis(y, order, axis=1)
+        n_true = y.sum(axis=1)
+        for k in ks:
+            kk = min(k, kmax)
+            hits_sum[k] += float(top[:, :kk].sum() / k)
+            dcg = (top[:, :kk] * discount[:kk]).sum(axis=1)
+            ideal = np.cumsum(discount[:kk])[np.minimum(n_true, kk) - 1]
+            ndcg_sum[k] += float(
+                np.where(n_true > 0, dcg / np.where(n_true > 0, ideal, 1), 0).sum()
+            )
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"precision_at_{k}"] = hits_sum[k] / n if n else 0.0
+        out[f"ndcg_at_{k}"] = ndcg_sum[k] / n if n else 0.0
+    return out
+
+
 def ranking_metrics(Y: np.ndarray, S: np.ndarray) -> dict[str, float]:
     return {
         "lrap": label_ranking_average_precision(Y, S),
         "coverage_error": coverage_error(Y, S),
         "ranking_loss": label_ranking_loss(Y, S),
+        **precision_ndcg_at_k(Y, S),
     }
 
 
