@@ -541,9 +541,16 @@ def predict(
         typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow server (default: embedded)"),
     ] = None,
     overwrite: Annotated[bool, _flag("replace an existing output (never the input)")] = False,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k", min=1, help="the k most probable labels per row, not a column per label"
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Batch-score a table: one probability column per label plus the predicted label set."""
+    """Batch-score a table: one probability column per label (or the --top-k most probable
+    labels with their probabilities) plus the predicted label set."""
     _env(debug)
 
     def body() -> dict[str, Any]:
@@ -557,7 +564,9 @@ def predict(
             resolve_version(tracking_uri or default_tracking_uri(), model)
         from labelwise.flows.predict import predict_flow
 
-        return predict_flow(model, str(input), str(output), chunk_rows, tracking_uri, overwrite)
+        return predict_flow(
+            model, str(input), str(output), chunk_rows, tracking_uri, overwrite, top_k
+        )
 
     res = _run(body, debug)
     out.print(f"[green]scored[/] {res['rows']} rows with {res['model']} -> {res['output']}")

@@ -3,7 +3,9 @@
 MLflow loads this file as code (``python_model=<this file>``), never unpickles anything: the model
 is the artifact ``model_dir`` (JSON manifest + LightGBM text boosters) read by
 :meth:`LabelwiseClassifier.load`. ``predict`` takes a table of feature columns and returns one
-probability column per label (``p:<label>``) and the predicted label set (``labels``, a list).
+probability column per label (``p:<label>``) and the predicted label set (``labels``, a list);
+with the param ``top_k`` > 0, the ``top_labels`` and ``top_scores`` of the k most probable
+labels instead of the probability columns.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ class LabelwisePyfunc(PythonModel):
         import polars as pl
 
         from labelwise.engine.data import TRAINED_WITH, require_columns
-        from labelwise.engine.scored import LABELS_COLUMN, label_sets, proba_columns
+        from labelwise.engine.scored import (
+            LABELS_COLUMN,
+            TOP_LABELS,
+            TOP_SCORES,
+            label_sets,
+            proba_columns,
+            top_k,
+        )
 
         # a pandas frame goes to the engine as it is: it reads numeric features in one
         # conversion (a per-column one cost most of a served row's time)
@@ -41,7 +50,12 @@ class LabelwisePyfunc(PythonModel):
         clf = self.model
         require_columns(list(frame.columns), clf.encoder_.features, "input", why=TRAINED_WITH)
         proba = clf.predict_proba(frame)
-        out = pd.DataFrame(proba, columns=proba_columns(clf.labels_))
+        k = int((params or {}).get("top_k") or 0)
+        if k > 0:  # the k most probable labels, not a column per label
+            names, scores = top_k(proba, clf.labels_, k)
+            out = pd.DataFrame({TOP_LABELS: names, TOP_SCORES: scores})
+        else:
+            out = pd.DataFrame(proba, columns=proba_columns(clf.labels_))
         out[LABELS_COLUMN] = label_sets(clf.predict_from_proba(proba), clf.labels_)
         return out
 

@@ -16,16 +16,31 @@ if TYPE_CHECKING:
     from labelwise.engine.classifier import LabelwiseClassifier
 
 
-def scored_frame(clf: LabelwiseClassifier, S: np.ndarray) -> pl.DataFrame:
-    """The scored columns of probabilities ``S``: ``p:<label>`` and the label set."""
+def scored_frame(clf: LabelwiseClassifier, S: np.ndarray, top: int | None = None) -> pl.DataFrame:
+    """The scored columns of probabilities ``S``: ``p:<label>`` (or, with ``top``, the
+    ``top_labels`` and ``top_scores`` of the ``top`` most probable labels) and the label set."""
     import polars as pl
 
-    from labelwise.engine.scored import LABELS_COLUMN, label_sets, proba_columns
+    from labelwise.engine.scored import (
+        LABELS_COLUMN,
+        TOP_LABELS,
+        TOP_SCORES,
+        label_sets,
+        proba_columns,
+        top_k,
+    )
 
     P = clf.predict_from_proba(S)
+    if top:
+        names, scores = top_k(S, clf.labels_, top)
+        columns = [
+            pl.Series(TOP_LABELS, names, dtype=pl.List(pl.String)),
+            pl.Series(TOP_SCORES, scores, dtype=pl.List(pl.Float64)),
+        ]
+    else:
+        columns = [pl.Series(c, S[:, j]) for j, c in enumerate(proba_columns(clf.labels_))]
     return pl.DataFrame(
-        [pl.Series(c, S[:, j]) for j, c in enumerate(proba_columns(clf.labels_))]
-        + [pl.Series(LABELS_COLUMN, label_sets(P, clf.labels_), dtype=pl.List(pl.String))]
+        [*columns, pl.Series(LABELS_COLUMN, label_sets(P, clf.labels_), dtype=pl.List(pl.String))]
     )
 
 
@@ -37,11 +52,13 @@ def score_chunks(
     chunk_rows: int,
     tracking_uri: str | None,
     overwrite: bool = False,
+    top: int | None = None,
 ) -> dict[str, Any]:
     """Score ``input_path`` with ``model`` into parquet at ``output_path``; other columns of
     the input pass through. The output is checked before anything is read (never the input
     itself, a directory or device, or an existing file unless ``overwrite``) and written under
-    a temporary name that is removed on failure."""
+    a temporary name that is removed on failure. ``top``: the most probable labels and their
+    probabilities instead of a column per label."""
     import polars as pl
 
     from labelwise.engine.data import TRAINED_WITH, check_output, require_columns, scan_table
@@ -52,7 +69,7 @@ def score_chunks(
     lf = scan_table(input_path)
     names = lf.collect_schema().names()
     require_columns(names, clf.encoder_.features, input_path, why=f"{what}: {TRAINED_WITH}")
-    _refuse_output_columns(names, clf, input_path)
+    _refuse_output_columns(names, clf, input_path, top)
     keep = [c for c in names if c not in set(clf.encoder_.features)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
@@ -63,7 +80,7 @@ def score_chunks(
             for k, v in clf.encoder_.unseen_counts.items():
                 unseen[k] = unseen.get(k, 0) + v
             table = pl.concat(
-                [chunk.select(keep), scored_frame(clf, S)], how="horizontal"
+                [chunk.select(keep), scored_frame(clf, S, top)], how="horizontal"
             ).to_arrow()
             if writer is None:
                 import pyarrow.parquet as pq
@@ -81,13 +98,16 @@ def score_chunks(
     return {"rows": n_rows, "output": str(out), "model": what, "unseen_categories": unseen}
 
 
-def _refuse_output_columns(names: list[str], clf: LabelwiseClassifier, source: str) -> None:
+def _refuse_output_columns(
+    names: list[str], clf: LabelwiseClassifier, source: str, top: int | None = None
+) -> None:
     """An input column named like an output (``p:<label>``, ``labels``) would be silently
     replaced in the scored table: refuse it, naming the columns."""
     from labelwise.engine.errors import DataError
-    from labelwise.engine.scored import LABELS_COLUMN, proba_columns
+    from labelwise.engine.scored import LABELS_COLUMN, TOP_LABELS, TOP_SCORES, proba_columns
 
-    clash = [c for c in [*proba_columns(clf.labels_), LABELS_COLUMN] if c in names]
+    outputs = [TOP_LABELS, TOP_SCORES] if top else proba_columns(clf.labels_)
+    clash = [c for c in [*outputs, LABELS_COLUMN] if c in names]
     if clash:
         raise DataError(
             f"{source}: column(s) {clash} have the names of the scored output "

@@ -449,7 +449,9 @@ def log_model(cfg: Config, run_id: str, model_dir: str, example_path: str) -> st
     example_pd = example.to_pandas()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example_pd, out.predict(None, example))
+        # params: top_k (0 = a probability column per label) switches the output to the k
+        # most probable labels and their probabilities, for models with thousands of labels
+        signature = infer_signature(example_pd, out.predict(None, example), params={"top_k": 0})
     pkg = Path(labelwise.__file__).parent
     mlflow.set_tracking_uri(tracking_uri(cfg))
     with warnings.catch_warnings(), mlflow.start_run(run_id=run_id):

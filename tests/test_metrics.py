@@ -96,6 +96,20 @@ def test_precision_and_ndcg_at_k_equal_references(pair):
         assert ours[f"ndcg_at_{k}"] == pytest.approx(skm.ndcg_score(Y, S, k=k), abs=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(untied_scores(), st.integers(1, 14))
+def test_top_k_is_the_k_best_scores_in_order(pair, k):
+    from labelwise.engine.scored import top_k
+
+    _, S = pair
+    labels = [f"l{j}" for j in range(S.shape[1])]
+    names, scores = top_k(S, labels, k)
+    for i in range(len(S)):
+        best = np.argsort(-S[i])[: min(k, S.shape[1])]
+        assert names[i] == [labels[j] for j in best]
+        assert scores[i] == S[i, best].tolist()
+
+
 @settings(max_examples=300, deadline=None)
 @given(score_pair())
 def test_per_label_auc_equal_sklearn(pair):

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import yaml
 
@@ -22,9 +23,14 @@ SCORE = """
 import json, sys
 import mlflow, polars as pl
 model = mlflow.pyfunc.load_model(sys.argv[1])
-out = model.predict(pl.read_parquet(sys.argv[2]).to_pandas())
+rows = pl.read_parquet(sys.argv[2]).to_pandas()
+out = model.predict(rows)
+top = model.predict(rows, params={"top_k": 2})
 print(json.dumps({"columns": list(out.columns), "p": out.filter(like="p:").values.tolist(),
-                  "labels": [list(x) for x in out["labels"]]}))
+                  "labels": [list(x) for x in out["labels"]],
+                  "top_columns": list(top.columns),
+                  "top_labels": [list(x) for x in top["top_labels"]],
+                  "top_scores": [list(x) for x in top["top_scores"]]}))
 """
 
 
@@ -88,6 +94,30 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     clf = LabelwiseClassifier.load(Path(local) / "artifacts" / "model")
     np.testing.assert_allclose(served["p"], clf.predict_proba(rows), rtol=1e-9, atol=1e-12)
     assert served["columns"][: len(clf.labels_)] == [f"p:{lab}" for lab in clf.labels_]
+    # top_k (a param the signature declares): the most probable labels, best first
+    assert served["top_columns"] == ["top_labels", "top_scores", "labels"]
+    P = np.asarray(served["p"])
+    for i, (names, scores) in enumerate(
+        zip(served["top_labels"], served["top_scores"], strict=True)
+    ):
+        best = np.argsort(-P[i], kind="stable")[:2]
+        assert names == [clf.labels_[j] for j in best]
+        np.testing.assert_allclose(scores, P[i, best])
+
+    # batch predict with --top-k writes the same two list columns
+    from labelwise.flows.predict import predict_flow
+
+    res = predict_flow(
+        "models:/tickets@champion",
+        str(tmp_path / "rows.parquet"),
+        str(tmp_path / "scored.parquet"),
+        tracking_uri=uri,
+        top_k=3,
+    )
+    scored = pl.read_parquet(res["output"])
+    assert {"top_labels", "top_scores", "labels"} <= set(scored.columns)
+    assert not any(c.startswith("p:") for c in scored.columns)
+    assert scored["top_labels"].list.len().to_list() == [3] * 4
 
     # text drift: documents of words the model never saw show in the out-of-vocabulary share
     from labelwise.engine.errors import DriftError
