@@ -55,9 +55,22 @@ def _promote(cfg: Config, data_path: str | None, include_rejected: bool) -> dict
         )
     data_path = data_path or _evaluation_table(cfg)
     check_evaluable(cfg, data_path)  # never a decision on (almost) nothing
+    from labelwise.engine.persistence import read_manifest
+
+    champ_labels = list(read_manifest(champ_dir)["labels"])
+    chal_labels = list(read_manifest(chal_dir)["labels"])
+    # both on the labels they share: a label only one of them knows cannot be compared
+    shared = [lab for lab in chal_labels if lab in set(champ_labels)]
+    subset = None if champ_labels == chal_labels else shared
+    if not shared:
+        return _nothing(
+            f"{name}: champion v{champ_v.version} and challenger v{chal_v.version} share no "
+            "label; they cannot be compared (a new model name suits a new label set)",
+            champ_v.version,
+        )
     evaluations = (
-        evaluate_version(cfg, str(champ_dir), data_path),
-        evaluate_version(cfg, str(chal_dir), data_path),
+        evaluate_version(cfg, str(champ_dir), data_path, subset),
+        evaluate_version(cfg, str(chal_dir), data_path, subset),
     )
     decision = gate(*evaluations, cfg.promotion)
     record = record_promotion(

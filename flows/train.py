@@ -121,6 +121,7 @@ def _train_and_track(
     from labelwise.tasks.data import check_evaluable, split_data, workdir_for
     from labelwise.tasks.progress import stage
     from labelwise.tasks.tracking import (
+        label_change_note,
         log_contract,
         log_datasets,
         log_model,
@@ -152,6 +153,9 @@ def _train_and_track(
         str(workdir),
     )
     model_dir = trained["model_dir"]
+    change = label_change_note(cfg, trained["labels"])
+    if change is not None:  # said now, tagged on the run, and decided by the promotion gate
+        trained = {**trained, "label_changes": change, "warnings": [*trained["warnings"], change]}
     stage("evaluate on the test table")
     metrics = _evaluate(cfg, model_dir, paths, workdir)
     stage("log to MLflow")

@@ -46,14 +46,21 @@ def registry_lock(name: str, timeout_s: float = 900) -> AbstractContextManager[A
     return concurrency(key, occupy=1, timeout_seconds=timeout_s, strict=True)
 
 
-def evaluate_version(cfg: Config, model_dir: str, data_path: str) -> Evaluation:
-    """Aggregate and per-label metrics of a model directory on a labelled table."""
+def evaluate_version(
+    cfg: Config, model_dir: str, data_path: str, labels: list[str] | None = None
+) -> Evaluation:
+    """Aggregate and per-label metrics of a model directory on a labelled table (on
+    ``labels`` alone when given); ``labels`` of the result: all the model's labels."""
     from labelwise.engine.metrics import evaluate, per_label_table
     from labelwise.pipeline.tables import load_classifier, score_table
 
     clf = load_classifier(model_dir)
-    Y, S, P = score_table(cfg, clf, data_path)
-    return {"metrics": evaluate(Y, P, S), "per_label": per_label_table(Y, P, None, clf.labels_)}
+    Y, S, P = score_table(cfg, clf, data_path, labels)
+    return {
+        "metrics": evaluate(Y, P, S),
+        "per_label": per_label_table(Y, P, None, labels or clf.labels_),
+        "labels": list(clf.labels_),
+    }
 
 
 def record_promotion(

@@ -413,6 +413,8 @@ def log_results(
     )
     if train_info.get("text_vocabulary"):  # which columns were read as text, found or declared
         c.set_tag(run_id, "labelwise.text_columns", ", ".join(train_info["text_vocabulary"]))
+    if train_info.get("label_changes"):
+        c.set_tag(run_id, "labelwise.label_changes", train_info["label_changes"][:5000])
     if train_info.get("warnings"):  # shown in the run's tags, the MLflow UI's first screen
         c.set_tag(run_id, "labelwise.warnings", " | ".join(train_info["warnings"])[:5000])
 
@@ -514,6 +516,35 @@ def champion_metrics(cfg: Config) -> tuple[str, dict[str, float]] | None:
     prefix = "test/"
     metrics = {k[len(prefix) :]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
     return str(mv.version), metrics
+
+
+def label_change_note(cfg: Config, labels: list[str]) -> str | None:
+    """Which labels a new model gained and lost against the current champion (read from the
+    champion run's ``training/labels.json``), as a warning; None when they are the same or
+    there is no champion to compare with."""
+    import json
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from labelwise.engine.promotion import label_changes
+
+    c = client(cfg)
+    try:
+        mv = c.get_model_version_by_alias(cfg.registered_model, CHAMPION)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = c.download_artifacts(mv.run_id, "training/labels.json", tmp)
+            champion = list(json.loads(Path(path).read_text())["label_weights"])
+    except (MlflowException, OSError, KeyError, ValueError):
+        return None
+    lost, gained = label_changes(champion, labels)
+    if not (lost or gained):
+        return None
+    return (
+        f"the label set differs from the champion's ({cfg.registered_model} v{mv.version}): "
+        f"lost {lost[:20] or 'none'}, gained {gained[:20] or 'none'}; promote compares the "
+        "shared labels and refuses the change unless promotion.allow_label_changes is true"
+    )
 
 
 def run_description(

@@ -191,21 +191,35 @@ def _preview(names: Sequence[str], k: int = 12) -> str:
 
 
 def encode_labels(
-    df: pl.DataFrame, spec: LabelSpec, labels: Sequence[str] | None = None, source: str = "table"
+    df: pl.DataFrame,
+    spec: LabelSpec,
+    labels: Sequence[str] | None = None,
+    source: str = "table",
+    others: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Return ``Y`` (uint8, n x L) and the label names.
 
     ``labels`` fixes the label order (e.g. the trained model's); otherwise indicator columns keep
-    table order and label-set names are sorted.
+    table order and label-set names are sorted. With ``labels``, a label of the table outside
+    them is an error unless ``others`` (then it is left out: scoring on a subset of labels).
     """
     cols = spec.source_columns(df.columns)
     if spec.set_column:
-        return _encode_label_sets(df.get_column(spec.set_column), spec.separator, labels, source)
+        return _encode_label_sets(
+            df.get_column(spec.set_column), spec.separator, labels, source, others
+        )
     Y = np.empty((df.height, len(cols)), dtype=np.uint8)
     for j, c in enumerate(cols):
         Y[:, j] = _indicator(df.get_column(c), source)
     names = list(cols)
     if labels is not None:
+        absent = [lab for lab in labels if lab not in names]
+        if absent:
+            raise DataError(
+                f"{source}: label column(s) {absent[:10]} of the model are not in the table "
+                f"({len(absent)} of {len(labels)}); the table's labels changed since it was "
+                "trained: add the columns, or retrain"
+            )
         order = [names.index(lab) for lab in labels]
         Y, names = Y[:, order], list(labels)
     return Y, names
@@ -235,7 +249,11 @@ def _indicator(s: pl.Series, source: str) -> np.ndarray:
 
 
 def _encode_label_sets(
-    s: pl.Series, separator: str | None, labels: Sequence[str] | None, source: str
+    s: pl.Series,
+    separator: str | None,
+    labels: Sequence[str] | None,
+    source: str,
+    others: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     where = f"{source}: label-set column {s.name!r}"
     from_strings = s.dtype == pl.String
@@ -273,8 +291,11 @@ def _encode_label_sets(
             )
     index = {lab: j for j, lab in enumerate(labels)}
     unknown = sorted(set(flat.unique().to_list()) - set(index))
-    if unknown:
+    if unknown and not others:
         raise DataError(f"{where} has label(s) {unknown[:10]} that the model does not know")
+    if unknown:
+        flat = flat.filter(flat.is_in(list(index)))
+        s = s.list.eval(pl.element().filter(pl.element().is_in(list(index))))
     lengths = s.list.eval(pl.element().filter(pl.element() != "")).list.len().to_numpy()
     rows = np.repeat(np.arange(len(s)), lengths)
     cols = np.fromiter((index[v] for v in flat.to_list()), dtype=np.int64, count=len(flat))
@@ -625,11 +646,13 @@ def table_xy(
     exclude: Sequence[str] = (),
     labels: Sequence[str] | None = None,
     source: str = "table",
+    others: bool = False,
 ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
     """A labelled table as (feature columns, Y uint8 n x L, label names): what ``fit`` takes.
 
     ``features`` default to every column that is not a label column or in ``exclude``;
-    ``labels`` fixes the label order (a trained model's).
+    ``labels`` fixes the label order (a trained model's); ``others``: labels outside them are
+    left out instead of refused.
     """
     if df.height == 0:
         raise DataError(f"{source}: the table has no rows")
@@ -641,5 +664,5 @@ def table_xy(
     if overlap:
         raise DataError(f"{source}: column(s) {overlap} are both features and labels")
     require_columns(df.columns, feats, source)
-    Y, names = encode_labels(df, spec, labels=labels, source=source)
+    Y, names = encode_labels(df, spec, labels=labels, source=source, others=others)
     return df.select(feats), Y, names

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 from labelwise.engine.errors import ConfigError
 from labelwise.engine.params import Constraint, Interval, check_params
 
-Evaluation = dict[str, Any]  # {"metrics": {name: value}, "per_label": [{label, f1, support}]}
+# {"metrics": {name: value}, "per_label": [{label, f1, support}], "labels": the model's labels}
+Evaluation = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class PromotionRule:
     min_gain: float = 0.0
     max_label_regression: float = 0.05
     min_label_support: int = 20
+    allow_label_changes: bool = False
 
     _constraints: ClassVar[dict[str, list[Constraint]]] = {
         "metric": [str],
@@ -36,6 +38,7 @@ class PromotionRule:
         "min_gain": [Interval(float, 0)],
         "max_label_regression": [Interval(float, 0, 1)],
         "min_label_support": [Interval(int, 1)],
+        "allow_label_changes": [bool],
     }
 
     def __post_init__(self) -> None:
@@ -80,14 +83,35 @@ def gate(champ: Evaluation, chal: Evaluation, rule: PromotionRule) -> dict[str, 
         reasons.append(
             f"{len(regressions)} label(s) lose more than {rule.max_label_regression:g} F1: {names}"
         )
+    lost, gained = label_changes(champ.get("labels", []), chal.get("labels", []))
+    changed_ok = True
+    if lost or gained:
+        changed_ok = rule.allow_label_changes
+        reasons.append(
+            f"the label set changed: lost {lost[:10] or 'none'}, gained {gained[:10] or 'none'}; "
+            f"compared on the {len(chal['per_label'])} shared label(s)"
+            + (
+                ""
+                if changed_ok
+                else " and refused (set promotion.allow_label_changes: true to accept it)"
+            )
+        )
     return {
-        "promote": bool(ok_gain and not regressions),
+        "promote": bool(ok_gain and not regressions and changed_ok),
+        "lost_labels": lost,
+        "gained_labels": gained,
         "gain": gain,
         "champion_score": a,
         "challenger_score": b,
         "regressions": regressions,
         "reasons": reasons,
     }
+
+
+def label_changes(champion: list[str], challenger: list[str]) -> tuple[list[str], list[str]]:
+    """(labels the challenger lost, labels it gained) against the champion."""
+    new, old = set(challenger), set(champion)
+    return [x for x in champion if x not in new], [x for x in challenger if x not in old]
 
 
 def label_regressions(

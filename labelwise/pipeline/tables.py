@@ -25,15 +25,16 @@ if TYPE_CHECKING:
 
 
 def read_xy(
-    cfg: Config, path: str, labels: list[str] | None = None
+    cfg: Config, path: str, labels: list[str] | None = None, others: bool = False
 ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
-    """Features (polars), Y and label names of a table; ``labels`` fixes the label order."""
+    """Features (polars), Y and label names of a table; ``labels`` fixes the label order
+    (``others``: the table's other labels are left out, not refused)."""
     from labelwise.pipeline.sources import scan_source
 
     d = cfg.data
     exclude = [*d.exclude, *([d.time_column] if d.time_column else [])]  # never a feature
     df = read_table(path) if Path(path).is_file() else scan_source(path, path).collect()
-    return table_xy(df, d.labels, d.features, exclude, labels, source=path)
+    return table_xy(df, d.labels, d.features, exclude, labels, source=path, others=others)
 
 
 def has_text(cfg: Config, path: str, sample: int = 2000) -> bool:
@@ -65,14 +66,20 @@ def _load(model_dir: str, stamp: int) -> LabelwiseClassifier:
 
 
 def score_table(
-    cfg: Config, clf: LabelwiseClassifier, path: str
+    cfg: Config, clf: LabelwiseClassifier, path: str, labels: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model."""
-    X, Y, _ = read_xy(cfg, path, clf.labels_)
+    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model; with
+    ``labels`` (some of the model's), on those labels alone (two models with different label
+    sets compared on the labels they share)."""
+    X, Y, _ = read_xy(cfg, path, labels or clf.labels_, others=labels is not None)
     with warnings.catch_warnings(), named_errors(path):
         warnings.simplefilter("ignore")  # unseen categories are counted, not warned about
         S = clf.predict_proba(X.select(clf.encoder_.features))
-    return Y, S, clf.predict_from_proba(S)
+    P = clf.predict_from_proba(S)
+    if labels is not None:
+        keep = [clf.labels_.index(lab) for lab in labels]
+        S, P = S[:, keep], P[:, keep]
+    return Y, S, P
 
 
 @contextmanager
