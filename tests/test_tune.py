@@ -450,8 +450,11 @@ def test_a_study_is_resumed_only_by_a_search_over_the_same_settings(tmp_path, mo
     config, _, _ = _job(tmp_path, "resume")
     cfg = load_config(config)
     monkeypatch.setenv("LABELWISE_TUNE_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
-    study = open_study(cfg, "d" * 64, "f1_macro")
-    assert open_study(cfg, "d" * 64, "f1_macro").study_name == study.study_name
     space = search_space(cfg)
+    study = open_study(cfg, "d" * 64, "f1_macro", space)
+    assert open_study(cfg, "d" * 64, "f1_macro", space).study_name == study.study_name
     assert study.study_name.endswith(space_digest(space)[:6])
     assert space_digest(space[:-1])[:6] != space_digest(space)[:6]  # a key fewer: another study
+    # a table with text searches its text settings too: another space, another study
+    with_text = search_space(cfg, text=True)
+    assert open_study(cfg, "d" * 64, "f1_macro", with_text).study_name != study.study_name
