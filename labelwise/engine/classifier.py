@@ -598,33 +598,47 @@ class LabelwiseClassifier(Parameters):
         )
         for cb in ctx.callbacks:
             cb.begin(planned, self.labels_)
+        valid_rows, P_valid = self._fit_heads(ctx, Xa, Ya, splits, refit, weight)
+        self.best_iterations_ = _mean_rounds(self.level1_, Ya.shape[1])
+        _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
+        self._fit_thresholds(Ya, valid_rows, P_valid)
+        self.n_features_in_ = len(self.encoder_.features)
+        return self
+
+    def _fit_heads(
+        self,
+        ctx: _Fit,
+        Xa: Matrix,
+        Ya: np.ndarray,
+        splits: Splits,
+        refit: bool,
+        weight: float | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The trees (all levels) and the linear head as ``weight`` asks (None: both, then
+        the blend weight the held-out rows prefer; a head given no weight is dropped);
+        returns the held-out rows and their blended probabilities."""
         self.level1_: list[list[LabelModel]] = []
         self.level2_: list[list[LabelModel]] = []
+        self.linear_: LinearHead | None = None
         valid_rows, P_trees, P_linear = _held_out_rows(splits), None, None
+        trees = weight is None or weight < 1
         self.tree_columns_ = self._tree_columns(Xa) if trees else None
         if trees:
-            Xt = Xa if self.tree_columns_ is None else Xa[:, self.tree_columns_]
-            categorical = self._tree_categorical()
-            level1 = _Level(self._dataset(Xt, categorical), Xt, Ya)
+            Xt = self._tree_matrix(Xa)
+            level1 = _Level(self._dataset(Xt, self._tree_categorical()), Xt, Ya)
             self.level1_, valid_rows, P_trees = self._fit_members(ctx, level1, splits, "L1")
             if self.orders_:
                 P_trees = self._fit_level2(ctx, level1, splits, valid_rows, P_trees)
-        self.linear_: LinearHead | None = None
         if weight is None or weight > 0:
             P_linear = self._fit_linear(Xa, Ya, splits, refit)
-        if weight is None:  # "auto" on sparse features: the blend the held-out rows prefer
+        if weight is None:
             weight = _best_weight(Ya, valid_rows, P_trees, P_linear, self.policy)
             if weight == 0:
                 self.linear_ = None
             elif weight == 1:
                 self.level1_, self.level2_, self.tree_columns_ = [], [], None
         self.linear_weight_ = weight
-        P_valid = _blend(P_trees, P_linear, weight)
-        self.best_iterations_ = _mean_rounds(self.level1_, Ya.shape[1])
-        _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
-        self._fit_thresholds(Ya, valid_rows, P_valid)
-        self.n_features_in_ = len(self.encoder_.features)
-        return self
+        return valid_rows, _blend(P_trees, P_linear, weight)
 
     def _resolve_linear_weight(self, Xa: Matrix) -> float | None:
         """The linear head's weight; None: to be chosen on the held-out rows ("auto" on sparse
