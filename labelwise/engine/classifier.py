@@ -435,8 +435,8 @@ class LabelwiseClassifier(Parameters):
         """A pandas frame's features as one float32 matrix without a per-column conversion,
         when the model's features are all numeric and the frame's are plain finite numbers
         (what a served request is); None otherwise: the table path then converts it, naming
-        any column that is missing or wrong. ``pl.from_pandas`` of one 103-column row costs
-        16 ms, this 0.3 ms."""
+        any column that is missing or wrong. Why: a per-column conversion costs more than the
+        trees for one row (benchmarks/RESULTS.md, "Serving latency")."""
         enc = self.encoder_
         if enc.categories or enc.text:
             return None
@@ -650,7 +650,7 @@ class LabelwiseClassifier(Parameters):
     def _tree_columns(self, Xa: Matrix) -> np.ndarray | None:
         """Columns of a sparse matrix the trees can split: a column with fewer stored values
         than a leaf's minimum rows cannot put them on a side of their own, so dropping it
-        changes no tree (it halves the fit of a text table, most of whose terms are rare).
+        changes no tree, and most terms of a text table are that rare.
         Categorical columns are kept. None for a dense matrix: the trees see every column."""
         if not _is_sparse(Xa):
             return None

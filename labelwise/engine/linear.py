@@ -66,10 +66,9 @@ def fit_linear(
     """Each label's ``LogisticRegression(C, solver="lbfgs")`` on ``X[rows]``, positives
     weighted by ``weights``; a label with one class in those rows gets a constant.
 
-    The labels are fitted one after another: liblinear is not safe in threads (its random
-    state is global, so concurrent fits corrupt coefficients: scikit-learn issue 31883), and
-    lbfgs was faster than liblinear on every shared text table and than one joint L-BFGS over
-    all labels (whose hardest label sets the iterations of all)."""
+    The labels are fitted one after another with lbfgs: liblinear is not safe in threads (its
+    random state is global, so concurrent fits corrupt coefficients: scikit-learn issue 31883);
+    the solvers measured are in benchmarks/RESULTS.md, "Text"."""
     from sklearn.linear_model import LogisticRegression
 
     Xr, Yr = X[rows], Y[rows]

@@ -325,8 +325,8 @@ def fit_remote_chunk(payload: dict[str, Any]) -> tuple[list[RemoteModel], np.nda
     return out, P_valid
 
 
-# below this many rows a batch is scored label after label in the calling thread: a thread
-# pool's hand-offs cost more than the trees (one yeast row: 70 boosters, 1.6 ms in a loop)
+# below this many rows a batch is scored label after label in the calling thread: for small
+# batches a thread pool's hand-offs cost more than the trees
 THREADED_PREDICT_ROWS = 1000
 
 
