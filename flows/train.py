@@ -121,7 +121,6 @@ def _train_and_track(
     from labelwise.tasks.data import check_evaluable, split_data, workdir_for
     from labelwise.tasks.progress import stage
     from labelwise.tasks.tracking import (
-        label_change_note,
         log_contract,
         log_datasets,
         log_model,
@@ -153,9 +152,7 @@ def _train_and_track(
         str(workdir),
     )
     model_dir = trained["model_dir"]
-    change = label_change_note(cfg, trained["labels"])
-    if change is not None:  # said now, tagged on the run, and decided by the promotion gate
-        trained = {**trained, "label_changes": change, "warnings": [*trained["warnings"], change]}
+    trained = _with_label_changes(cfg, trained)
     stage("evaluate on the test table")
     metrics = _evaluate(cfg, model_dir, paths, workdir)
     stage("log to MLflow")
@@ -173,6 +170,17 @@ def _train_and_track(
         "warnings": trained.get("warnings", []),
         "notes": notes,
     }
+
+
+def _with_label_changes(cfg: Config, trained: dict[str, Any]) -> dict[str, Any]:
+    """The fit's result with the labels it gained and lost against the champion, if any:
+    said now (a warning), tagged on the run, and decided by the promotion gate."""
+    from labelwise.tasks.tracking import label_change_note
+
+    change = label_change_note(cfg, trained["labels"])
+    if change is None:
+        return trained
+    return {**trained, "label_changes": change, "warnings": [*trained["warnings"], change]}
 
 
 def _evaluate(cfg: Config, model_dir: str, paths: dict[str, str], workdir: Path) -> dict[str, Any]:

@@ -223,21 +223,21 @@ def profile_model(
 
     clf = load_classifier(model_dir)
     X, Y_train, _ = read_xy(cfg, train_path, clf.labels_)
+    X_ref, Y, _ = read_xy(cfg, reference_path, clf.labels_)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Xa = clf.encoder_.transform(X)
         # text statistics from held-out rows: on its own training rows every word is known
-        X_ref, _, _ = read_xy(cfg, reference_path, clf.labels_)
         text_columns, text_stats = clf.encoder_.text_profile(X_ref)
+        if scores_path is not None and Path(scores_path).is_file():
+            S = np.load(scores_path)
+        else:
+            with named_errors(reference_path):
+                S = clf.predict_proba(X_ref.select(clf.encoder_.features))
+    P = clf.predict_from_proba(S)
     importance = clf.feature_importance()
     # a text column's statistics rank with the column's own importance
     importance |= {c: importance[c.rpartition(":")[0]] for c in text_columns}
-    if scores_path is not None and Path(scores_path).is_file():
-        _, Y, _ = read_xy(cfg, reference_path, clf.labels_)
-        S = np.load(scores_path)
-        P = clf.predict_from_proba(S)
-    else:
-        Y, S, P = score_table(cfg, clf, reference_path)
     f1 = [r["f1"] for r in per_label_table(Y, P, None, clf.labels_)]
     prof = reference_profile(
         clf.labels_,

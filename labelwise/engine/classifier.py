@@ -396,12 +396,11 @@ class LabelwiseClassifier(Parameters):
     def _to_matrix(self, X: Any, fitting: bool, source: str = "X") -> Matrix:
         if isinstance(X, pl.DataFrame):
             if fitting:
-                text = self.text_columns
                 self.encoder_ = FeatureEncoder().fit(
                     X,
                     X.columns,
                     source=source,
-                    text_columns=list(text) if isinstance(text, list | tuple) else text,
+                    text_columns=self.text_columns,
                     text_settings=self.text,
                 )
                 return self.encoder_.fit_encode(X, source=source)
@@ -935,11 +934,6 @@ class LabelwiseClassifier(Parameters):
         params["threshold_policy"] = asdict(self.policy)
         params["weighting"] = asdict(Weighting.coerce(self.weighting))
         params["text"] = asdict(self.text or TextSettings())
-        params["text_columns"] = (
-            list(self.text_columns)
-            if isinstance(self.text_columns, list | tuple)
-            else self.text_columns
-        )
         linear = None
         if self.linear_ is not None:
             linear = {
@@ -1119,16 +1113,12 @@ def _best_weight(
     (ties go to the more even blend); 0.5 without held-out rows."""
     if rows is None or P_trees is None or P_linear is None:
         return 0.5
-    Yv = Y[rows].astype(bool)
+    Yv = Y[rows]
 
     def score(w: float) -> tuple[float, float]:
         P = (1 - w) * P_trees + w * P_linear
-        pred = apply_thresholds(P, fit_thresholds(Yv.astype(np.uint8), P, policy), False) > 0
-        tp = (pred & Yv).sum(axis=0)
-        wrong = (pred != Yv).sum(axis=0)
-        micro = 2 * tp.sum() / max(1, 2 * tp.sum() + wrong.sum())
-        macro = np.mean(np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(1, 2 * tp + wrong), 0))
-        return (micro + macro) / 2, -abs(w - 0.5)
+        m = classification_metrics(Yv, apply_thresholds(P, fit_thresholds(Yv, P, policy), False))
+        return (m["f1_micro"] + m["f1_macro"]) / 2, -abs(w - 0.5)
 
     return max(BLEND_WEIGHTS, key=score)
 

@@ -113,12 +113,17 @@ def check_output(output: str | Path, inputs: Sequence[str | Path], overwrite: bo
     return out
 
 
-def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """Read a table (optionally only some columns) into memory, with errors that name the file."""
+def read_table(
+    path: str | Path, columns: Sequence[str] | None = None, rows: int | None = None
+) -> pl.DataFrame:
+    """Read a table (optionally only some columns, or its first ``rows``) into memory, with
+    errors that name the file."""
     lf = scan_table(path)
     if columns is not None:
         require_columns(lf.collect_schema().names(), columns, str(path), what="the")
         lf = lf.select(columns)
+    if rows is not None:
+        lf = lf.head(rows)
     try:
         df = lf.collect()
     except Exception as exc:
@@ -352,26 +357,21 @@ class FeatureEncoder:
             raise DataError(f"{source}: no feature columns")
         self.categories = {}
         self.warnings_ = []
-        declared = text_columns not in (None, "auto")
-        if declared:
-            assert not isinstance(text_columns, str) and text_columns is not None
-            not_features = [c for c in text_columns if c not in features]
+        if text_columns not in (None, "auto"):
+            not_features = [c for c in text_columns or () if c not in features]
             if not_features:
                 raise DataError(
                     f"{source}: text column(s) {not_features} are not feature columns "
                     f"(features: {_preview(features)}); fix data.text or the feature list"
                 )
-            text = list(text_columns)
-        elif text_columns == "auto":
-            text = feature_kinds(df, features)["text"]
-            if text:
-                self._warn(
-                    f"{source}: column(s) {text} hold free text (several words, mostly distinct "
-                    "values) and are vectorised as tf-idf; declare data.text (text_columns) to "
-                    "choose the text columns yourself, [] for none"
-                )
-        else:
-            text = []
+        kinds = feature_kinds(df, features, text_columns)
+        text = kinds["text"]
+        if text and text_columns == "auto":
+            self._warn(
+                f"{source}: column(s) {text} hold free text (several words, mostly distinct "
+                "values) and are vectorised as tf-idf; declare data.text (text_columns) to "
+                "choose the text columns yourself, [] for none"
+            )
         # tabular columns first: the matrix is [tabular | text terms], categories index into it
         self.features = [f for f in features if f not in text] + text
         settings = text_settings or TextSettings()
@@ -379,7 +379,6 @@ class FeatureEncoder:
         self._text_matrices = [t.fit_transform(df[t.name], source) for t in self.text]
         empty: list[str] = []
         constant: list[str] = []
-        ids: list[str] = []
         for f in self.tabular_features:
             s = df.get_column(f)
             if s.null_count() == len(s):
@@ -387,8 +386,6 @@ class FeatureEncoder:
             elif s.n_unique() == 1:
                 constant.append(f)
             if _is_categorical(s.dtype):
-                if looks_like_id(s):
-                    ids.append(f)
                 values = s.cast(pl.String).drop_nulls()
                 as_num = values.cast(pl.Float64, strict=False)
                 n_num = len(values) - as_num.null_count()
@@ -410,7 +407,7 @@ class FeatureEncoder:
                     f"{source}: {len(cols)} feature column(s) are {what} and carry no "
                     f"information: {_preview(cols, 10)}"
                 )
-        if ids:
+        if ids := kinds["id-like"]:
             self._warn(
                 f"{source}: column(s) {ids} hold many distinct short strings (ids, hashes?): as "
                 "categories their values are mostly unseen at predict time; exclude them "

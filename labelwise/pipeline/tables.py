@@ -25,15 +25,24 @@ if TYPE_CHECKING:
 
 
 def read_xy(
-    cfg: Config, path: str, labels: list[str] | None = None, others: bool = False
+    cfg: Config,
+    path: str,
+    labels: list[str] | None = None,
+    others: bool = False,
+    rows: int | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
-    """Features (polars), Y and label names of a table; ``labels`` fixes the label order
-    (``others``: the table's other labels are left out, not refused)."""
+    """Features (polars), Y and label names of a table (its first ``rows`` when given);
+    ``labels`` fixes the label order (``others``: the table's other labels are left out, not
+    refused)."""
     from labelwise.pipeline.sources import scan_source
 
     d = cfg.data
     exclude = [*d.exclude, *([d.time_column] if d.time_column else [])]  # never a feature
-    df = read_table(path) if Path(path).is_file() else scan_source(path, path).collect()
+    if Path(path).is_file():
+        df = read_table(path, rows=rows)
+    else:
+        lf = scan_source(path, path)
+        df = (lf if rows is None else lf.head(rows)).collect()
     return table_xy(df, d.labels, d.features, exclude, labels, source=path, others=others)
 
 
@@ -44,8 +53,8 @@ def has_text(cfg: Config, path: str, sample: int = 2000) -> bool:
 
     if cfg.data.text is not None:
         return bool(cfg.data.text)
-    X, _, _ = read_xy(cfg, path)
-    return bool(feature_kinds(X.head(sample), X.columns)["text"])
+    X, _, _ = read_xy(cfg, path, rows=sample)
+    return bool(feature_kinds(X, X.columns)["text"])
 
 
 def load_classifier(model_dir: str | Path) -> LabelwiseClassifier:
