@@ -377,6 +377,18 @@ class FeatureEncoder:
         settings = text_settings or TextSettings()
         self.text = [TextColumn(c, settings) for c in text]
         self._text_matrices = [t.fit_transform(df[t.name], source) for t in self.text]
+        self._fit_tabular(df, source)
+        if ids := kinds["id-like"]:
+            self._warn(
+                f"{source}: column(s) {ids} hold many distinct short strings (ids, hashes?): as "
+                "categories their values are mostly unseen at predict time; exclude them "
+                "(data.exclude) or, if they are text, declare them (data.text)"
+            )
+        return self
+
+    def _fit_tabular(self, df: pl.DataFrame, source: str) -> None:
+        """Vocabularies of the categorical columns; unusable columns refused, columns that
+        carry no information warned about."""
         empty: list[str] = []
         constant: list[str] = []
         for f in self.tabular_features:
@@ -407,13 +419,6 @@ class FeatureEncoder:
                     f"{source}: {len(cols)} feature column(s) are {what} and carry no "
                     f"information: {_preview(cols, 10)}"
                 )
-        if ids := kinds["id-like"]:
-            self._warn(
-                f"{source}: column(s) {ids} hold many distinct short strings (ids, hashes?): as "
-                "categories their values are mostly unseen at predict time; exclude them "
-                "(data.exclude) or, if they are text, declare them (data.text)"
-            )
-        return self
 
     def _warn(self, msg: str) -> None:
         self.warnings_.append(msg)
