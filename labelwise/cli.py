@@ -699,7 +699,16 @@ def server_stop() -> None:
     from labelwise.pipeline.prefect_server import stop
 
     info = stop()
-    out.print(f"stopped the server at {info['ui']}" if info else "no local server was running")
+    if info is None:
+        out.print("no local server was running")
+    elif info["gone"]:
+        out.print(
+            f"the server at {info['ui']} (pid {info['pid']}) had already ended; its record is "
+            "removed (a process that now has that pid is not ours and was left alone)",
+            soft_wrap=True,
+        )
+    else:
+        out.print(f"stopped the server at {info['ui']}")
 
 
 @config_app.command("check")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,12 @@ def _job(home: Path) -> None:
 def test_commands_share_the_local_server_and_stop_ends_it(tmp_path):
     _job(tmp_path)
     assert _cli(tmp_path, "server", "status").returncode == 1
-    started = _cli(tmp_path, "server", "start")
-    assert started.returncode == 0, started.stdout + started.stderr
+    # two starts at once start one server: the second finds the first's
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: _cli(tmp_path, "server", "start"), range(2)))
+    assert all(r.returncode == 0 for r in both), [r.stdout + r.stderr for r in both]
     info = json.loads((tmp_path / "prefect-server.json").read_text())
+    assert all(f"pid {info['pid']}" in r.stdout for r in both), [r.stdout for r in both]
     try:
         assert _cli(tmp_path, "server", "status").returncode == 0
         again = _cli(tmp_path, "server", "start")
@@ -87,3 +91,43 @@ def test_a_dead_server_is_noticed_and_commands_fall_back(tmp_path):
     _job(tmp_path)
     res = _cli(tmp_path, "train", "-c", "job.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("started", [None, "1"])
+def test_stop_never_kills_a_process_that_reused_the_servers_pid(tmp_path, started):
+    """The recorded server is gone and the OS gave its pid to an unrelated process (here a
+    sleep of the test's own): stop removes the record and leaves that process alone, for
+    a state file of this labelwise (start time recorded) and of an older one (none)."""
+    other = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        info = {"pid": other.pid, "url": "http://127.0.0.1:9/api", "ui": "x", "log": "y"}
+        (tmp_path / "prefect-server.json").write_text(
+            json.dumps(info | ({"started": started} if started else {}))
+        )
+        res = _cli(tmp_path, "server", "stop")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "had already ended" in res.stdout and "left alone" in res.stdout
+        assert _alive(other.pid) and not (tmp_path / "prefect-server.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_start_in_a_read_only_state_directory_is_one_message(tmp_path, monkeypatch):
+    """A state directory that cannot be written (root ignores file modes, so the fault is
+    injected): exit 2 naming the directory, no server started."""
+    from typer.testing import CliRunner
+
+    from labelwise.cli import app
+    from labelwise.pipeline import prefect_server
+
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setenv("LABELWISE_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(prefect_server, "open", read_only, raising=False)
+    res = CliRunner().invoke(app, ["server", "start"])
+    assert res.exit_code == 2, res.output
+    assert f"cannot write the state directory {tmp_path}" in res.output
+    assert not (tmp_path / "prefect-server.json").exists()

@@ -35,6 +35,24 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as the OS tells it (``/proc``, else ``ps``): with the pid,
+    an identity that a process reusing the pid does not share. None when none runs."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        pass
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
 

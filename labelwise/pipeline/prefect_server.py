@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labelwise.engine.errors import LabelwiseError
-from labelwise.pipeline.environment import pid_alive, state_dir
+from labelwise.pipeline.environment import pid_alive, process_started, state_dir
 
 FILE = "prefect-server.json"
 
@@ -41,10 +41,25 @@ def running() -> dict[str, Any] | None:
         return None
     try:
         info = json.loads(f.read_text())
-        alive = pid_alive(int(info["pid"]))
+        alive = ours(info)
     except (ValueError, KeyError, TypeError):
         return None
     return info if alive and healthy(info["url"]) else None
+
+
+def ours(info: dict[str, Any]) -> bool:
+    """Whether the process the state file names still is the server it started: alive, and
+    started when it was (a pid the OS gave to another process since is not ours)."""
+    pid = int(info["pid"])
+    if not pid_alive(pid):
+        return False
+    if "started" not in info:  # written by an older labelwise: the command line must match
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return b"server" in cmd and str(info["url"]).split(":")[-1].split("/")[0].encode() in cmd
+    return process_started(pid) == info["started"]
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -81,12 +96,29 @@ print(p.pid, flush=True)
 
 
 def start(timeout: float = 180.0) -> dict[str, Any]:
-    """Start the local server (or return the one that runs) and wait until it answers."""
+    """Start the local server (or return the one that runs) and wait until it answers; two
+    starts at once start one server (the second waits for the first and returns it)."""
+    import fcntl
+
+    lock = state_dir() / "prefect-server.lock"
+    try:
+        fh = open(lock, "a")  # noqa: SIM115 - held until the server answers
+    except OSError as exc:
+        raise ServerError(
+            f"cannot write the state directory {state_dir()} ({exc.strerror}); make it "
+            "writable, or point LABELWISE_HOME at a writable folder"
+        ) from None
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        info = running()
+        if info is not None:
+            return info | {"already": True}
+        return _start(timeout)
+
+
+def _start(timeout: float) -> dict[str, Any]:
     from labelwise.pipeline.environment import configure_environment
 
-    info = running()
-    if info is not None:
-        return info | {"already": True}
     configure_environment()
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -109,25 +141,37 @@ def start(timeout: float = 180.0) -> dict[str, Any]:
             tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
             raise ServerError(f"the local Prefect server did not start (log {log}):\n{tail}")
         time.sleep(0.3)
-    info = {"pid": pid, "url": url, "ui": url.removesuffix("/api"), "log": str(log)}
-    server_file().write_text(json.dumps(info))
+    info = {
+        "pid": pid,
+        "started": process_started(pid),
+        "url": url,
+        "ui": url.removesuffix("/api"),
+        "log": str(log),
+    }
+    try:
+        server_file().write_text(json.dumps(info))
+    except OSError as exc:
+        _kill(pid)  # a server no later command could find is a process left behind
+        raise ServerError(f"cannot write {server_file()} ({exc.strerror})") from None
     return info
 
 
 def stop() -> dict[str, Any] | None:
-    """Stop the local server; the info of the one stopped, or None when none ran."""
+    """Stop the local server; the info of the one stopped (``gone``: it had ended, and its
+    pid, if alive, now is another process's, left alone), or None when none was recorded."""
     f = server_file()
     if not f.is_file():
         return None
     try:
         info: dict[str, Any] = json.loads(f.read_text())
-        pid = int(info["pid"])
+        is_ours = ours(info)
     except (ValueError, KeyError, TypeError):
         f.unlink(missing_ok=True)
         return None
-    _kill(pid)
+    if is_ours:
+        _kill(int(info["pid"]))
     f.unlink(missing_ok=True)
-    return info
+    return info | {"gone": not is_ours}
 
 
 def _kill(pid: int) -> None:
