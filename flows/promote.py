@@ -3,12 +3,15 @@ gate passes. Rollback: put the previous champion back."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 
 from labelwise.pipeline.config import Config, load_config
 from labelwise.pipeline.environment import configure_environment
+
+if TYPE_CHECKING:
+    from labelwise.tasks.data import SourceNames
 
 
 @flow(name="labelwise-promote", log_prints=True)
@@ -17,15 +20,18 @@ def promote_flow(
 ) -> dict[str, Any]:
     """Score champion and challenger on the same data in one run; move champion if better.
     A challenger that was rolled back before is skipped unless ``include_rejected``."""
+    from labelwise.tasks.data import SourceNames
     from labelwise.tasks.promotion import registry_lock
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path)
-    with registry_lock(cfg.registered_model):
-        return _promote(cfg, data_path, include_rejected)
+    with registry_lock(cfg.registered_model), SourceNames() as names:
+        return _promote(cfg, data_path, include_rejected, names)
 
 
-def _promote(cfg: Config, data_path: str | None, include_rejected: bool) -> dict[str, Any]:
+def _promote(
+    cfg: Config, data_path: str | None, include_rejected: bool, names: SourceNames
+) -> dict[str, Any]:
     from labelwise.engine.promotion import gate
     from labelwise.tasks.data import check_evaluable
     from labelwise.tasks.promotion import REJECTED_TAG, evaluate_version, record_promotion
@@ -53,7 +59,7 @@ def _promote(cfg: Config, data_path: str | None, include_rejected: bool) -> dict
             "it again (ask for it with --include-rejected)",
             champ_v.version,
         )
-    data_path = data_path or _evaluation_table(cfg)
+    data_path = data_path or _evaluation_table(cfg, names)
     check_evaluable(cfg, data_path)  # never a decision on (almost) nothing
     from labelwise.engine.persistence import read_manifest
 
@@ -85,11 +91,13 @@ def _nothing(message: str, champion: Any) -> dict[str, Any]:
     return {"promote": False, "reasons": [message], "champion": str(champion)}
 
 
-def _evaluation_table(cfg: Config) -> str:
-    """The config's test table, or the test part of its stratified split."""
+def _evaluation_table(cfg: Config, names: SourceNames) -> str:
+    """The config's test table, or the test part of its stratified split (named, in errors,
+    by the source it was read from)."""
     from labelwise.tasks.data import snapshot_data, split_data, workdir_for
 
     info = snapshot_data(cfg)
+    names.add(cfg, info)
     return str(split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))["test"])
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from labelwise.pipeline.config import Config, load_config
 from labelwise.pipeline.environment import configure_environment
+
+if TYPE_CHECKING:
+    from labelwise.tasks.data import SourceNames
 
 
 @flow(
@@ -35,20 +38,33 @@ def train_flow(
     """
     from prefect.runtime import flow_run
 
-    from labelwise.tasks.data import job_lock, scheduled_start, snapshot_data, workdir_for
+    from labelwise.tasks.data import (
+        SourceNames,
+        job_lock,
+        scheduled_start,
+        snapshot_data,
+        snapshot_notes,
+        workdir_for,
+    )
     from labelwise.tasks.tracking import fetch_snapshot
 
     configure_environment()  # a worker's run gets the same client defaults as the CLI
     cfg = load_config(config_path, overrides)
     when = as_of or scheduled_start()
     info = snapshot_data(cfg, when, fetch_snapshot(cfg, snapshot) if snapshot else None)
-    with job_lock(workdir_for(cfg, info["train"]["digest"]), cfg.name):
-        return _run_job(cfg, info, register_version) | {"flow_run_id": str(flow_run.id)}
+    with SourceNames() as names, job_lock(workdir_for(cfg, info["train"]["digest"]), cfg.name):
+        names.add(cfg, info)
+        result = _run_job(cfg, info, register_version, names)
+    notes = [*snapshot_notes(info), *result["notes"]]
+    return result | {"notes": notes, "flow_run_id": str(flow_run.id)}
 
 
-def _run_job(cfg: Config, info: dict[str, Any], register_version: bool) -> dict[str, Any]:
+def _run_job(
+    cfg: Config, info: dict[str, Any], register_version: bool, names: SourceNames
+) -> dict[str, Any]:
     """The job under its lock: nothing when an identical version exists, else one MLflow run
-    that ends FINISHED only after registration, FAILED (nothing registered) on any error."""
+    that ends FINISHED only after registration, FAILED (nothing registered) on any error
+    (recorded on the run as the user will read it: naming their sources)."""
     from labelwise.tasks.tracking import fail_run, finish_run, repair_abandoned_runs, start_run
 
     repaired = repair_abandoned_runs(cfg)  # before the identical check: an orphan is no model
@@ -61,6 +77,7 @@ def _run_job(cfg: Config, info: dict[str, Any], register_version: bool) -> dict[
         result = _train_and_track(cfg, info, run_id, register_version)
         result["notes"] = repaired + result["notes"]
     except BaseException as exc:
+        names.rename(exc)
         lost_server = fail_run(cfg, run_id, exc)
         if lost_server is not None:
             raise lost_server from exc
@@ -132,7 +149,7 @@ def _train_and_track(
     stage("data contract")
     for part in ("train", "test"):
         if part in info:
-            report = validate_contract(cfg, info[part]["path"], part)
+            report = validate_contract(cfg, info[part]["path"], part, info[part]["source"])
             log_contract(cfg, run_id, report, part)
     workdir = workdir_for(cfg, info["train"]["digest"])
     stage("split")

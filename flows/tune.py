@@ -48,6 +48,7 @@ def tune_flow(
     configure_environment()
     cfg = load_config(config_path)
     check_metric(metric)
+    tuned_config_path(Path(config_path), output)  # refused now, not after the search
     when = as_of or scheduled_start()
     train_path, info = _training_part(cfg, when)
     search = _Search(cfg, info, metric, budget_seconds, trials, max(1, parallel))
@@ -77,24 +78,28 @@ def _training_part(cfg: Config, when: str | None) -> tuple[str, dict[str, Any]]:
     """The rows the search may see: the training snapshot, contract-checked, and -- with no
     data.test -- its training part after the usual split (the test part is never read)."""
     from labelwise.tasks.contract import validate_contract
-    from labelwise.tasks.data import snapshot_data, split_data, workdir_for
+    from labelwise.tasks.data import SourceNames, snapshot_data, split_data, workdir_for
 
     info = snapshot_data(cfg, when, parts=("train",))
-    validate_contract(cfg, info["train"]["path"], "train")
-    if cfg.data.test is not None:
-        return info["train"]["path"], info
-    paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
+    with SourceNames() as names:
+        names.add(cfg, info)
+        validate_contract(cfg, info["train"]["path"], "train", info["train"]["source"])
+        if cfg.data.test is not None:
+            return info["train"]["path"], info
+        paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
     return paths["train"], info
 
 
 def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, float]:
     """The test table, read for the first time: snapshot (data.test) or the split's test part."""
-    from labelwise.tasks.data import snapshot_data, split_data, workdir_for
+    from labelwise.tasks.data import SourceNames, snapshot_data, split_data, workdir_for
     from labelwise.tasks.tune import score_best
 
     info = snapshot_data(cfg, when)
-    paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
-    return score_best(cfg, train_path, paths["test"])
+    with SourceNames() as names:
+        names.add(cfg, info)
+        paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
+        return score_best(cfg, train_path, paths["test"])
 
 
 def write_tuned_config(
@@ -107,19 +112,39 @@ def write_tuned_config(
     from labelwise.pipeline.config import _yaml, set_keys
 
     data = set_keys(_yaml(path.read_text()), overrides)
-    out = path.with_name(f"{path.stem.removesuffix('.tuned')}.tuned.yaml")
-    if output is not None and Path(output).resolve().parent != path.resolve().parent:
-        out = Path(output)
+    out = tuned_config_path(path, output)
+    if out.resolve().parent != path.resolve().parent:
         data = set_keys(data, _absolute_paths(data, path.resolve().parent))
-    elif output is not None:
-        out = Path(output)
-    text = f"# written by labelwise tune from {path.name}: {headline}\n" + yaml.safe_dump(
-        data, sort_keys=False
-    )
+    text = f"{TUNED_HEADER} from {path.name}: {headline}\n" + yaml.safe_dump(data, sort_keys=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     os.replace(tmp, out)
+    return out
+
+
+TUNED_HEADER = "# written by labelwise tune"
+
+
+def tuned_config_path(config: Path, output: str | None) -> Path:
+    """Where the best config goes: ``output``, else ``<name>.tuned.yaml`` next to the config.
+    A directory, a device or a file labelwise tune did not write (the input config, a file
+    of the user's) is refused: a search never ends by destroying a user's file."""
+    from labelwise.engine.errors import ConfigError
+
+    out = Path(output) if output is not None else None
+    out = out or config.with_name(f"{config.stem.removesuffix('.tuned')}.tuned.yaml")
+    name = f"--output {output}" if output is not None else str(out)
+    if out.is_dir():
+        raise ConfigError(
+            f"{name} is a directory; give a file path, e.g. {out / (config.stem + '.tuned.yaml')}"
+        )
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"{name} is not a regular file (a device, pipe or socket); give a path")
+    if out.is_file() and not out.read_bytes().startswith(TUNED_HEADER.encode()):
+        same = out.samefile(config)
+        what = "the config being tuned" if same else "a file labelwise tune did not write"
+        raise ConfigError(f"{name} is {what}; it is never overwritten: give a new path")
     return out
 
 

@@ -12,10 +12,13 @@ from labelwise.tasks.contract_check import check_table, raise_for
 
 
 @task(name="validate-contract", task_run_name="validate-contract-{label}")
-def validate_contract(cfg: Config, path: str, label: str = "train") -> dict[str, Any]:
-    """Check one table against its contract (see ``check_table``); publish the report as an
-    artifact; raise ContractError with a readable summary when it failed."""
-    report = check_table(cfg, path, label)
+def validate_contract(
+    cfg: Config, path: str, label: str = "train", source: str | None = None
+) -> dict[str, Any]:
+    """Check one table (read at ``path``, named as ``source``) against its contract (see
+    ``check_table``); publish the report as an artifact; raise ContractError with a
+    readable summary when it failed."""
+    report = check_table(cfg, path, label, source)
     _publish(report, label)
     raise_for(report)
     return report

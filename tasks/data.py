@@ -57,6 +57,8 @@ def snapshot_data(
         span = parse_duration(d.window) if d.window else None
         window = Window(d.time_column, parse_as_of(as_of), span)
     staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
+    lab = d.labels
+    declared = [*(d.features or []), *(d.text or []), *(lab.columns or []), lab.set_column or ""]
     info: dict[str, Any] = {}
     try:
         for part in parts:
@@ -67,7 +69,7 @@ def snapshot_data(
             elif from_run is None and (part == "train" or d.test is not None):
                 source = d.sql if part == "train" and d.sql else str(getattr(d, part))
                 key = "data.sql" if d.sql and part == "train" else f"data.{part}"
-                info[part] = materialise(source, dest, key, window, d.time_column)
+                info[part] = materialise(source, dest, key, window, d.time_column, declared)
         final = workdir_for(cfg, info["train"]["digest"]) / "snapshot"
         final.mkdir(parents=True, exist_ok=True)
         for part, entry in info.items():
@@ -77,6 +79,59 @@ def snapshot_data(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
+
+
+class SourceNames:
+    """How the user knows the files a run reads: its snapshot and split parts are named by
+    the table, folder, object or query the config gave. Entered as a context, it rewrites
+    the message of a labelwise error raised inside (a run reads its snapshot, but a user
+    fixes their source)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def add(self, cfg: Config, info: dict[str, Any]) -> None:
+        """Name a snapshot's files: each part by its source, a split's parts (written to the
+        run's work directory) by the source they were cut from."""
+        for entry in info.values():
+            self.names[entry["path"]] = entry["source"]
+        train = info["train"]
+        parts = workdir_for(cfg, train["digest"]) / "data"
+        for part in ("train", "test"):
+            self.names[str(parts / f"{part}.parquet")] = f"{train['source']} ({part} part)"
+
+    def __enter__(self) -> SourceNames:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.rename(exc)
+
+    def rename(self, exc: BaseException | None) -> None:
+        """Name the user's sources in a labelwise error's message (and contract report)."""
+        from labelwise.engine.errors import LabelwiseError
+
+        if not isinstance(exc, LabelwiseError) or not exc.args:
+            return
+        message = str(exc.args[0])
+        # longest first: a split part's path starts with the work directory's path
+        for path in sorted(self.names, key=len, reverse=True):
+            message = message.replace(path, self.names[path])
+        exc.args = (message, *exc.args[1:])
+        report = getattr(exc, "report", None)
+        if isinstance(report, dict) and report.get("table") in self.names:
+            report["table"] = self.names[report["table"]]
+
+
+def snapshot_notes(info: dict[str, Any]) -> list[str]:
+    """What a user should know of how the snapshot was read: the partition columns of a
+    folder's paths that were not read as features."""
+    return [
+        f"data.{part}: the partition column(s) {', '.join(map(repr, entry['dropped']))} of the "
+        "folder's paths are not read as features (a folder layout is not a row's value); "
+        "list one in data.features to use it"
+        for part, entry in info.items()
+        if entry.get("dropped")
+    ]
 
 
 def scheduled_start() -> str | None:

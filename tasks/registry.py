@@ -3,6 +3,7 @@ champion history for rollback."""
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from pathlib import Path
@@ -35,7 +36,27 @@ def mlflow_client(tracking_uri: str) -> MlflowClient:
     """The one way labelwise talks to MLflow: tracking and registry at the same URI."""
     from mlflow import MlflowClient
 
+    if tracking_uri.startswith("sqlite:///"):
+        _created_once(tracking_uri)
     return MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+
+@functools.lru_cache(maxsize=8)
+def _created_once(tracking_uri: str) -> None:
+    """Create (migrate) a SQLite store under a file lock: two commands starting on a new
+    store at once would otherwise both run MLflow's migrations, and one fail with
+    ``duplicate column name``. Once per process and store."""
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+        c = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        c.search_experiments(max_results=1)  # the tracking store's tables
+        c.search_registered_models(max_results=1)  # the registry's
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:

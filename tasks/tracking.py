@@ -677,6 +677,13 @@ def fetch_snapshot(cfg: Config, run_id: str) -> dict[str, str]:
         raise ConfigError(
             f"--snapshot {run_id}: no such run at {redact(tracking_uri(cfg))} ({exc})"
         ) from None
+    experiment = c.get_experiment(run.info.experiment_id).name
+    if experiment != cfg.experiment:
+        raise ConfigError(
+            f"--snapshot {run_id}: that run belongs to experiment {experiment!r}, not to this "
+            f"job's {cfg.experiment!r}; replay a run of this job (its runs are in the MLflow "
+            f"UI under {cfg.experiment!r}), or train the config of {experiment!r}"
+        )
     tags = run.data.tags
     dst = state_dir() / "snapshots" / f"run-{run_id}"
     try:

@@ -10,6 +10,7 @@ failed, asks for the same settings again and ends its MLflow run as KILLED.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from labelwise.engine.callbacks import FitCallback
+from labelwise.engine.errors import ConfigError
 from labelwise.pipeline.config import Config
 from labelwise.pipeline.environment import pid_alive, redact
 from labelwise.pipeline.search_space import OBJECTIVES, current_values
@@ -59,17 +61,52 @@ def open_study(cfg: Config, data_digest: str, metric: str, space: list[Any]) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the flow prints its own lines
     url = study_storage(cfg)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    return optuna.create_study(
-        study_name=(
-            f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}-{space_digest(space)[:6]}"
-        ),
-        storage=storage,
-        direction=OBJECTIVES[metric],
-        # 5 random trials, not 10: a 10-minute budget on a mid-size table is 10-20 trials
-        sampler=optuna.samplers.TPESampler(seed=cfg.split.seed, n_startup_trials=5),
-        load_if_exists=True,
-    )
+    check_sqlite_storage(url)
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return optuna.create_study(
+            study_name=(
+                f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}-"
+                f"{space_digest(space)[:6]}"
+            ),
+            storage=storage,
+            direction=OBJECTIVES[metric],
+            # 5 random trials, not 10: a 10-minute budget on a mid-size table is 10-20 trials
+            sampler=optuna.samplers.TPESampler(seed=cfg.split.seed, n_startup_trials=5),
+            load_if_exists=True,
+        )
+    except Exception as exc:  # SQLAlchemy's and Optuna's storage errors, several types
+        first = redact(str(exc)).splitlines()[0][:300] if str(exc) else ""
+        raise ConfigError(
+            f"the tune's study storage {redact(url)} cannot be used ({type(exc).__name__}: "
+            f"{first}); check it, or set {STORAGE_ENV} to another database"
+        ) from None
+
+
+def check_sqlite_storage(url: str) -> None:
+    """Refuse a SQLite study file that is damaged, or that holds another program's tables
+    (Optuna would add its own to it): named, and left as it is."""
+    import sqlite3
+
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    what = None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        what = f"not a readable SQLite database ({exc})"
+    else:
+        if tables and not {"studies", "version_info"} <= tables:
+            what = f"a SQLite database of another program (tables {sorted(tables)[:5]})"
+    if what is not None:
+        raise ConfigError(
+            f"{path}: the tune's study file is {what}; it is left as it is: move it away (a "
+            f"new study starts), or set {STORAGE_ENV} to another database"
+        )
 
 
 def first_trial(study: optuna.Study, cfg: Config, space: list[Any]) -> None:

@@ -136,7 +136,9 @@ def test_a_model_judged_on_nothing_is_not_registered(tmp_path, table, prefect_ap
     config, uri = _job(tmp_path, table.head(40), "tiny", **{"contract.min_positives_per_label": 0})
     res = runner.invoke(app, ["train", "-c", str(config)])
     assert res.exit_code == 2, res.output
-    assert "test.parquet" in res.output and "min_test_rows = 10" in res.output
+    # named by the user's table, not the run's split file
+    assert f"{tmp_path / 'train.parquet'} (test part)" in res.output, res.output
+    assert "min_test_rows = 10" in res.output and "runs/" not in res.output
     assert not _client(uri).search_model_versions("name='tiny'")
     assert all(r.info.status == "FAILED" for r in _runs(uri, "tiny"))
 

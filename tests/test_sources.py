@@ -6,6 +6,7 @@ of each. Everything runs through the CLI a user runs, on a real MLflow store and
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -99,6 +100,8 @@ def test_partitioned_folder_gains_a_partition(tmp_path, prefect_api):
     _write_partitions(events, df, range(5, 6))
     second = train("--as-of", f"{_day(5)}T12:00:00")
     assert len(_versions(uri, "hive")) == 2
+    same = train("--as-of", f"{_day(5)}T13:00:00+01:00")  # the same instant, written aware
+    assert "identical to hive v2" in same.output, same.output
     runs = {r.data.tags["data.as_of"][:10]: r for r in _runs(uri, "hive")}
     r1, r2 = runs[str(_day(4))], runs[str(_day(5))]
     assert r1.data.tags["data.rows"] == str(5 * DAY_ROWS)
@@ -119,6 +122,23 @@ def test_partitioned_folder_gains_a_partition(tmp_path, prefect_api):
     replay = train("--snapshot", r1.info.run_id)  # the folder holds 6 days now, the run saw 5
     assert "identical" in replay.output and "v1" in replay.output, replay.output
     assert "registered hive v1" in first.output and "registered hive v2" in second.output
+
+    # snapshots that cannot be replayed, and as-of times that cannot be read: one message
+    c = _client(uri)
+    foreign = c.create_run(c.create_experiment("another-job")).info.run_id
+    c.set_terminated(foreign)
+    artifacts = Path(c.get_run(r2.info.run_id).info.artifact_uri.removeprefix("file://"))
+    shutil.rmtree(artifacts / "snapshot")
+    for args, words in (
+        (["--snapshot", "0" * 32], "no such run"),
+        (["--snapshot", foreign], "belongs to experiment 'another-job'"),
+        (["--snapshot", r2.info.run_id], "has no snapshot/ artifacts"),
+        (["--as-of", "yesterday"], "not an ISO date or time"),
+        (["--as-of", "2026-11-31"], "not an ISO date or time"),
+    ):
+        res = runner.invoke(app, ["train", "-c", str(config), *args])
+        assert res.exit_code == 2 and words in res.output, res.output
+    assert len(_versions(uri, "hive")) == 2 and len(_runs(uri, "hive")) == 2
 
 
 def _download(uri: str, run_id: str, path: str) -> str:
@@ -237,6 +257,8 @@ def test_sql_errors_name_the_server_and_say_what_the_database_said(
         (database.replace(":5432/", f":{port}/"), "SELECT * FROM events", [f"127.0.0.1:{port}"]),
         (database, "SELECT nope FROM events", ['column "nope" does not exist']),
         (None, "SELECT * FROM events", ["LABELWISE_TEST_DB_URI is not set"]),
+        (database, "SELECT x00 AS a, x01 AS a FROM events", ["returns a column name more"]),
+        (database, "SELECT * FROM events WHERE false", ["no rows to read"]),
     ]
     for i, (db_uri, query, words) in enumerate(cases):
         if db_uri is None:
@@ -356,3 +378,10 @@ def test_object_store_source_and_monitoring_batch(tmp_path, prefect_api, s3):
     assert m.data.params["batch"] == batch and m.data.params["batch.digest"]
     blob = res.output + mon.output + repr(run.data) + repr(m.data)
     assert secret not in blob
+
+    # a bucket that does not exist: one message naming the URI, nothing tracked
+    data["train"] = "s3://no-such-bucket/events/"
+    config, uri = _config(tmp_path, "s3missing", data)
+    res = runner.invoke(app, ["train", "-c", str(config)])
+    assert res.exit_code == 2 and "cannot read s3://no-such-bucket/events/" in res.output
+    assert secret not in res.output and not _runs(uri, "s3missing")

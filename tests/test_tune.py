@@ -227,6 +227,70 @@ def test_tune_refuses_a_bad_budget_or_metric(tmp_path, prefect_api):
     assert not (tmp_path / "optuna.db").exists()
 
 
+@pytest.mark.slow
+def test_tune_never_overwrites_a_users_file_or_a_foreign_study_file(tmp_path, prefect_api):
+    """--output naming the input config, a directory or a non-regular file (a FIFO stands in
+    for a device), and a study file that is damaged or another program's: refused, naming
+    the culprit, before any trial; no MLflow run, the files as they were."""
+    import sqlite3
+
+    config, uri, _ = _job(tmp_path, "careful")
+    original = config.read_bytes()
+    (tmp_path / "a-folder").mkdir()
+    os.mkfifo(tmp_path / "a-pipe")
+    for output, words in (
+        (config, "is the config being tuned"),
+        (tmp_path / "a-folder", "is a directory"),
+        (tmp_path / "a-pipe", "not a regular file"),
+    ):
+        res = runner.invoke(
+            app, ["tune", "-c", str(config), "--trials", "1", "--output", str(output)]
+        )
+        assert res.exit_code == 2 and words in res.output, res.output
+    assert config.read_bytes() == original and (tmp_path / "a-pipe").is_fifo()
+
+    study = tmp_path / "optuna.db"  # next to the SQLite tracking store
+    study.write_bytes(b"not a database " * 100)
+    res = runner.invoke(app, ["tune", "-c", str(config), "--trials", "1"])
+    assert res.exit_code == 2 and f"{study}: the tune's study file is not a" in res.output
+    study.unlink()
+    with sqlite3.connect(study) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+    res = runner.invoke(app, ["tune", "-c", str(config), "--trials", "1"])
+    assert res.exit_code == 2 and "another program (tables ['invoices'])" in res.output
+    with sqlite3.connect(study) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
+    assert tables == ["invoices"] and runs(uri, "careful") == []
+
+
+@pytest.mark.slow
+def test_two_tunes_start_at_once_on_a_new_store(tmp_path):
+    """Two tunes (two jobs) started together on a new SQLite tracking store and study file:
+    both finish; neither trips over the other creating the store's tables."""
+    configs = [_job(tmp_path, name)[0] for name in ("first", "second")]
+    env = {**os.environ, "LABELWISE_HOME": str(tmp_path / "state")}
+    env["PREFECT_HOME"] = str(tmp_path / "state" / "prefect")
+    for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(k, None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "labelwise.cli", "tune", "-c", str(c), "--trials", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for c in configs
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name in ("first", "second"):
+        assert [
+            r.info.status for r in runs(uri, name) if r.data.tags.get("labelwise.kind") == "tune"
+        ] == ["FINISHED"]
+
+
 def test_tune_reads_only_the_training_part_of_a_split(tmp_path, prefect_api):
     """Without data.test the search reads the split's training part; its test part is first
     read after the last trial."""

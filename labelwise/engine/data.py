@@ -412,6 +412,12 @@ class FeatureEncoder:
                 raise DataError(
                     f"{source}: feature column {f!r} has unsupported type {s.dtype}; "
                     "use numbers, booleans or strings/categories"
+                    + (
+                        " (a date or time is no feature as it stands: leave it out with "
+                        "data.exclude, or derive numbers from it)"
+                        if s.dtype.is_temporal()
+                        else ""
+                    )
                 )
         for what, cols in (("entirely null", empty), ("constant", constant)):
             if cols:

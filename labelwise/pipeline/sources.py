@@ -16,6 +16,7 @@ import glob
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,6 +195,11 @@ def read_sql(uri_env: str, query: str, window: Window | None, key: str) -> pl.La
         raise ConfigError(
             f"{key}: reading SQL needs the ADBC driver: pip install 'labelwise[sql]' ({exc})"
         ) from None
+    except pl.exceptions.DuplicateError as exc:  # the database answered; a table cannot hold it
+        raise DataError(
+            f"{key}: the query returns a column name more than once ({exc}); give each "
+            "column its own name (SELECT a.x AS a_x, b.x AS b_x ...)"
+        ) from None
     except Exception as exc:  # the driver's own error: unreachable server, bad SQL...
         raise DataError(
             f"{key}: the database at {server_of(uri)} refused the query "
@@ -278,13 +284,21 @@ def materialise(
     key: str,
     window: Window | None = None,
     time_column: str | None = None,
+    partitions_kept: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Read ``source`` (its rows in ``window``) once into the parquet file ``dest``; return
     the snapshot's lineage: path, rows, digest, columns, source (no credentials), kind, and
-    with a time column the window, as-of time and newest row."""
+    with a time column the window, as-of time and newest row.
+
+    A folder's hive partition columns (``region=eu/``) are left out of the snapshot unless
+    they are the time column or in ``partitions_kept`` (listed in ``dropped``): a folder
+    layout is not a row's value, and a table scored later has no such column."""
     from labelwise.pipeline.environment import redact
 
     lf, text, db = open_source(source, window, key)
+    kept = {*partitions_kept, time_column, window.column if window else None}
+    dropped = [c for c in partition_columns(source, lf) if c not in kept]
+    lf = lf.drop(dropped)
     what = redact(text)[:300]
     if window is not None:
         lf = apply_window(lf, window, key)
@@ -298,6 +312,7 @@ def materialise(
         "source": redact(text),
         "kind": source_kind(source),
         "db": db,
+        "dropped": dropped,
     }
     if window is not None:
         entry |= {"window": window.describe(), "as_of": window.as_of.isoformat()}
@@ -305,6 +320,16 @@ def materialise(
         newest = snap.select(utc_time(snap, time_column, key).max()).collect().item()
         entry["max_time"] = newest.isoformat() if newest is not None else ""
     return entry
+
+
+def partition_columns(source: str | SqlQuery, lf: pl.LazyFrame) -> list[str]:
+    """The columns a folder's (or object store's) hive paths add to its files' own."""
+    if not isinstance(source, str) or source_kind(source) == "file":
+        return []
+    spec = check_spec(source)
+    files = [spec] if scheme(spec) is not None else local_matches(spec)[:1]
+    own = set(pl.scan_parquet(files, hive_partitioning=False).collect_schema().names())
+    return [c for c in lf.collect_schema().names() if c not in own]
 
 
 def open_source(
