@@ -30,6 +30,11 @@ server_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(server_app, name="server")
+worker_app = typer.Typer(
+    help="A Prefect worker that runs the deployments' flow runs (`labelwise deploy`).",
+    no_args_is_help=True,
+)
+app.add_typer(worker_app, name="worker")
 # soft wrap: a line in a log file or a pipe is never cut at 80 columns
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -417,21 +422,28 @@ def tune(
 
 
 @app.command()
-def validate(config: ConfigOpt, debug: DebugOpt = False) -> None:
+def validate(config: ConfigOpt, as_of: AsOfOpt = None, debug: DebugOpt = False) -> None:
     """Check the config's tables against their data contract (no training, no tracking)."""
     _env(debug)
 
     def body() -> list[dict[str, Any]]:
+        import tempfile
+
         from labelwise.pipeline.config import load_config
+        from labelwise.pipeline.parts import read_part
+        from labelwise.pipeline.sources import parse_as_of
         from labelwise.tasks.contract_check import check_table, raise_for
 
         cfg = load_config(config)
+        when = _as_of(as_of, parse_as_of)
         reports = []
-        for part in ("train", "test"):
-            path = getattr(cfg.data, part)
-            if path is not None:
-                reports.append(check_table(cfg, str(path), part))
-                raise_for(reports[-1])
+        # the rows train would read (file, folder, object store or query; its window)
+        with tempfile.TemporaryDirectory(prefix="labelwise-validate-") as tmp:
+            for part in ("train", "test"):
+                entry = read_part(cfg, part, Path(tmp) / f"{part}.parquet", when)
+                if entry is not None:
+                    reports.append(check_table(cfg, entry["path"], part, entry["source"]))
+                    raise_for(reports[-1])
         return reports
 
     for r in _run(body, debug):
@@ -650,11 +662,80 @@ def deploy(
         return make(str(config), work_pool)
 
     res = _run(body, debug)
+    pool = res["work_pool"]
+    option = "" if pool == "labelwise" else f" --pool {pool}"
     out.print(
-        f"[green]deployed[/] retrain ({res['cron'] or 'no schedule'}) and promote to "
-        f"work pool {res['work_pool']!r}; start a worker with:\n"
-        f"  prefect worker start --pool {res['work_pool']}"
+        f"[green]deployed[/] retrain ({res['cron'] or 'no schedule'}), promote and monitor "
+        f"({res['monitor_cron'] or 'no schedule'}) to work pool {pool!r}; run them with a "
+        f"worker:\n  labelwise worker start{option}",
+        soft_wrap=True,
     )
+
+
+@app.command()
+def trigger(
+    config: ConfigOpt,
+    kind: Annotated[
+        str, typer.Option("--deployment", help="retrain, promote or monitor")
+    ] = "retrain",
+    debug: DebugOpt = False,
+) -> None:
+    """Ask for a run of one of the config's deployments now; a worker runs it."""
+    _env(debug)
+
+    def body() -> dict[str, str]:
+        from labelwise.engine.errors import ConfigError
+        from labelwise.tasks.deployments import FLOWS, trigger
+
+        if kind not in FLOWS:
+            raise ConfigError(f"--deployment {kind!r}: choose one of {', '.join(FLOWS)}")
+        if not os.environ.get("PREFECT_API_URL"):
+            raise ConfigError(
+                "trigger needs the Prefect server the deployments are on: "
+                "`labelwise server start`, or set PREFECT_API_URL"
+            )
+        return trigger(str(config), kind)
+
+    res = _run(body, debug)
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    out.print(
+        f"[green]triggered[/] {res['deployment']}: flow run {res['flow_run']} "
+        f"({ui}/runs/flow-run/{res['flow_run_id']}); a worker (`labelwise worker start`) "
+        "runs it",
+        soft_wrap=True,
+    )
+
+
+@worker_app.command("start")
+def worker_start(
+    pool: Annotated[str, typer.Option(help="the work pool `labelwise deploy` used")] = "labelwise",
+    run_once: Annotated[
+        bool, typer.Option("--run-once", help="run the flow runs due now, then exit")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the scheduled and triggered flow runs of the deployments in this terminal, on the
+    local server (`labelwise server start`) or PREFECT_API_URL, each in its own process with
+    this state directory; Ctrl-C stops it."""
+    _env(debug)
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"  # a worker reports what it picks up
+
+    def body() -> None:
+        from labelwise.pipeline.prefect_server import ServerError
+
+        url = os.environ.get("PREFECT_API_URL")
+        if not url:
+            raise ServerError(
+                "no Prefect server to take flow runs from: run `labelwise server start` "
+                "first (or set PREFECT_API_URL to your server)"
+            )
+        from labelwise.pipeline.environment import redact
+        from labelwise.tasks.deployments import run_worker
+
+        out.print(f"worker on work pool {pool!r} of {redact(url)}; Ctrl-C stops it")
+        run_worker(pool, run_once)
+
+    _run(body, debug)
 
 
 @server_app.command("start")
@@ -676,7 +757,8 @@ def server_start(debug: DebugOpt = False) -> None:
     what = "already running" if info.get("already") else "started"
     out.print(
         f"Prefect server {what}: {info['ui']} (pid {info['pid']}, log {info['log']}); "
-        "`labelwise server stop` stops it",
+        "`labelwise server stop` stops it. Next: `labelwise deploy -c <config>` schedules a "
+        "job, `labelwise worker start` runs its flow runs",
         soft_wrap=True,
     )
 

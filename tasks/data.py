@@ -49,27 +49,21 @@ def snapshot_data(
     import uuid
 
     from labelwise.pipeline.environment import state_dir
-    from labelwise.pipeline.sources import Window, materialise, parse_as_of, parse_duration
+    from labelwise.pipeline.parts import read_part
+    from labelwise.pipeline.sources import materialise, parse_as_of
 
-    d = cfg.data
-    window = None
-    if d.time_column is not None:
-        span = parse_duration(d.window) if d.window else None
-        window = Window(d.time_column, parse_as_of(as_of), span)
     staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
-    lab = d.labels
-    declared = [*(d.features or []), *(d.text or []), *(lab.columns or []), lab.set_column or ""]
+    as_of = as_of or parse_as_of(None).isoformat()  # one as-of time for every part
     info: dict[str, Any] = {}
     try:
         for part in parts:
             dest = staging / f"{part}.parquet"
             if from_run is not None and part in from_run:
-                info[part] = materialise(from_run[part], dest, "--snapshot", None, d.time_column)
+                time_column = cfg.data.time_column
+                info[part] = materialise(from_run[part], dest, "--snapshot", None, time_column)
                 info[part]["kind"] = "snapshot"
-            elif from_run is None and (part == "train" or d.test is not None):
-                source = d.sql if part == "train" and d.sql else str(getattr(d, part))
-                key = "data.sql" if d.sql and part == "train" else f"data.{part}"
-                info[part] = materialise(source, dest, key, window, d.time_column, declared)
+            elif from_run is None and (entry := read_part(cfg, part, dest, as_of)) is not None:
+                info[part] = entry
         final = workdir_for(cfg, info["train"]["digest"]) / "snapshot"
         final.mkdir(parents=True, exist_ok=True)
         for part, entry in info.items():

@@ -28,6 +28,34 @@ def ensure_work_pool(name: str = WORK_POOL) -> None:
             client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
 
+# deployment kind -> the flow it runs
+FLOWS = {
+    "retrain": "labelwise-train",
+    "promote": "labelwise-promote",
+    "monitor": "labelwise-monitor",
+}
+
+
+def trigger(config_path: str, kind: str = "retrain") -> dict[str, str]:
+    """Ask for a run of the config's ``kind`` deployment now (a worker picks it up): the
+    flow run's id and name; a deployment that does not exist is named, with the fix."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from labelwise.engine.errors import ConfigError
+
+    cfg = load_config(config_path)
+    name = f"{FLOWS[kind]}/{cfg.name}-{kind}"
+    try:
+        run = run_deployment(name=name, timeout=0)
+    except ObjectNotFound:
+        raise ConfigError(
+            f"no deployment {name!r} on the Prefect server: run `labelwise deploy -c "
+            f"{config_path}` first"
+        ) from None
+    return {"flow_run_id": str(run.id), "flow_run": run.name, "deployment": name}
+
+
 def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
     """Create (or update) ``<name>-retrain`` (on ``schedule.cron``), ``<name>-promote`` and
     ``<name>-monitor`` (on ``monitoring.cron``) deployments on the work pool."""
@@ -78,3 +106,22 @@ def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
         "cron": cfg.schedule.cron,
         "monitor_cron": cfg.monitoring.cron,
     }
+
+
+def run_worker(pool: str = WORK_POOL, run_once: bool = False) -> None:
+    """Run the work pool's flow runs as they fall due, each in its own process with this
+    process's environment (state directory, result storage), until interrupted; with
+    ``run_once``, those due now, then return. Prefect's process worker, started with the
+    API URL the command found, so a user never starts a bare ``prefect worker`` that has
+    none."""
+    import asyncio
+
+    from prefect.workers.process import ProcessWorker
+
+    ensure_work_pool(pool)
+
+    async def work() -> None:
+        async with ProcessWorker(work_pool_name=pool) as worker:
+            await worker.start(run_once=run_once, printer=print)
+
+    asyncio.run(work())

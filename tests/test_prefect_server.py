@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,9 @@ def test_commands_share_the_local_server_and_stop_ends_it(tmp_path):
     assert all(f"pid {info['pid']}" in r.stdout for r in both), [r.stdout for r in both]
     try:
         assert _cli(tmp_path, "server", "status").returncode == 0
+        # the UI at the printed URL talks to this server's API, not to a default port
+        with urllib.request.urlopen(f"{info['ui']}/ui-settings", timeout=30) as r:
+            assert json.loads(r.read())["api_url"] == info["url"]
         again = _cli(tmp_path, "server", "start")
         assert "already running" in again.stdout and str(info["pid"]) in again.stdout
         res = _cli(tmp_path, "train", "-c", "job.yaml")
@@ -131,3 +136,79 @@ def test_start_in_a_read_only_state_directory_is_one_message(tmp_path, monkeypat
     assert res.exit_code == 2, res.output
     assert f"cannot write the state directory {tmp_path}" in res.output
     assert not (tmp_path / "prefect-server.json").exists()
+
+
+def _partition(root: Path, day: date, seed: int) -> None:
+    folder = root / f"dt={day}"
+    folder.mkdir(parents=True)
+    make_multilabel_table(n_rows=200, n_labels=4, seed=seed).write_parquet(folder / "p.parquet")
+
+
+def _flow_run(url: str, run_id: str, timeout: float = 600) -> dict:
+    """A flow run once it has ended (the worker runs it in its own process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{url}/flow_runs/{run_id}", timeout=30) as r:
+            run = json.loads(r.read())
+        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        assert time.monotonic() < deadline, run["state"]
+        time.sleep(1)
+
+
+def test_the_scheduled_retraining_journey(tmp_path):
+    """The README's journey with a real local server and worker: start the server, deploy a
+    partitioned job, trigger its retrain and let a worker run it (version 1); a new day's
+    partition arrives, the next run registers version 2; with nothing new, a run registers
+    nothing; the server stops and nothing is left running."""
+    from mlflow import MlflowClient
+
+    today = datetime.now(UTC).date()
+    events = tmp_path / "events"
+    for d in range(3, 0, -1):
+        _partition(events, today - timedelta(days=d), seed=d)
+    cfg = {
+        "name": "journey",
+        "data": {
+            "train": "events/",
+            "labels": {"prefix": "label_"},
+            "exclude": ["id"],
+            "time_column": "dt",
+            "window": "30d",
+        },
+        "split": {"by": "time", "test_last": "1d"},
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 20},
+        "schedule": {"cron": "0 4 * * *"},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    started = _cli(tmp_path, "server", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    info = json.loads((tmp_path / "prefect-server.json").read_text())
+    mlflow = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        deployed = _cli(tmp_path, "deploy", "-c", "job.yaml")
+        assert deployed.returncode == 0 and "labelwise worker start" in deployed.stdout
+
+        def retrain() -> dict:
+            res = _cli(tmp_path, "trigger", "-c", "job.yaml")
+            assert res.returncode == 0, res.stdout + res.stderr
+            run_id = res.stdout.split("/runs/flow-run/")[1].split(")")[0]
+            worker = _cli(tmp_path, "worker", "start", "--run-once")
+            assert worker.returncode == 0, worker.stdout + worker.stderr
+            return _flow_run(info["url"], run_id)
+
+        assert retrain()["state"]["type"] == "COMPLETED"
+        assert [str(v.version) for v in mlflow.search_model_versions("name='journey'")] == ["1"]
+        _partition(events, today, seed=9)  # a new day arrives
+        assert retrain()["state"]["type"] == "COMPLETED"
+        assert sorted(str(v.version) for v in mlflow.search_model_versions("name='journey'")) == [
+            "1",
+            "2",
+        ]
+        assert retrain()["state"]["type"] == "COMPLETED"  # nothing new: nothing registered
+        assert len(mlflow.search_model_versions("name='journey'")) == 2
+        assert (tmp_path / "prefect" / "storage").is_dir()  # results stay in the state dir
+    finally:
+        stopped = _cli(tmp_path, "server", "stop")
+    assert stopped.returncode == 0 and not _alive(info["pid"])

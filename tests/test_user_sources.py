@@ -1,6 +1,7 @@
 """Errors name the user's data: the table, folder or query the config gave (never the run's
 snapshot or split files), the columns a table lost or gained (never a bare count), and a
-folder's partition columns are never silently features. Through the CLI, real stores."""
+folder's partition columns are never silently features; `validate` reads every source kind
+`train` reads. Through the CLI, real stores."""
 
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def test_partition_columns_are_not_features(tmp_path, prefect_api):
         part.write_parquet(folder / "part-0.parquet")
     data = {"train": "events/", "time_column": "dt", "window": "30d"}
     config, uri = _config(tmp_path, "parts", data)
+    checked = runner.invoke(app, ["validate", "-c", str(config), "--as-of", "2026-11-10"])
+    assert checked.exit_code == 0 and f"ok {tmp_path / 'events'}" in checked.output, checked.output
     res = runner.invoke(app, ["train", "-c", str(config), "--as-of", "2026-11-10"])
     assert res.exit_code == 0, res.output
     assert "partition column(s) 'region'" in res.output, res.output

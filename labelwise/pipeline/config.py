@@ -99,6 +99,14 @@ class DataConfig(_Section):
             raise ValueError("data.window needs data.time_column, the column it selects on")
         return self
 
+    def source(self, part: str) -> tuple[str | SqlSource, str] | None:
+        """Where ``part`` (train or test) is read from and the key that names it in
+        messages; None for a test part that is split off the training rows."""
+        if part == "train" and self.sql is not None:
+            return self.sql, "data.sql"
+        given = self.train if part == "train" else self.test
+        return None if given is None else (str(given), f"data.{part}")
+
 
 class SplitConfig(_Section):
     by: Literal["stratified", "time"] = Field(

@@ -126,6 +126,14 @@ def _start(timeout: float) -> dict[str, Any]:
     exe = Path(sys.executable).parent / "prefect"
     cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    # the UI asks the server where its API is: by default host and port from settings, not
+    # the --port given, so it would look at :4200 and show "Can't connect to Server API"
+    env |= {
+        "PREFECT_SERVER_UI_API_URL": url,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    }
     out = subprocess.run(
         [sys.executable, "-I", "-c", _LAUNCHER, str(log), *cmd],
         env=env,
