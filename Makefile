@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench clean example-data
 
 $(BIN)/labelwise: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(BIN)/labelwise
 bench: $(BIN)/labelwise
 	$(BIN)/python -m pip install -q -e ".[pipeline,server,sql,tune,dev,bench]"
 	$(BIN)/python -m benchmarks.quality --json benchmarks/quality.json --markdown benchmarks/quality.md
+
+# configs/events-partitioned.yaml's folder: the 30 days before today (ADD_TODAY=1: today too)
+example-data: $(BIN)/labelwise
+	$(BIN)/python -m labelwise.pipeline.examples data/events $(if $(ADD_TODAY),--add-today)
 
 clean:
 	rm -rf $(VENV) .labelwise data

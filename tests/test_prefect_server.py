@@ -1,5 +1,6 @@
 """`labelwise server start|status|stop`: one local Prefect server that later commands of the
-state directory share instead of each starting an ephemeral API; a dead one is noticed."""
+state directory share instead of each starting an ephemeral API; a dead one is noticed; the
+README's scheduled-retraining journey (deploy, trigger, worker) on it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from labelwise.engine.synthetic import make_multilabel_table
+from labelwise.pipeline.examples import write_day
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -25,6 +27,7 @@ BIN = Path(sys.executable).parent
 def _cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     env["LABELWISE_HOME"] = str(home)
+    env["HOME"] = str(home / "user")  # what labelwise writes outside its state directory
     return subprocess.run(
         [str(BIN / "labelwise"), *args],
         env=env,
@@ -138,12 +141,6 @@ def test_start_in_a_read_only_state_directory_is_one_message(tmp_path, monkeypat
     assert not (tmp_path / "prefect-server.json").exists()
 
 
-def _partition(root: Path, day: date, seed: int) -> None:
-    folder = root / f"dt={day}"
-    folder.mkdir(parents=True)
-    make_multilabel_table(n_rows=200, n_labels=4, seed=seed).write_parquet(folder / "p.parquet")
-
-
 def _flow_run(url: str, run_id: str, timeout: float = 600) -> dict:
     """A flow run once it has ended (the worker runs it in its own process)."""
     deadline = time.monotonic() + timeout
@@ -166,7 +163,7 @@ def test_the_scheduled_retraining_journey(tmp_path):
     today = datetime.now(UTC).date()
     events = tmp_path / "events"
     for d in range(3, 0, -1):
-        _partition(events, today - timedelta(days=d), seed=d)
+        write_day(events, today - timedelta(days=d), rows=200)  # the example data's generator
     cfg = {
         "name": "journey",
         "data": {
@@ -200,7 +197,7 @@ def test_the_scheduled_retraining_journey(tmp_path):
 
         assert retrain()["state"]["type"] == "COMPLETED"
         assert [str(v.version) for v in mlflow.search_model_versions("name='journey'")] == ["1"]
-        _partition(events, today, seed=9)  # a new day arrives
+        write_day(events, today, rows=200)  # a new day arrives
         assert retrain()["state"]["type"] == "COMPLETED"
         assert sorted(str(v.version) for v in mlflow.search_model_versions("name='journey'")) == [
             "1",
@@ -209,6 +206,7 @@ def test_the_scheduled_retraining_journey(tmp_path):
         assert retrain()["state"]["type"] == "COMPLETED"  # nothing new: nothing registered
         assert len(mlflow.search_model_versions("name='journey'")) == 2
         assert (tmp_path / "prefect" / "storage").is_dir()  # results stay in the state dir
+        assert not (tmp_path / "user" / ".prefect").exists()  # nothing in ~/.prefect
     finally:
         stopped = _cli(tmp_path, "server", "stop")
     assert stopped.returncode == 0 and not _alive(info["pid"])
