@@ -42,16 +42,24 @@ def _promote(
     # the champion first: a missing model or alias is a RegistryError naming what exists
     champ_v, champ_dir = download_model_dir(uri, f"models:/{name}@{CHAMPION}")
     aliases = mlflow_client(uri).get_registered_model(name).aliases or {}
+    chal_uri = f"models:/{name}@{CHALLENGER}"
     if CHALLENGER not in aliases:
-        return _nothing(
-            f"{name}: no challenger to promote (train a new version first)", champ_v.version
-        )
-    if str(aliases[CHALLENGER]) == str(champ_v.version):
+        # a rollback takes `challenger` off the version it rejects: asked for, that is it
+        rejected = _rejected_versions(uri, name, str(champ_v.version))
+        if not (include_rejected and rejected):
+            hint = (
+                f" (v{rejected[0]} was rolled back; --include-rejected promotes it again)"
+                if rejected
+                else " (train a new version first)"
+            )
+            return _nothing(f"{name}: no challenger to promote{hint}", champ_v.version)
+        chal_uri = f"models:/{name}/{rejected[0]}"
+    elif str(aliases[CHALLENGER]) == str(champ_v.version):
         return _nothing(
             f"{name}: challenger v{champ_v.version} is already the champion; nothing to do",
             champ_v.version,
         )
-    chal_v, chal_dir = download_model_dir(uri, f"models:/{name}@{CHALLENGER}")
+    chal_v, chal_dir = download_model_dir(uri, chal_uri)
     rejected = (chal_v.tags or {}).get(REJECTED_TAG)
     if rejected and not include_rejected:
         return _nothing(
@@ -84,6 +92,19 @@ def _promote(
     )
     print(record["decision"] + "\n  " + "\n  ".join(record["reasons"]))
     return record
+
+
+def _rejected_versions(uri: str, name: str, champion: str) -> list[str]:
+    """The versions a rollback rejected, newest first (never the champion)."""
+    from labelwise.tasks.promotion import REJECTED_TAG
+    from labelwise.tasks.registry import mlflow_client
+
+    found = mlflow_client(uri).search_model_versions(f"name='{name}'")
+    return [
+        str(v.version)
+        for v in sorted(found, key=lambda v: int(v.version), reverse=True)
+        if REJECTED_TAG in (v.tags or {}) and str(v.version) != champion
+    ]
 
 
 def _nothing(message: str, champion: Any) -> dict[str, Any]:

@@ -138,9 +138,20 @@ def roll_back(cfg: Config) -> dict[str, Any]:
     current = resolve_version(uri, f"models:/{name}@{CHAMPION}")
     history = champion_history(uri, name)
     if not history:
+        rolled = [
+            str(v.version)
+            for v in client(cfg).search_model_versions(f"name='{name}'")
+            if REJECTED_TAG in (v.tags or {})
+        ]
+        why = (
+            f"earlier rollbacks used the champion history up (rolled back: "
+            f"{', '.join('v' + v for v in sorted(rolled, key=int))}); `labelwise promote "
+            "--include-rejected` brings the newest of them back"
+            if rolled
+            else "no promotion has moved the champion yet"
+        )
         raise RegistryError(
-            f"{name}: no previous champion to roll back to (no promotion has "
-            "moved the champion yet)"
+            f"{name}: no earlier champion to roll back to from v{current.version} ({why})"
         )
     c = client(cfg)
     previous = _last_existing(c, name, history)

@@ -416,11 +416,17 @@ def test_rollback_sticks_and_the_limit_is_created_once(job, capfd):
     # the scheduled promotion after a rollback: nothing to promote, champion stays v1
     again = promote_flow(str(config))
     assert again["promote"] is False and "no challenger" in again["reasons"][0]
+    assert "v2 was rolled back; --include-rejected" in again["reasons"][0]
     # a user points challenger at v2 again: refused as rejected, unless asked explicitly
     c.set_registered_model_alias(name, "challenger", "2")
     refused = promote_flow(str(config))
     assert refused["promote"] is False and "include-rejected" in refused["reasons"][0]
     assert str(c.get_model_version_by_alias(name, "champion").version) == "1"
+    c.delete_registered_model_alias(name, "challenger")  # as the rollback left it
     asked = promote_flow(str(config), include_rejected=True)
     assert asked["promote"] is True and asked["champion"] == "2"
     assert "UNIQUE constraint" not in capfd.readouterr().err
+    # rolled back again, and once more: the second says why there is nothing earlier
+    assert rollback_flow(str(config))["champion"] == "1"
+    with pytest.raises(RegistryError, match=r"earlier rollbacks used the champion history up"):
+        rollback_flow(str(config))
