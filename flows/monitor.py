@@ -70,7 +70,7 @@ def monitor_flow(
         labels = [a["label"] for a in report["alerts"]]
         feats = [a["feature"] for a in report["feature_alerts"]]
         msg = (
-            f"drift in batch {batch} against {what}: "
+            f"batch {batch} against {what}: "
             + (f"{len(labels)} label(s) {labels[:20]}" if labels else "no label")
             + (f"; feature(s) {feats[:20]}" if feats else "")
             + f" (details: MLflow run {run_id})"

@@ -171,7 +171,8 @@ def _train_and_track(
     model_dir = trained["model_dir"]
     trained = _with_label_changes(cfg, trained)
     stage("evaluate on the test table")
-    metrics = _evaluate(cfg, model_dir, paths, workdir)
+    metrics, warned = _evaluate(cfg, model_dir, paths, workdir)
+    trained = {**trained, "warnings": [*trained["warnings"], *warned]}
     stage("log to MLflow")
     log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"), info)
     model_uri = log_model(cfg, run_id, model_dir, paths["test"])
@@ -200,13 +201,15 @@ def _with_label_changes(cfg: Config, trained: dict[str, Any]) -> dict[str, Any]:
     return {**trained, "label_changes": change, "warnings": [*trained["warnings"], change]}
 
 
-def _evaluate(cfg: Config, model_dir: str, paths: dict[str, str], workdir: Path) -> dict[str, Any]:
-    """Test metrics, per-label table and plots; then the monitoring profile, from the same
-    test scores (scoring a 983-label model twice cost 7 s)."""
+def _evaluate(
+    cfg: Config, model_dir: str, paths: dict[str, str], workdir: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """Test metrics (and the predictions' warnings), per-label table and plots; then the
+    monitoring profile, from the same test scores (scoring a 983-label model twice cost 7 s)."""
     from labelwise.tasks.train import evaluate_model, profile_model
 
     scores = str(workdir / "test_scores.npy")
     out = str(workdir / "evaluation")
-    metrics = evaluate_model(cfg, model_dir, paths["test"], out, scores_path=scores)
+    metrics, warned = evaluate_model(cfg, model_dir, paths["test"], out, scores_path=scores)
     profile_model(cfg, model_dir, paths["train"], paths["test"], scores)
-    return metrics
+    return metrics, warned

@@ -76,13 +76,11 @@ def _drift_report(report: dict[str, Any], as_json: bool) -> None:
             ],
         )
     moved = sorted(report.get("labels", []), key=lambda r: -r["score_psi"])[:5]
-    _table(
-        "labels whose scores moved most",
-        [
-            {k: r[k] for k in ("label", "score_psi", "predicted_prevalence", "train_prevalence")}
-            for r in moved
-        ],
-    )
+    # what the alerts compare: predicted prevalence against the reference's, and with the
+    # batch's true labels, F1 against the held-out F1
+    keys = ["label", "score_psi", "predicted_prevalence", "reference_predicted_prevalence"]
+    keys += ["f1", "reference_f1"] if moved and "f1" in moved[0] else []
+    _table("labels whose scores moved most", [{k: r[k] for k in keys} for r in moved])
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> None:
@@ -396,7 +394,7 @@ def tune(
         try:
             seconds = parse_duration(budget).total_seconds()
         except ValueError as exc:
-            raise ConfigError(f"--budget: {exc}") from None
+            raise ConfigError(f"--budget: {str(exc).replace('e.g. 90d', 'e.g. 10m')}") from None
         when = _as_of(as_of, parse_as_of)
         from labelwise.flows.tune import tune_flow
 
@@ -476,15 +474,15 @@ def evaluate(
         path = data or cfg.data.test
         if path is None:
             raise ConfigError("no evaluation table: pass --data or set data.test in the config")
-        clf, _ = load_model(model, tracking_uri(cfg))
+        clf, what = load_model(model, tracking_uri(cfg))
         Y, S, P = score_table(cfg, clf, str(path))
-        return ev(Y, P, S), per_label_table(Y, P, S, clf.labels_)
+        return ev(Y, P, S), per_label_table(Y, P, S, clf.labels_), what, str(path)
 
-    metrics, per_label = _run(body, debug)
+    metrics, per_label, what, path = _run(body, debug)
     if as_json:
         out.print_json(json.dumps(metrics))
         return
-    _table("metrics", [{"metric": k, "value": v} for k, v in metrics.items()])
+    _table(f"metrics of {what} on {path}", [{"metric": k, "value": v} for k, v in metrics.items()])
     worst = sorted((r for r in per_label if r["support"]), key=lambda r: r["f1"])[:5]
     _table(
         "weakest labels (F1, with support)",

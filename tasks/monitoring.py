@@ -101,16 +101,21 @@ def snapshot_batch(cfg: Config, source: Any, as_of: str | None) -> dict[str, Any
 def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch: dict[str, Any]) -> str:
     """One run per batch in ``<experiment>-monitoring``: metrics (step = batch number), the
     report, a PSI chart and the history of the most drifted labels."""
-    from labelwise.tasks.tracking import client, experiment_id, log_metrics
+    from labelwise.tasks.tracking import client, experiment_id, log_metrics, monitoring_view
 
     c = client(cfg)
-    exp = experiment_id(cfg, f"{cfg.experiment}-monitoring")
+    exp = experiment_id(cfg, f"{cfg.experiment}-monitoring", monitoring_view())
     previous = c.search_runs([exp], order_by=["attributes.start_time ASC"], max_results=1000)
     step = len(previous)
     drifted = bool(report["alerts"] or report["feature_alerts"])
+    state = (
+        f"DRIFT {len(report['alerts'])} label(s) {len(report['feature_alerts'])} feature(s)"
+        if drifted
+        else "ok"
+    )
     run = c.create_run(
         exp,
-        run_name=f"batch-{step:04d}-{_batch_name(batch)}",
+        run_name=f"batch-{step:04d} {_batch_name(batch)} {state}",
         tags={"labelwise.kind": "monitoring", "labelwise.drift": str(drifted).lower()},
     )
     rid = run.info.run_id

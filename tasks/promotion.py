@@ -19,7 +19,13 @@ from labelwise.tasks.registry import (
     move_champion,
     resolve_version,
 )
-from labelwise.tasks.tracking import client, experiment_id, log_metrics, tracking_uri
+from labelwise.tasks.tracking import (
+    client,
+    experiment_id,
+    log_metrics,
+    promotion_view,
+    tracking_uri,
+)
 
 REJECTED_TAG = "promotion.rejected"  # a rolled-back version: never promoted again unasked
 
@@ -75,7 +81,7 @@ def record_promotion(
     champ_v, chal_v = versions
     c, name = client(cfg), cfg.registered_model
     run_id = c.create_run(
-        experiment_id(cfg, f"{cfg.experiment}-promotion"),
+        experiment_id(cfg, f"{cfg.experiment}-promotion", promotion_view(cfg)),
         run_name=f"v{chal_v}-vs-v{champ_v}",
         tags={
             "champion.version": champ_v,

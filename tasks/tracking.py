@@ -66,7 +66,9 @@ def log_metrics(
         c.log_batch(run_id, metrics=metrics[i : i + 1000], **(extra if i == 0 else {}))
 
 
-def experiment_id(cfg: Config, name: str | None = None) -> str:
+def experiment_id(cfg: Config, name: str | None = None, view: str | None = None) -> str:
+    """The experiment ``name`` (default: the config's), created when missing, opened by the
+    UI in the model-training mode with ``view`` (default: ``runs_view``) as its run table."""
     from labelwise.pipeline.environment import artifact_root
 
     c = client(cfg)
@@ -77,7 +79,7 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
         location = f"{artifact_root()}/{name}" if tracking_uri(cfg).startswith("sqlite") else None
         exp_id = c.create_experiment(name, artifact_location=location)
         exp = c.get_experiment(exp_id)
-    wanted = {EXPERIMENT_KIND: MODEL_TRAINING, f"{SHARED_VIEW}{VIEW_KEY}": runs_view(cfg)}
+    wanted = {EXPERIMENT_KIND: MODEL_TRAINING, f"{SHARED_VIEW}{VIEW_KEY}": view or runs_view(cfg)}
     for key, value in wanted.items():
         if exp.tags.get(key) != value:
             c.set_experiment_tag(exp.experiment_id, key, value)
@@ -90,23 +92,43 @@ EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_develop
 SHARED_VIEW, VIEW_KEY = "mlflow.sharedViewState.", "labelwise"
 
 
+def table_view(columns: list[str], order_by: str, ascending: bool = False) -> str:
+    """A run-table view (the UI's shared view state): these columns, sorted by ``order_by``."""
+    import json
+
+    return json.dumps({"selectedColumns": columns, "orderByKey": order_by, "orderByAsc": ascending})
+
+
 def runs_view(cfg: Config) -> str:
     """The run table as a person comparing runs wants it first: the headline test metrics as
     columns (the promotion metric first), sorted best first."""
-    import json
-
     metrics = [cfg.promotion.metric, *(m for m in HEADLINE if m != cfg.promotion.metric)]
     columns = [f"metrics.`test/{m}`" for m in metrics] + [
+        f"metrics.`{TUNE_OBJECTIVE}`",  # a tune's trials (held-out) and its parent (best)
         "metrics.`fit_seconds`",
         "attributes.`Models`",
     ]
-    return json.dumps(
-        {
-            "selectedColumns": columns,
-            "orderByKey": f"metrics.`test/{cfg.promotion.metric}`",
-            "orderByAsc": not cfg.promotion.higher_is_better,
-        }
-    )
+    order = f"metrics.`test/{cfg.promotion.metric}`"
+    return table_view(columns, order, not cfg.promotion.higher_is_better)
+
+
+TUNE_OBJECTIVE = "tune/objective"
+
+
+def monitoring_view() -> str:
+    """The monitoring experiment's run table: alert counts and the worst drift of each batch
+    as columns, the newest batch first."""
+    metrics = ("label_alerts", "feature_alerts", "max_score_psi", "max_feature_psi", "rows")
+    columns = [f"metrics.`{m}`" for m in metrics] + ["tags.`labelwise.drift`"]
+    return table_view(columns, "attributes.start_time")
+
+
+def promotion_view(cfg: Config) -> str:
+    """The promotion experiment's run table: both versions' promotion metric and the
+    decision, the newest first."""
+    m = cfg.promotion.metric
+    columns = [f"metrics.`challenger/{m}`", f"metrics.`champion/{m}`", "tags.`promotion.decision`"]
+    return table_view(columns, "attributes.start_time")
 
 
 def runs_view_url(ui: str, experiment_id: str) -> str:
@@ -126,11 +148,51 @@ RUNTIME_SECTIONS = (
 )
 
 
+# the sections whose settings make one model differ from another (a run's name shows them)
+MODEL_SECTIONS = ("model", "weighting", "thresholds", "split", "text")
+RUN_NAME_CHARS = 48
+
+
 def run_name(cfg: Config) -> str:
-    """What a run is, at a glance in the run table: preset, strategy, weighting and the first
-    characters of the config digest (runs of one config share it)."""
-    w = cfg.weighting.scheme if isinstance(cfg.weighting.scheme, str) else "explicit"
-    return f"{cfg.model.preset}-{cfg.model.strategy}-{w}-{cfg.digest()[:6]}"
+    """What a run is, at a glance in the run table: the model settings it changes from the
+    defaults (``strategy=chain scheme=inverse_sqrt``; ``defaults`` for none), short enough
+    for the column, then the first characters of the config digest (runs of one config
+    share it). Two runs of a job that differ in a setting differ in name."""
+    changed = " ".join(f"{k}={v}" for k, v in changed_settings(cfg).items()) or "defaults"
+    if len(changed) > RUN_NAME_CHARS:
+        changed = changed[: RUN_NAME_CHARS - 1] + "…"
+    return f"{changed} {cfg.digest()[:6]}"
+
+
+def changed_settings(cfg: Config) -> dict[str, str]:
+    """The model settings of ``cfg`` that differ from the defaults, by their last key
+    (``params.n_estimators`` as ``n_estimators``), values as short text."""
+    from labelwise.pipeline.config import Config as _Config
+
+    base = _Config.model_validate({"name": cfg.name, "data": cfg.data.model_dump(mode="json")})
+    ours, theirs = cfg.model_dump(mode="json"), base.model_dump(mode="json")
+    out: dict[str, str] = {}
+    first = ("strategy", "preset", "scheme")  # the choices a user compares runs by
+    for section in MODEL_SECTIONS:
+        a, b = _flat(ours[section]), _flat(theirs[section])
+        for key in sorted(set(a) | set(b), key=lambda k: (k not in first, k)):
+            if a.get(key, _UNSET) != b.get(key, _UNSET):  # set to None differs from unset
+                value = a.get(key)
+                text = f"{value:.4g}" if isinstance(value, float) else str(value)
+                out[key.rsplit(".", 1)[-1]] = text[:20]
+    return out
+
+
+_UNSET = object()
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out |= _flat(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
 
 
 def git_commit() -> str:

@@ -174,15 +174,17 @@ def evaluate_model(
     out_dir: str,
     prefix: str = "test",
     scores_path: str | None = None,
-) -> dict[str, float]:
-    """Score the test table; write metrics, per-label table and plots into ``out_dir``."""
+) -> tuple[dict[str, float], list[str]]:
+    """Score the test table; write metrics, per-label table and plots into ``out_dir``;
+    return the metrics and what the predictions warn of (see ``prediction_warnings``)."""
     from prefect.artifacts import create_table_artifact
 
+    from labelwise.engine.quality import prediction_warnings
     from labelwise.engine.report import write_report
     from labelwise.pipeline.tables import load_classifier
 
     clf = load_classifier(model_dir)
-    Y, S, _ = score_table(cfg, clf, test_path)
+    Y, S, P = score_table(cfg, clf, test_path)
     rep = write_report(
         Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.policy.at_least_one, prefix=prefix
     )
@@ -199,7 +201,7 @@ def evaluate_model(
         top_terms(clf).write_csv(Path(out_dir) / "top_terms.csv", float_precision=4)
     if scores_path is not None:  # the profile step reuses them instead of scoring again
         np.save(scores_path, S)
-    return rep["metrics"]
+    return rep["metrics"], prediction_warnings(Y, P, clf.labels_)
 
 
 @task(name="profile-model")

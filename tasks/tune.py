@@ -30,7 +30,7 @@ from labelwise.engine.errors import ConfigError
 from labelwise.pipeline.config import Config
 from labelwise.pipeline.environment import pid_alive, redact
 from labelwise.pipeline.search_space import OBJECTIVES, current_values
-from labelwise.tasks.tracking import client, log_metrics, tracking_uri
+from labelwise.tasks.tracking import TUNE_OBJECTIVE, client, log_metrics, tracking_uri
 
 if TYPE_CHECKING:
     import optuna
@@ -368,7 +368,7 @@ def end_trial_run(
     the threshold settings its model was judged with."""
     c = client(cfg)
     if result is not None and objective is not None:
-        values = {f"objective_{objective[0]}": objective[1]} | {
+        values = {f"objective_{objective[0]}": objective[1], TUNE_OBJECTIVE: objective[1]} | {
             f"held_out/{k}": v for k, v in result["metrics"].items()
         }
         values |= {
@@ -402,7 +402,12 @@ def parent_run(
         c.set_tag(known, "labelwise.host", socket.gethostname())
         return str(known)
     run_id = start_run.fn(cfg, info, name=f"tune {cfg.name} ({settings['tune.metric']})")
-    tags = {"labelwise.kind": "tune", "mlflow.source.name": "labelwise tune"}
+    tags = {
+        "labelwise.kind": "tune",
+        "mlflow.source.name": "labelwise tune",
+        "mlflow.note.content": f"**Tune of {cfg.name}** (running): an Optuna search judged by "
+        f"`{settings['tune.metric']}` on held-out rows; its trials are the child runs.",
+    }
     log_metrics(c, run_id, {}, params=settings, tags=tags | {"labelwise.study": study.study_name})
     study.set_user_attr("mlflow_run_id", run_id)
     return run_id
@@ -426,11 +431,28 @@ def summarise(
             f"{best.value:.4f}: within one standard error of their per-fold differences, so "
             "the config's own settings are kept"
         )
+    overrides = json.loads(best.user_attrs["overrides"])
+    tags["mlflow.note.content"] = (
+        f"**Tune of {cfg.name}**: an Optuna search judged by `{metric}` on held-out rows of "
+        f"the training part; {len(done)} finished trials (the child runs, each with its "
+        f"settings as params and `{TUNE_OBJECTIVE}`).\n\nChosen: trial {best.number}, "
+        f"{metric} = {float(best.value or 0.0):.4f}; best config `{best_yaml.name}`"
+        + (
+            ": " + ", ".join(f"`{k}` = {v}" for k, v in overrides.items())
+            if overrides
+            else " (the config's own settings)"
+        )
+        + "."
+    )
     log_metrics(
         c,
         run_id,
-        {f"best_{metric}": float(best.value or 0.0), "trials_complete": len(done)},
-        params={f"best.{k}": str(v) for k, v in json.loads(best.user_attrs["overrides"]).items()},
+        {
+            f"best_{metric}": float(best.value or 0.0),
+            TUNE_OBJECTIVE: float(best.value or 0.0),
+            "trials_complete": len(done),
+        },
+        params={f"best.{k}": str(v) for k, v in overrides.items()},
         tags=tags,
     )
     c.log_artifact(run_id, str(best_yaml), "tune")

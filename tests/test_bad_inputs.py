@@ -471,6 +471,7 @@ def test_evaluate_command_prints_metrics(tmp_path, base_table, model_dir):
         ["evaluate", "-m", str(model_dir), "-c", str(cfg), "-d", str(tmp_path / "train.parquet")],
     )
     assert table.exit_code == 0 and "weakest labels" in table.stdout and "f1_macro" in table.stdout
+    assert "metrics of" in table.stdout  # which model was scored, on which table
     assert 0 < metrics["f1_macro"] <= 1 and "lrap" in metrics
     res = runner.invoke(app, ["evaluate", "-m", str(model_dir), "-c", str(cfg)])
     assert res.exit_code == 2 and "--data" in res.output

@@ -77,7 +77,7 @@ def test_train_promote_predict_cycle(job):
     assert run.data.params["model.params.n_estimators"] == "1"
     # a run a person can tell apart: named for what it trains, described, settings that change
     # the model as params and where/when it runs as tags; per-label results as one table
-    assert run.info.run_name.startswith("default-binary_relevance-none-")
+    assert run.info.run_name.startswith("cv_folds=None n_estimators=1 ")  # what it changes
     assert "f1_macro" in run.data.tags["mlflow.note.content"]
     assert "n_jobs" not in run.data.params and "labelwise.runtime.n_jobs" in run.data.tags
     assert not any(k.startswith(("schedule.", "tracking.")) for k in run.data.params)

@@ -133,7 +133,7 @@ def test_per_label_table_and_statistics():
     P = np.array([[1, 0, 0], [0, 1, 1], [0, 1, 0], [1, 0, 1]], dtype=np.uint8)
     rows = lm.per_label_table(Y, P, S=P.astype(float), labels=["a", "b", "c"])
     assert [r["label"] for r in rows] == ["a", "b", "c"]
-    f1 = skm.f1_score(Y, P, average=None, zero_division=0)
+    f1 = [skm.f1_score(Y[:, j], P[:, j], zero_division=0) for j in range(Y.shape[1])]
     assert [r["f1"] for r in rows] == pytest.approx(f1.tolist())
     assert [r["support"] for r in rows] == Y.sum(axis=0).tolist()
     stats = lm.label_statistics(Y)
@@ -150,3 +150,27 @@ def test_multiclass_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not lm.check_multiclass(np.array([[1, 1], [0, 1]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 6)), elements=st.integers(0, 1)),
+    st.integers(0, 2**31 - 1),
+)
+def test_prediction_warnings_name_exactly_the_labels_sklearn_scores_zero(Y, seed):
+    """The labels said to score F1 0.00 are those with test positives whose F1 (scikit-learn)
+    is 0; one label set for >= 90% of 20+ rows is said, with its labels."""
+    from labelwise.engine.quality import prediction_warnings
+
+    P = (np.random.default_rng(seed).random(Y.shape) < 0.4).astype(np.uint8)
+    labels = [f"L{j}" for j in range(Y.shape[1])]
+    f1 = [skm.f1_score(Y[:, j], P[:, j], zero_division=0) for j in range(Y.shape[1])]
+    dead = [labels[j] for j in range(Y.shape[1]) if Y[:, j].sum() > 0 and f1[j] == 0]
+    said = prediction_warnings(Y, P, labels)
+    named = [w for w in said if "F1 0.00" in w]
+    assert bool(named) == bool(dead)
+    if dead:
+        assert named[0].split("right): ")[1].split(";")[0] == ", ".join(dead[:10])
+    same = np.tile(P[:1], (max(Y.shape[0], 20), 1))
+    said = prediction_warnings(np.tile(Y[:1], (same.shape[0], 1)), same, labels)
+    assert any("100% of test rows get the same prediction" in w for w in said)

@@ -1,9 +1,12 @@
-"""The MLflow UI as a person comparing runs sees it, in a real browser (Debian's chromium driven
-by Playwright): run names and the headline metric in the run table, a run's description
-rendered on its page. Screenshots are kept in test-artifacts/ui/."""
+"""Both UIs as a person sees them, in a real browser (Debian's chromium driven by Playwright):
+in MLflow, run names and the headline metric in the run table, a run's description rendered
+on its page, a tune's parent and objective column, the monitoring table; in Prefect (the
+server `labelwise server start` runs), the runs list, a flow run's graph and artifacts.
+Screenshots are kept in test-artifacts/ui/."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -69,6 +72,14 @@ def ui(tmp_path, prefect_api):
         )
     )
     runs = [train_flow(str(config), overrides={"model.preset": p}) for p in ("fast", "default")]
+    # a short tune (parent run and trials) and a monitored batch, for their views
+    from labelwise.engine.errors import DriftError
+    from labelwise.flows.monitor import monitor_flow
+    from labelwise.flows.tune import tune_flow
+
+    tune_flow(str(config), trials=2, budget_seconds=300)
+    with contextlib.suppress(DriftError):  # a drifted batch is shown as well as a quiet one
+        monitor_flow(str(config), str(tmp_path / "test.parquet"))
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -113,7 +124,7 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
     c = MlflowClient(ui["uri"])
     exp = c.get_experiment_by_name("uijob")
     names = [c.get_run(r["run_id"]).info.run_name for r in ui["runs"]]
-    assert names[0].startswith("fast-") and names[1].startswith("default-")
+    assert names[0].startswith("preset=fast ") and names[1].startswith("defaults ")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
@@ -146,4 +157,85 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
         page.get_by_text("test metric").first.wait_for(timeout=120_000)
         page.screenshot(path=str(SHOTS / "registry-version.png"))
         assert "trained on" in page.inner_text("body")
+        # the tune: its parent run described, the trials' objective a column of the table
+        [parent] = c.search_runs([exp.experiment_id], "tags.`labelwise.kind` = 'tune'")
+        page.goto(f"{ui['base']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+        page.get_by_text("Tune of uijob").first.wait_for(timeout=120_000)
+        page.screenshot(path=str(SHOTS / "tune-parent.png"))
+        page.goto(runs_view_url(ui["base"], exp.experiment_id))
+        page.get_by_text("tune/objective").first.wait_for(timeout=120_000)
+        page.get_by_text(parent.info.run_name).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "run-table-with-tune.png"))
+        # monitoring: each batch named with its alert state, alert counts as columns
+        mon = c.get_experiment_by_name("uijob-monitoring")
+        [batch] = c.search_runs([mon.experiment_id])
+        assert batch.info.run_name.startswith("batch-0000 test ")
+        page.goto(runs_view_url(ui["base"], mon.experiment_id))
+        page.get_by_text(batch.info.run_name).first.wait_for(timeout=120_000)
+        page.get_by_text("label_alerts").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "monitoring-table.png"))
         browser.close()
+
+
+def test_flow_runs_are_readable_in_the_prefect_ui(tmp_path):
+    """The Prefect UI at the URL `labelwise server start` prints: the runs list shows a
+    finished train run, its page draws the task graph and lists the run's artifacts (the
+    data contract, the per-label table) and its log lines."""
+    import json
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    exe = _browser()
+    make_multilabel_table(n_rows=400, n_labels=4, seed=4).write_parquet(tmp_path / "t.parquet")
+    job = {
+        "name": "uiflows",
+        "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 20},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["LABELWISE_HOME"] = str(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [str(Path(sys.executable).parent / "labelwise"), *args]
+        return subprocess.run(
+            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+
+    started = cli("server", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        info = json.loads((tmp_path / "prefect-server.json").read_text())
+        trained = cli("train", "-c", "job.yaml")
+        assert trained.returncode == 0, trained.stdout + trained.stderr
+        req = urllib.request.Request(
+            f"{info['url']}/flow_runs/filter",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            [run] = json.loads(r.read())
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{info['ui']}/runs")
+            page.get_by_text(run["name"]).first.wait_for(timeout=120_000)
+            text = page.inner_text("body")
+            assert "labelwise-train" in text and "Completed" in text
+            assert "Can't connect" not in text  # the UI reaches this server's API
+            page.screenshot(path=str(SHOTS / "prefect-runs.png"))
+            page.get_by_text(run["name"]).first.click()
+            page.wait_for_url(f"**/runs/flow-run/{run['id']}", timeout=60_000)
+            page.locator("canvas").first.wait_for(timeout=60_000)  # the task graph
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(SHOTS / "prefect-flow-run.png"))
+            page.get_by_text("Artifacts", exact=True).first.click()
+            page.get_by_text("contract-train").first.wait_for(timeout=60_000)
+            assert "test-per-label" in page.inner_text("body")
+            page.screenshot(path=str(SHOTS / "prefect-artifacts.png"))
+            browser.close()
+    finally:
+        cli("server", "stop")

@@ -203,7 +203,7 @@ def _label_drift(
     }
     why = []
     if _shifted(pred, ref_pred, rules):
-        why.append(f"predicted prevalence {pred:.3f} vs {ref_pred:.3f}")
+        why.append(f"predicted prevalence {pred:.4f} vs {ref_pred:.4f}")
     if row["score_psi"] > rules.score_psi:
         why.append(f"score PSI {row['score_psi']:.2f}")
     if y is not None and truth is not None:
@@ -211,12 +211,12 @@ def _label_drift(
         row |= {"true_prevalence": true_prev, "reference_f1": ref_f1}
         row |= {k: truth[k] for k in ("support", "f1", "precision", "recall")}
         if _shifted(true_prev, ref_true, rules):
-            why.append(f"true prevalence {true_prev:.3f} vs {ref_true:.3f} in training")
+            why.append(f"true prevalence {true_prev:.4f} vs {ref_true:.4f} in training")
         noise = 2.5 * np.sqrt(ref_f1 * (1 - ref_f1) / max(truth["support"], 1))
         if truth["support"] >= rules.min_support and ref_f1 - truth["f1"] > max(
             rules.f1_drop, noise
         ):
-            why.append(f"F1 {truth['f1']:.3f} vs {ref_f1:.3f}")
+            why.append(f"F1 {truth['f1']:.4f} vs {ref_f1:.4f}")
     row["alert"] = "; ".join(why)
     return row
 
