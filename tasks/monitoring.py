@@ -108,14 +108,9 @@ def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch: dict[
     previous = c.search_runs([exp], order_by=["attributes.start_time ASC"], max_results=1000)
     step = len(previous)
     drifted = bool(report["alerts"] or report["feature_alerts"])
-    state = (
-        f"DRIFT {len(report['alerts'])} label(s) {len(report['feature_alerts'])} feature(s)"
-        if drifted
-        else "ok"
-    )
     run = c.create_run(
-        exp,
-        run_name=f"batch-{step:04d} {_batch_name(batch)} {state}",
+        exp,  # the state before the batch's name: a long name is cut in the run table
+        run_name=f"batch-{step:04d} {'DRIFT' if drifted else 'ok'} {_batch_name(batch)}",
         tags={"labelwise.kind": "monitoring", "labelwise.drift": str(drifted).lower()},
     )
     rid = run.info.run_id

@@ -77,7 +77,9 @@ def ui(tmp_path, prefect_api):
     from labelwise.flows.monitor import monitor_flow
     from labelwise.flows.tune import tune_flow
 
-    tune_flow(str(config), trials=2, budget_seconds=300)
+    tuned = tmp_path / "uitune.yaml"  # its own experiment: the compare view stays two runs
+    tuned.write_text(config.read_text().replace("name: uijob", "name: uitune"))
+    tune_flow(str(tuned), trials=2, budget_seconds=300)
     with contextlib.suppress(DriftError):  # a drifted batch is shown as well as a quiet one
         monitor_flow(str(config), str(tmp_path / "test.parquet"))
     port = _free_port()
@@ -158,18 +160,20 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
         page.screenshot(path=str(SHOTS / "registry-version.png"))
         assert "trained on" in page.inner_text("body")
         # the tune: its parent run described, the trials' objective a column of the table
-        [parent] = c.search_runs([exp.experiment_id], "tags.`labelwise.kind` = 'tune'")
-        page.goto(f"{ui['base']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
-        page.get_by_text("Tune of uijob").first.wait_for(timeout=120_000)
+        tune = c.get_experiment_by_name("uitune")
+        [parent] = c.search_runs([tune.experiment_id], "tags.`labelwise.kind` = 'tune'")
+        page.goto(f"{ui['base']}/#/experiments/{tune.experiment_id}/runs/{parent.info.run_id}")
+        page.get_by_text("Tune of uitune").first.wait_for(timeout=120_000)
         page.screenshot(path=str(SHOTS / "tune-parent.png"))
-        page.goto(runs_view_url(ui["base"], exp.experiment_id))
+        page.goto(runs_view_url(ui["base"], tune.experiment_id))
         page.get_by_text("tune/objective").first.wait_for(timeout=120_000)
         page.get_by_text(parent.info.run_name).first.wait_for(timeout=30_000)
         page.screenshot(path=str(SHOTS / "run-table-with-tune.png"))
         # monitoring: each batch named with its alert state, alert counts as columns
         mon = c.get_experiment_by_name("uijob-monitoring")
         [batch] = c.search_runs([mon.experiment_id])
-        assert batch.info.run_name.startswith("batch-0000 test ")
+        state = "DRIFT" if batch.data.tags["labelwise.drift"] == "true" else "ok"
+        assert batch.info.run_name == f"batch-0000 {state} test"
         page.goto(runs_view_url(ui["base"], mon.experiment_id))
         page.get_by_text(batch.info.run_name).first.wait_for(timeout=120_000)
         page.get_by_text("label_alerts").first.wait_for(timeout=30_000)
