@@ -16,21 +16,27 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+# plain click help: it wraps long option names and values at any width, where rich's tables
+# cut them with an ellipsis at 80 columns
+HELP = {"rich_markup_mode": None}
 app = typer.Typer(
+    **HELP,
     name="labelwise",
     no_args_is_help=True,
     add_completion=False,
     help="Multi-label classification: train, validate, promote and serve "
     "per-label LightGBM models tracked in MLflow, orchestrated by Prefect.",
 )
-config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+config_app = typer.Typer(**HELP, help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 server_app = typer.Typer(
+    **HELP,
     help="A local Prefect server that later commands share (saves ~7 s per command).",
     no_args_is_help=True,
 )
 app.add_typer(server_app, name="server")
 worker_app = typer.Typer(
+    **HELP,
     help="A Prefect worker that runs the deployments' flow runs (`labelwise deploy`).",
     no_args_is_help=True,
 )
@@ -642,7 +648,7 @@ def deploy(
     ] = "labelwise",
     debug: DebugOpt = False,
 ) -> None:
-    """Create the scheduled retraining and the promotion deployments on a Prefect server."""
+    """Create the retrain (scheduled), promote and monitor deployments on a Prefect server."""
     _env(debug)
 
     def body() -> dict[str, Any]:
@@ -901,7 +907,9 @@ def _demo_summary(cfg: Any, runs: list[dict[str, Any]]) -> None:
         + f"; state in {state_dir()}. Open the MLflow UI on it with:\n"
         f"  [bold]{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri}[/]\n"
         f"then open {link}\n(the runs of experiment {cfg.experiment!r}, headline metrics "
-        f"first; model {cfg.registered_model!r} under Models).",
+        f"first; model {cfg.registered_model!r} under Models).\n"
+        f"`source {Path(sys.executable).parent / 'activate'}` puts `labelwise` on your PATH; "
+        "the README walks a scheduled retraining job from there.",
         soft_wrap=True,
     )
 

@@ -161,6 +161,17 @@ def test_every_option_has_help_and_choices_are_listed():
     assert "fast" in res.output and "chain_ensemble" in res.output
 
 
+def test_help_at_80_columns_cuts_no_option_or_value():
+    """Every command's --help in an 80-column terminal wraps, never cuts a name with '…'."""
+    commands = [[c] for c in ("train", "tune", "predict", "evaluate", "monitor", "promote")]
+    commands += [["server", "start"], ["worker", "start"], ["trigger"]]
+    for command in commands:
+        res = runner.invoke(app, [*command, "--help"], terminal_width=80)
+        assert res.exit_code == 0 and "--debug" in res.output, res.output
+        cut = [line for line in res.output.splitlines() if "…" in line and "--" in line]
+        assert not cut and "MLFLOW_TRACKING_URI" in runner.invoke(app, ["predict", "--help"]).output
+
+
 def test_union_errors_are_one_sentence(tmp_path):
     """`weighting.scheme` is a name or a {label: weight} mapping: a wrong value gets one line
     naming the YAML path, the allowed forms and the value, not one line per union branch."""
