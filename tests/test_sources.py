@@ -5,8 +5,11 @@ of each. Everything runs through the CLI a user runs, on a real MLflow store and
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -385,3 +388,40 @@ def test_object_store_source_and_monitoring_batch(tmp_path, prefect_api, s3):
     res = runner.invoke(app, ["train", "-c", str(config)])
     assert res.exit_code == 2 and "cannot read s3://no-such-bucket/events/" in res.output
     assert secret not in res.output and not _runs(uri, "s3missing")
+
+
+def test_object_store_with_wrong_credentials(tmp_path, prefect_api, monkeypatch):
+    """An S3 endpoint that checks credentials (moto with authentication on) and a key it
+    does not know: one message naming the URI and the credentials, never the secret."""
+    from tests.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    secret = "sk-" + secrets.token_hex(8)
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0",
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(k, v)
+    try:
+        data = {"train": "s3://lw-test/events/"}
+        config, uri = _config(tmp_path, "s3denied", data)
+        for _ in range(50):  # the server is up when its port answers
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.2)
+        res = runner.invoke(app, ["train", "-c", str(config)])
+        assert res.exit_code == 2 and "cannot read s3://lw-test/events/" in res.output
+        assert "credentials" in res.output and secret not in res.output, res.output
+        assert not _runs(uri, "s3denied")
+    finally:
+        proc.terminate()
+        proc.wait(10)
