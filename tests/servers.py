@@ -39,6 +39,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def labelwise(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The ``labelwise`` command as a user runs it: its own process, state directory ``home``
+    (also its working directory), no Prefect or MLflow settings inherited from the tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["LABELWISE_HOME"] = str(home)
+    env["HOME"] = str(home / "user")  # what labelwise writes outside its state directory
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "labelwise"), *args],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def require_postgres() -> None:
     """Fail loudly (or skip when told to) when PostgreSQL is not reachable."""
     import psycopg

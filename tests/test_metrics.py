@@ -134,7 +134,7 @@ def test_per_label_table_and_statistics():
     rows = lm.per_label_table(Y, P, S=P.astype(float), labels=["a", "b", "c"])
     assert [r["label"] for r in rows] == ["a", "b", "c"]
     f1 = [skm.f1_score(Y[:, j], P[:, j], zero_division=0) for j in range(Y.shape[1])]
-    assert [r["f1"] for r in rows] == pytest.approx(f1.tolist())
+    assert [r["f1"] for r in rows] == pytest.approx(f1)
     assert [r["support"] for r in rows] == Y.sum(axis=0).tolist()
     stats = lm.label_statistics(Y)
     assert stats["cardinality"] == pytest.approx(Y.sum() / 4)

@@ -5,9 +5,7 @@ README's scheduled-retraining journey (deploy, trigger, worker) on it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -19,23 +17,10 @@ import yaml
 
 from labelwise.engine.synthetic import make_multilabel_table
 from labelwise.pipeline.examples import write_day
+from tests.servers import labelwise
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def _cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env["LABELWISE_HOME"] = str(home)
-    env["HOME"] = str(home / "user")  # what labelwise writes outside its state directory
-    return subprocess.run(
-        [str(BIN / "labelwise"), *args],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_cli = labelwise
 
 
 def _alive(pid: int) -> bool:
@@ -158,7 +143,7 @@ def test_the_scheduled_retraining_journey(tmp_path):
     partitioned job, trigger its retrain and let a worker run it (version 1); a new day's
     partition arrives, the next run registers version 2; with nothing new, a run registers
     nothing; the server stops and nothing is left running."""
-    from mlflow import MlflowClient
+    from tests.store import client
 
     today = datetime.now(UTC).date()
     events = tmp_path / "events"
@@ -182,7 +167,8 @@ def test_the_scheduled_retraining_journey(tmp_path):
     started = _cli(tmp_path, "server", "start")
     assert started.returncode == 0, started.stdout + started.stderr
     info = json.loads((tmp_path / "prefect-server.json").read_text())
-    mlflow = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # tracking and registry at this store (an earlier test may have moved mlflow's default)
+    mlflow = client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         deployed = _cli(tmp_path, "deploy", "-c", "job.yaml")
         assert deployed.returncode == 0 and "labelwise worker start" in deployed.stdout

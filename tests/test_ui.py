@@ -123,7 +123,7 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
     from labelwise.tasks.tracking import runs_view_url
 
     exe = _browser()
-    c = MlflowClient(ui["uri"])
+    c = MlflowClient(ui["uri"], registry_uri=ui["uri"])
     exp = c.get_experiment_by_name("uijob")
     names = [c.get_run(r["run_id"]).info.run_name for r in ui["runs"]]
     assert names[0].startswith("preset=fast ") and names[1].startswith("defaults ")
@@ -186,9 +186,10 @@ def test_flow_runs_are_readable_in_the_prefect_ui(tmp_path):
     finished train run, its page draws the task graph and lists the run's artifacts (the
     data contract, the per-label table) and its log lines."""
     import json
-    import os
 
     from playwright.sync_api import sync_playwright
+
+    from tests.servers import labelwise
 
     exe = _browser()
     make_multilabel_table(n_rows=400, n_labels=4, seed=4).write_parquet(tmp_path / "t.parquet")
@@ -199,14 +200,9 @@ def test_flow_runs_are_readable_in_the_prefect_ui(tmp_path):
         "contract": {"min_rows": 20},
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env["LABELWISE_HOME"] = str(tmp_path)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        command = [str(Path(sys.executable).parent / "labelwise"), *args]
-        return subprocess.run(
-            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
-        )
+        return labelwise(tmp_path, *args)
 
     started = cli("server", "start")
     assert started.returncode == 0, started.stdout + started.stderr
