@@ -733,9 +733,12 @@ def worker_start(
                 "no Prefect server to take flow runs from: run `labelwise server start` "
                 "first (or set PREFECT_API_URL to your server)"
             )
-        from labelwise.pipeline.environment import redact
+        from labelwise.pipeline.environment import redact, state_dir
         from labelwise.tasks.deployments import run_worker
 
+        # a flow run works in the deployment's folder: it must find this state directory
+        # (MLflow store, Prefect results) however the user's working directory differs
+        os.environ["LABELWISE_HOME"] = str(state_dir())
         out.print(f"worker on work pool {pool!r} of {redact(url)}; Ctrl-C stops it")
         run_worker(pool, run_once)
 

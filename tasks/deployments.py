@@ -6,6 +6,8 @@ from the labelwise config, so the config stays the one place a job is described.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +91,19 @@ def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
     ids: dict[str, Any] = {}
     for kind, entrypoint, cron, description in jobs:
         fl = prefect_flow.from_source(source=str(ROOT), entrypoint=entrypoint)
-        ids[kind] = fl.deploy(
-            name=f"{cfg.name}-{kind}",
-            work_pool_name=work_pool,
-            schedules=[Cron(cron, timezone=tz)] if cron else [],
-            parameters={"config_path": config_abs},
-            tags=["labelwise", cfg.name],
-            description=description,
-            print_next_steps=False,
-            build=False,
-            push=False,
-            ignore_warnings=True,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # Prefect's own table, three times
+            ids[kind] = fl.deploy(
+                name=f"{cfg.name}-{kind}",
+                work_pool_name=work_pool,
+                schedules=[Cron(cron, timezone=tz)] if cron else [],
+                parameters={"config_path": config_abs},
+                tags=["labelwise", cfg.name],
+                description=description,
+                print_next_steps=False,
+                build=False,
+                push=False,
+                ignore_warnings=True,
+            )
     return {k: str(v) for k, v in ids.items()} | {
         "work_pool": work_pool,
         "cron": cfg.schedule.cron,

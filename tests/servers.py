@@ -39,11 +39,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def labelwise(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def labelwise(
+    home: Path, *args: str, timeout: float = 600, state_env: bool = True
+) -> subprocess.CompletedProcess:
     """The ``labelwise`` command as a user runs it: its own process, state directory ``home``
-    (also its working directory), no Prefect or MLflow settings inherited from the tests."""
+    (also its working directory; with ``state_env=False`` no LABELWISE_HOME, so the default
+    ``./.labelwise`` of that directory), no Prefect or MLflow settings of the tests."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env["LABELWISE_HOME"] = str(home)
+    env.pop("LABELWISE_HOME", None)
+    if state_env:
+        env["LABELWISE_HOME"] = str(home)
     env["HOME"] = str(home / "user")  # what labelwise writes outside its state directory
     return subprocess.run(
         [str(Path(sys.executable).parent / "labelwise"), *args],

@@ -142,7 +142,9 @@ def test_the_scheduled_retraining_journey(tmp_path):
     """The README's journey with a real local server and worker: start the server, deploy a
     partitioned job, trigger its retrain and let a worker run it (version 1); a new day's
     partition arrives, the next run registers version 2; with nothing new, a run registers
-    nothing; the server stops and nothing is left running."""
+    nothing; the server stops and nothing is left running. As the README runs it: no
+    LABELWISE_HOME, the state in ./.labelwise of the working directory, which is not the
+    folder the deployments' flow runs work in."""
     from tests.store import client
 
     today = datetime.now(UTC).date()
@@ -164,20 +166,25 @@ def test_the_scheduled_retraining_journey(tmp_path):
         "schedule": {"cron": "0 4 * * *"},
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
-    started = _cli(tmp_path, "server", "start")
+    state = tmp_path / ".labelwise"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return _cli(tmp_path, *args, state_env=False)
+
+    started = cli("server", "start")
     assert started.returncode == 0, started.stdout + started.stderr
-    info = json.loads((tmp_path / "prefect-server.json").read_text())
+    info = json.loads((state / "prefect-server.json").read_text())
     # tracking and registry at this store (an earlier test may have moved mlflow's default)
-    mlflow = client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow = client(f"sqlite:///{state / 'mlflow.db'}")
     try:
-        deployed = _cli(tmp_path, "deploy", "-c", "job.yaml")
+        deployed = cli("deploy", "-c", "job.yaml")
         assert deployed.returncode == 0 and "labelwise worker start" in deployed.stdout
 
         def retrain() -> dict:
-            res = _cli(tmp_path, "trigger", "-c", "job.yaml")
+            res = cli("trigger", "-c", "job.yaml")
             assert res.returncode == 0, res.stdout + res.stderr
             run_id = res.stdout.split("/runs/flow-run/")[1].split(")")[0]
-            worker = _cli(tmp_path, "worker", "start", "--run-once")
+            worker = cli("worker", "start", "--run-once")
             assert worker.returncode == 0, worker.stdout + worker.stderr
             return _flow_run(info["url"], run_id)
 
@@ -191,8 +198,10 @@ def test_the_scheduled_retraining_journey(tmp_path):
         ]
         assert retrain()["state"]["type"] == "COMPLETED"  # nothing new: nothing registered
         assert len(mlflow.search_model_versions("name='journey'")) == 2
-        assert (tmp_path / "prefect" / "storage").is_dir()  # results stay in the state dir
+        promoted = cli("promote", "-c", "job.yaml")  # the CLI finds what the worker's runs made
+        assert promoted.returncode == 0 and "v2" in promoted.stdout, promoted.stdout
+        assert (state / "prefect" / "storage").is_dir()  # results stay in the state dir
         assert not (tmp_path / "user" / ".prefect").exists()  # nothing in ~/.prefect
     finally:
-        stopped = _cli(tmp_path, "server", "stop")
+        stopped = cli("server", "stop")
     assert stopped.returncode == 0 and not _alive(info["pid"])
