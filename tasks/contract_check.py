@@ -401,7 +401,10 @@ def champion_columns(cfg: Config) -> tuple[str, list[str]] | None:
     try:
         from labelwise.tasks.registry import CHAMPION, mlflow_client, tracking_uri_of
 
-        c = mlflow_client(tracking_uri_of(cfg))
+        uri = tracking_uri_of(cfg)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            return None  # no store yet, so no champion: none is created for asking
+        c = mlflow_client(uri)
         mv = c.get_model_version_by_alias(cfg.registered_model, CHAMPION)
         for d in c.get_run(mv.run_id).inputs.dataset_inputs:
             if {(t.key, t.value) for t in d.tags} >= {("mlflow.data.context", "train")}:
