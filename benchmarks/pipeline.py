@@ -1,6 +1,7 @@
 """Pipeline overhead, side by side in one run: what a `labelwise` command costs beyond its work.
 
     python -m benchmarks.pipeline [--rows 300000,1000000] [--delicious] [--json OUT]
+    python -m benchmarks.pipeline --commands-only [--json OUT]
 
 1. `labelwise train` wall time (a subprocess; peak RSS of its process tree) against the engine's
    own read + encode + fit in a fresh process, for tmc2007-500 and synthetic tables of
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default="300000", help="synthetic table sizes ('' for none)")
     ap.add_argument("--delicious", action="store_true", help="also delicious (983 labels)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--commands-only", action="store_true", help="only part 2 (small commands)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="labelwise-bench-"))
     cfgs = {"tmc2007-500": ROOT / "configs" / "tmc2007-500.yaml"}
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.strftime("%Y-%m-%d %H:%M")
         result = {
             "started": started,
-            "train": train_rows(tmp, homes, cfgs),
+            "train": [] if args.commands_only else train_rows(tmp, homes, cfgs),
             "commands": small_commands(homes, emotions),
         }
     finally:

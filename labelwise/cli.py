@@ -578,11 +578,17 @@ def predict(
             from labelwise.tasks.registry import resolve_version
 
             resolve_version(tracking_uri or default_tracking_uri(), model)
+        args = (model, str(input), str(output), chunk_rows, tracking_uri, overwrite, top_k)
+        if not os.environ.get("PREFECT_API_URL"):
+            # no server to record a flow run on: score here, without starting Prefect's
+            # ephemeral API for it (~6 s); with one (`server start`), a tracked flow run
+            from labelwise.tasks.scoring import score_chunks
+
+            result: dict[str, Any] = score_chunks.fn(*args)
+            return result
         from labelwise.flows.predict import predict_flow
 
-        return predict_flow(
-            model, str(input), str(output), chunk_rows, tracking_uri, overwrite, top_k
-        )
+        return predict_flow(*args)
 
     res = _run(body, debug)
     out.print(f"[green]scored[/] {res['rows']} rows with {res['model']} -> {res['output']}")
