@@ -35,30 +35,15 @@ def _promote(
     from labelwise.engine.promotion import gate
     from labelwise.tasks.data import check_evaluable
     from labelwise.tasks.promotion import REJECTED_TAG, evaluate_version, record_promotion
-    from labelwise.tasks.registry import CHALLENGER, CHAMPION, download_model_dir, mlflow_client
+    from labelwise.tasks.registry import CHAMPION, download_model_dir
     from labelwise.tasks.tracking import tracking_uri
 
     uri, name = tracking_uri(cfg), cfg.registered_model
     # the champion first: a missing model or alias is a RegistryError naming what exists
     champ_v, champ_dir = download_model_dir(uri, f"models:/{name}@{CHAMPION}")
-    aliases = mlflow_client(uri).get_registered_model(name).aliases or {}
-    chal_uri = f"models:/{name}@{CHALLENGER}"
-    if CHALLENGER not in aliases:
-        # a rollback takes `challenger` off the version it rejects: asked for, that is it
-        rejected = _rejected_versions(uri, name, str(champ_v.version))
-        if not (include_rejected and rejected):
-            hint = (
-                f" (v{rejected[0]} was rolled back; --include-rejected promotes it again)"
-                if rejected
-                else " (train a new version first)"
-            )
-            return _nothing(f"{name}: no challenger to promote{hint}", champ_v.version)
-        chal_uri = f"models:/{name}/{rejected[0]}"
-    elif str(aliases[CHALLENGER]) == str(champ_v.version):
-        return _nothing(
-            f"{name}: challenger v{champ_v.version} is already the champion; nothing to do",
-            champ_v.version,
-        )
+    chal_uri, why = _challenger_uri(uri, name, str(champ_v.version), include_rejected)
+    if chal_uri is None:
+        return _nothing(why, champ_v.version)
     chal_v, chal_dir = download_model_dir(uri, chal_uri)
     rejected = (chal_v.tags or {}).get(REJECTED_TAG)
     if rejected and not include_rejected:
@@ -92,6 +77,30 @@ def _promote(
     )
     print(record["decision"] + "\n  " + "\n  ".join(record["reasons"]))
     return record
+
+
+def _challenger_uri(
+    uri: str, name: str, champion: str, include_rejected: bool
+) -> tuple[str | None, str]:
+    """The version to judge against the champion (a ``models:/`` URI), or None and why there
+    is none. A rollback takes ``challenger`` off the version it rejects: asked for with
+    ``include_rejected``, the newest such version is the challenger."""
+    from labelwise.tasks.registry import CHALLENGER, mlflow_client
+
+    aliases = mlflow_client(uri).get_registered_model(name).aliases or {}
+    if CHALLENGER in aliases:
+        if str(aliases[CHALLENGER]) == champion:
+            return None, f"{name}: challenger v{champion} is already the champion; nothing to do"
+        return f"models:/{name}@{CHALLENGER}", ""
+    rejected = _rejected_versions(uri, name, champion)
+    if include_rejected and rejected:
+        return f"models:/{name}/{rejected[0]}", ""
+    hint = (
+        f" (v{rejected[0]} was rolled back; --include-rejected promotes it again)"
+        if rejected
+        else " (train a new version first)"
+    )
+    return None, f"{name}: no challenger to promote{hint}"
 
 
 def _rejected_versions(uri: str, name: str, champion: str) -> list[str]:

@@ -658,15 +658,10 @@ def deploy(
     _env(debug)
 
     def body() -> dict[str, Any]:
-        from labelwise.engine.errors import ConfigError
         from labelwise.pipeline.config import load_config
 
         load_config(config)
-        if not os.environ.get("PREFECT_API_URL"):
-            raise ConfigError(
-                "deploy needs a Prefect server: set PREFECT_API_URL (the "
-                "embedded ephemeral API keeps no schedules)"
-            )
+        _require_server("deploy", "a Prefect server (the ephemeral API keeps no schedules)")
         from labelwise.tasks.deployments import deploy as make
 
         return make(str(config), work_pool)
@@ -680,6 +675,16 @@ def deploy(
         f"worker:\n  labelwise worker start{option}",
         soft_wrap=True,
     )
+
+
+def _require_server(command: str, what: str) -> None:
+    """A ConfigError unless a Prefect server is set (``server start`` or PREFECT_API_URL)."""
+    from labelwise.engine.errors import ConfigError
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError(
+            f"{command} needs {what}: `labelwise server start`, or set PREFECT_API_URL"
+        )
 
 
 @app.command()
@@ -699,11 +704,7 @@ def trigger(
 
         if kind not in FLOWS:
             raise ConfigError(f"--deployment {kind!r}: choose one of {', '.join(FLOWS)}")
-        if not os.environ.get("PREFECT_API_URL"):
-            raise ConfigError(
-                "trigger needs the Prefect server the deployments are on: "
-                "`labelwise server start`, or set PREFECT_API_URL"
-            )
+        _require_server("trigger", "the Prefect server the deployments are on")
         return trigger(str(config), kind)
 
     res = _run(body, debug)

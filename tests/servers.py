@@ -60,6 +60,23 @@ def labelwise(
     )
 
 
+def write_job(home: Path, name: str = "shared", rows: int = 300) -> Path:
+    """A small job in ``home``: a generated table ``t.parquet`` and ``job.yaml`` (fast preset)."""
+    import yaml
+
+    from labelwise.engine.synthetic import make_multilabel_table
+
+    make_multilabel_table(n_rows=rows, n_labels=4, seed=4).write_parquet(home / "t.parquet")
+    cfg = {
+        "name": name,
+        "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
+        "model": {"preset": "fast"},
+        "contract": {"min_rows": 20},
+    }
+    (home / "job.yaml").write_text(yaml.safe_dump(cfg))
+    return home / "job.yaml"
+
+
 def require_postgres() -> None:
     """Fail loudly (or skip when told to) when PostgreSQL is not reachable."""
     import psycopg

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labelwise.engine.synthetic import make_multilabel_table
 from labelwise.pipeline.examples import write_day
-from tests.servers import labelwise
+from tests.servers import labelwise, write_job
 
 pytestmark = pytest.mark.slow
 _cli = labelwise
@@ -28,15 +27,7 @@ def _alive(pid: int) -> bool:
     return stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _job(home: Path) -> None:
-    make_multilabel_table(n_rows=300, n_labels=4, seed=4).write_parquet(home / "t.parquet")
-    cfg = {
-        "name": "shared",
-        "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
-        "model": {"preset": "fast"},
-        "contract": {"min_rows": 20},
-    }
-    (home / "job.yaml").write_text(yaml.safe_dump(cfg))
+_job = write_job
 
 
 def test_commands_share_the_local_server_and_stop_ends_it(tmp_path):

@@ -189,17 +189,10 @@ def test_flow_runs_are_readable_in_the_prefect_ui(tmp_path):
 
     from playwright.sync_api import sync_playwright
 
-    from tests.servers import labelwise
+    from tests.servers import labelwise, write_job
 
     exe = _browser()
-    make_multilabel_table(n_rows=400, n_labels=4, seed=4).write_parquet(tmp_path / "t.parquet")
-    job = {
-        "name": "uiflows",
-        "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
-        "model": {"preset": "fast"},
-        "contract": {"min_rows": 20},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    write_job(tmp_path, "uiflows", rows=400)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return labelwise(tmp_path, *args)
