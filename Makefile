@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/labelwise: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[pipeline,server,sql,tune,dev]"
+	$(BIN)/python -m pip install -q -e ".[pipeline,server,sql,tune,label-tree,dev]"
 	touch $@
 
 demo: $(BIN)/labelwise
@@ -33,7 +33,7 @@ lint: $(BIN)/labelwise
 	$(BIN)/lint-imports
 
 bench: $(BIN)/labelwise
-	$(BIN)/python -m pip install -q -e ".[pipeline,server,sql,tune,dev,bench]"
+	$(BIN)/python -m pip install -q -e ".[pipeline,server,sql,tune,label-tree,dev,bench]"
 	$(BIN)/python -m benchmarks.quality --json benchmarks/quality.json --markdown benchmarks/quality.md
 
 # configs/events-partitioned.yaml's folder: the 30 days before today (ADD_TODAY=1: today too)

@@ -19,6 +19,7 @@ from sklearn.metrics import f1_score
 from labelwise.engine.classifier import LabelwiseClassifier
 from labelwise.engine.data import DataWarning, FeatureEncoder, LabelSpec, table_xy
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
+from labelwise.engine.persistence import FORMAT_VERSION
 from labelwise.engine.synthetic_text import make_text_table
 from labelwise.engine.text import TOKEN_PATTERN, TextColumn, TextSettings
 
@@ -105,7 +106,7 @@ def test_save_load_scores_raw_text_identically(tmp_path, docs, fitted):
     _, _, Xt, _, _ = docs
     fitted.save(tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == FORMAT_VERSION
     files = {p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*.*")}
     assert {"text/000.json", "text/001.json"} <= files
     assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)

@@ -16,6 +16,9 @@ Strategies (``strategy=``):
     chain trained on true labels, which sees perfect inputs in training and noisy ones in use.
 ``chain_ensemble``
     ``n_chains`` chains with random orders, probabilities averaged.
+``label_tree``
+    One probabilistic label tree over all labels (:mod:`labelwise.engine.label_tree`), not a
+    model per label: for thousands of labels, where per-label cost grows with their count.
 
 Every strategy ends in per-label decision thresholds chosen on held-out probabilities
 (:mod:`labelwise.engine.thresholds`), optionally after per-label probability calibration.
@@ -38,6 +41,12 @@ from labelwise.engine.data import FLOAT32_MAX, FeatureEncoder
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError, NotFittedError
 from labelwise.engine.executors import Executor, ThreadExecutor, n_workers
 from labelwise.engine.label_model import LabelModel
+from labelwise.engine.label_tree import (
+    LabelTree,
+    LabelTreeSettings,
+    fit_label_tree,
+    missing_columns,
+)
 from labelwise.engine.lgb_threads import THREAD_ALIASES, cores, one_thread
 from labelwise.engine.linear import LinearHead, fit_linear
 from labelwise.engine.metrics import (
@@ -56,7 +65,9 @@ from labelwise.engine.weights import Weighting
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble")
+STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree")
+# the strategies that model label dependencies with a second level of per-label boosters
+DEPENDENCY_STRATEGIES = ("stacking", "chain", "chain_ensemble")
 AUTO_CV_MAX_ROWS = 10_000
 MAX_INT32 = 2**31 - 1  # LightGBM reads integer parameters as C ints
 # LightGBM parameters with one entry per feature (or naming features): not dry-run checkable
@@ -118,8 +129,9 @@ class LabelwiseClassifier(Parameters):
 
     Parameters
     ----------
-    strategy : {"binary_relevance", "stacking", "chain", "chain_ensemble"}
-        How label dependencies are used (see the module docstring).
+    strategy : {"binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree"}
+        How label dependencies are used, or (``label_tree``) one tree over all labels (see the
+        module docstring).
     n_estimators : int
         Maximum boosting rounds per label; early stopping usually ends sooner.
     learning_rate, num_leaves, min_child_samples, feature_fraction, bagging_fraction,
@@ -170,6 +182,8 @@ class LabelwiseClassifier(Parameters):
         best held-out micro + macro-F1 (a head it gives no weight is not kept); 0 on dense ones.
     linear_C : float > 0
         Inverse L2 strength of the linear head's logistic regressions.
+    label_tree : LabelTreeSettings or None
+        How ``strategy="label_tree"`` builds its tree (None: the defaults).
     n_jobs : int
         Labels trained in parallel (-1: all cores). Each booster runs single-threaded.
     random_state : int
@@ -216,6 +230,7 @@ class LabelwiseClassifier(Parameters):
         "text": [None, TextSettings],
         "linear_weight": [Options(("auto",)), Interval(float, 0, 1, closed="both")],
         "linear_C": [Interval(float, 0, None, closed="neither")],
+        "label_tree": [None, LabelTreeSettings],
         "n_jobs": [None, Interval(int, -1, 4096)],
         "random_state": [Interval(int, 0, MAX_INT32)],
     }
@@ -248,6 +263,7 @@ class LabelwiseClassifier(Parameters):
         text: TextSettings | None = None,
         linear_weight: float | str = "auto",
         linear_C: float = 4.0,
+        label_tree: LabelTreeSettings | None = None,
         n_jobs: int = -1,
         random_state: int = 0,
     ) -> None:
@@ -276,6 +292,7 @@ class LabelwiseClassifier(Parameters):
         self.text = text
         self.linear_weight = linear_weight
         self.linear_C = linear_C
+        self.label_tree = label_tree
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -306,12 +323,35 @@ class LabelwiseClassifier(Parameters):
                 "in a config): set each once, there",
                 param="lgb_params",
             )
+        self._check_label_tree()
         threads = sorted(set(self.lgb_params or {}) & set(THREAD_ALIASES))
         if threads:
             raise ConfigError(
                 f"lgb_params sets {threads}: each label's model trains on one thread and n_jobs "
                 "of them at once (concurrent LightGBM calls must agree on it); set n_jobs",
                 param="lgb_params",
+            )
+
+    def _check_label_tree(self) -> None:
+        """The label tree is one model for all labels: per-label settings cannot apply."""
+        if self.strategy != "label_tree":
+            if self.label_tree is not None:
+                raise ConfigError(
+                    f"label_tree settings are for strategy 'label_tree', not {self.strategy!r}",
+                    param="label_tree",
+                )
+            return
+        if Weighting.coerce(self.weighting).scheme != "none":
+            raise ConfigError(
+                "weighting does not apply to strategy 'label_tree' (its node models are shared "
+                "by many labels); set it to 'none' or choose a per-label strategy",
+                param="weighting",
+            )
+        if self.linear_weight != "auto":
+            raise ConfigError(
+                "linear_weight does not apply to strategy 'label_tree' (it has no per-label "
+                "heads to blend); leave it at 'auto'",
+                param="linear_weight",
             )
 
     def check_lgb_params(self) -> None:
@@ -574,9 +614,9 @@ class LabelwiseClassifier(Parameters):
         )
         train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
         self.label_weights_ = Weighting.coerce(self.weighting).weights(Ya[train_rows], self.labels_)
-        self.orders_ = self._chain_orders(Ya) if self.strategy != "binary_relevance" else []
-        weight = self._resolve_linear_weight(Xa)
-        trees = weight is None or weight < 1
+        self.orders_ = self._chain_orders(Ya) if self.strategy in DEPENDENCY_STRATEGIES else []
+        weight = 0.0 if self.strategy == "label_tree" else self._resolve_linear_weight(Xa)
+        trees = (weight is None or weight < 1) and self.strategy != "label_tree"
         ctx = _Fit(
             executor or ThreadExecutor(n_workers(self.n_jobs)),
             list(callbacks),
@@ -619,7 +659,11 @@ class LabelwiseClassifier(Parameters):
         self.level1_: list[list[LabelModel]] = []
         self.level2_: list[list[LabelModel]] = []
         self.linear_: LinearHead | None = None
+        self.tree_: LabelTree | None = None
         valid_rows, P_trees, P_linear = _held_out_rows(splits), None, None
+        if self.strategy == "label_tree":
+            self.tree_columns_, self.linear_weight_ = None, 0.0
+            return valid_rows, self._fit_label_tree(Xa, Ya, splits, refit)
         trees = weight is None or weight < 1
         self.tree_columns_ = self._tree_columns(Xa) if trees else None
         if trees:
@@ -699,6 +743,33 @@ class LabelwiseClassifier(Parameters):
         P = [fit(tr).predict_proba(XL[va]) for tr, va in held]
         everything = refit or len(splits) > 1 or not held
         self.linear_ = fit(np.arange(Ya.shape[0]) if everything else splits[0][0])
+        return np.vstack(P) if P else None
+
+    def _fit_label_tree(
+        self, Xa: Matrix, Ya: np.ndarray, splits: Splits, refit: bool
+    ) -> np.ndarray | None:
+        """The label tree as the linear head is fitted: held-out probabilities from a tree on
+        each split's training rows, then the kept tree on every row (unless the held-out rows
+        are an ``eval_set``)."""
+        XL = self._linear_matrix(Xa)
+        missing = missing_columns(XL)
+        if missing:
+            block, all_names = self.encoder_.linear_block(), self.encoder_.column_names()
+            names = [all_names[block[c]] for c in missing[:5]]
+            self.warnings_.append(
+                f"label_tree: missing values read as 0 in {len(missing)} column(s) {names}; "
+                "fill them where 0 means something else"
+            )
+        settings = self.label_tree or LabelTreeSettings()
+        threads = n_workers(self.n_jobs)
+
+        def fit(rows: np.ndarray) -> LabelTree:
+            return fit_label_tree(XL, Ya, rows, settings, self.random_state, threads)
+
+        held = [(tr, va) for tr, va in splits if va is not None]
+        P = [fit(tr).predict_proba(XL[va]) for tr, va in held]
+        everything = refit or len(splits) > 1 or not held
+        self.tree_ = fit(np.arange(Ya.shape[0]) if everything else splits[0][0])
         return np.vstack(P) if P else None
 
     def _needs_oof(self, splits: Splits) -> bool:
@@ -872,6 +943,8 @@ class LabelwiseClassifier(Parameters):
         self._check_fitted()
         Xa = self._to_matrix(X, fitting=False)
         workers = n_workers(self.n_jobs)
+        if self.tree_ is not None:
+            return self._calibrate(self.tree_.predict_proba(self._linear_matrix(Xa)))
         P = None
         if self.level1_:
             Xt = self._tree_matrix(Xa)
@@ -934,6 +1007,13 @@ class LabelwiseClassifier(Parameters):
         params["threshold_policy"] = asdict(self.policy)
         params["weighting"] = asdict(Weighting.coerce(self.weighting))
         params["text"] = asdict(self.text or TextSettings())
+        params["label_tree"] = None if self.label_tree is None else asdict(self.label_tree)
+        tree = None
+        if self.tree_ is not None:
+            tree = {
+                name: {"file": f"label_tree/{name}", "sha256": write(f"label_tree/{name}", data)}
+                for name, data in self.tree_.files().items()
+            }
         linear = None
         if self.linear_ is not None:
             linear = {
@@ -947,6 +1027,7 @@ class LabelwiseClassifier(Parameters):
             "linear_weight": self.linear_weight_,
             "tree_columns": None if self.tree_columns_ is None else self.tree_columns_.tolist(),
             "linear": linear,
+            "label_tree": tree,
             "categorical_features": list(self.categorical_features_),
             "thresholds": [float(t) for t in self.thresholds_],
             "label_weights": [float(w) for w in self.label_weights_],
@@ -985,6 +1066,8 @@ class LabelwiseClassifier(Parameters):
             params["threshold_policy"] = ThresholdPolicy(**policy)
             params["weighting"] = Weighting(**params["weighting"])
             params["text"] = TextSettings(**params["text"]) if params.get("text") else None
+            tree_settings = params.get("label_tree")
+            params["label_tree"] = LabelTreeSettings(**tree_settings) if tree_settings else None
             clf = cls(**params)
         except (TypeError, KeyError, ValueError) as exc:  # ConfigError is a ValueError
             raise ModelFormatError(f"{source}: invalid parameters ({exc})") from exc
@@ -1002,6 +1085,18 @@ class LabelwiseClassifier(Parameters):
                 LinearHead.from_files(lambda name: read(linear[name]), source) if linear else None
             )
             clf.linear_weight_ = float(m.get("linear_weight", 0.0))
+            tree = m.get("label_tree")
+            clf.tree_ = (
+                LabelTree.from_files(
+                    lambda name: read(tree[name]),
+                    len(m["labels"]),
+                    clf.label_tree or LabelTreeSettings(),
+                    n_workers(clf.n_jobs),
+                    source,
+                )
+                if tree
+                else None
+            )
             cols = m.get("tree_columns")
             clf.tree_columns_ = None if cols is None else np.asarray(cols, dtype=np.int64)
             return cls._restore(clf, m, model)

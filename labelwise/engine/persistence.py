@@ -25,9 +25,10 @@ from labelwise.engine.errors import ModelFormatError
 
 FORMAT = "labelwise-model"
 # 2: threshold_policy and weighting are one object each in the params; 3: text columns
-# (encoder.text: vocabulary files) and the linear head (linear: .npy files)
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# (encoder.text: vocabulary files) and the linear head (linear: .npy files); 4: the label tree
+# (label_tree: napkinXC's files and a column scale)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 
 ToManifest = Callable[[Callable[[str, str | bytes], str]], dict[str, Any]]
@@ -151,7 +152,7 @@ def _check_shape(manifest: dict[str, Any], mf: Path) -> None:
             f"{mf}: {n_labels} labels but {len(manifest['thresholds'])} thresholds"
         )
     members = manifest["level1"] + manifest["level2"]
-    if not (manifest["level1"] or manifest.get("linear")) or any(
+    if not (manifest["level1"] or manifest.get("linear") or manifest.get("label_tree")) or any(
         not isinstance(ms, list) or len(ms) != n_labels for ms in members
     ):
         raise ModelFormatError(f"{mf}: every model member must hold {n_labels} per-label models")

@@ -1,0 +1,129 @@
+"""strategy="label_tree": one probabilistic label tree over 2,000 labels (the engine, no
+pipeline): it ranks far above a frequency baseline, saves and loads to the same probabilities,
+its own top-k search agrees with the probabilities, and settings that cannot apply are refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from labelwise.engine.classifier import LabelwiseClassifier
+from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
+from labelwise.engine.label_tree import LabelTreeSettings
+from labelwise.engine.metrics import precision_ndcg_at_k
+from labelwise.engine.scored import top_k
+from labelwise.engine.synthetic import make_multilabel_table
+from labelwise.engine.synthetic_xc import make_extreme_multilabel
+
+N_LABELS = 2000
+
+
+@pytest.fixture(scope="module")
+def extreme():
+    X, Y = make_extreme_multilabel(n_rows=6000, n_labels=N_LABELS, n_features=4000, seed=3)
+    return X[:5000], Y[:5000], X[5000:], Y[5000:]
+
+
+@pytest.fixture(scope="module")
+def tree(extreme):
+    X, Y, _, _ = extreme
+    return LabelwiseClassifier(strategy="label_tree", n_jobs=2).fit(X, Y)
+
+
+def test_zipf_labels_generated(extreme):
+    _, Y, _, _ = extreme
+    freq = Y.sum(axis=0)
+    assert Y.shape[1] == N_LABELS and freq[0] > 20 * np.median(freq[freq > 0])
+    assert (freq == 0).any() or freq.min() < 5  # a long tail of rare labels
+
+
+def test_ranks_far_above_frequency(extreme, tree):
+    _, Y, Xt, Yt = extreme
+    P = tree.predict_proba(Xt)
+    assert P.shape == Yt.shape and P.min() >= 0 and P.max() <= 1
+    got = precision_ndcg_at_k(Yt, P)
+    # the labels most frequent in training, the same for every row: what no model gives
+    prior = np.tile(Y.mean(axis=0), (Yt.shape[0], 1))
+    floor = precision_ndcg_at_k(Yt, prior)
+    assert got["precision_at_1"] > floor["precision_at_1"] + 0.3
+    assert got["precision_at_5"] > 2 * floor["precision_at_5"]
+    pred = tree.predict(Xt)
+    assert pred.shape == Yt.shape and 0 < pred.sum() < Yt.size
+    # thresholds come from held-out rows, one per label
+    assert len(tree.thresholds_) == N_LABELS and tree.validation_metrics_
+
+
+def test_save_load_same_probabilities(extreme, tree, tmp_path):
+    _, _, Xt, _ = extreme
+    tree.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["strategy"] == "label_tree" and manifest["level1"] == []
+    assert set(manifest["label_tree"]) >= {"tree.bin", "weights.bin", "scale.npy"}
+    loaded = LabelwiseClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), tree.predict_proba(Xt))
+    np.testing.assert_array_equal(loaded.thresholds_, tree.thresholds_)
+    weights = tmp_path / "m" / manifest["label_tree"]["weights.bin"]["file"]
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # a corrupted tree
+    with pytest.raises(ModelFormatError, match="weights.bin"):
+        LabelwiseClassifier.load(tmp_path / "m")
+
+
+def test_tree_top_k_is_the_probabilities_top_k(extreme, tree):
+    _, _, Xt, _ = extreme
+    rows = Xt[:50]
+    idx, score = tree.tree_.top_k(tree._linear_matrix(rows), 10)
+    names, scores = top_k(tree.predict_proba(rows), tree.labels_, 10)
+    assert idx.shape == (50, 10) and (score[:, 0] >= tree.tree_.min_proba).all()
+    for i in range(50):
+        # below min_proba the probabilities read 0 (ties), the tree's search still ranks them
+        kept = (idx[i] >= 0) & (score[i] >= tree.tree_.min_proba)
+        assert [tree.labels_[j] for j in idx[i][kept]] == names[i][: kept.sum()]
+        np.testing.assert_allclose(score[i][kept], scores[i][: kept.sum()])
+
+
+def test_dense_tabular_features():
+    table = make_multilabel_table(n_rows=1500, n_labels=12, seed=1)
+    labels = [c for c in table.columns if c.startswith("label_")]
+    X, Y = table.drop(["id", *labels]), table.select(labels)
+    clf = LabelwiseClassifier(strategy="label_tree", label_tree=LabelTreeSettings(max_leaves=4))
+    clf.fit(X[:1200], Y[:1200])
+    P = clf.predict_proba(X[1200:])
+    got = precision_ndcg_at_k(Y[1200:].to_numpy(), P)
+    prior = np.tile(Y[:1200].to_numpy().mean(axis=0), (300, 1))
+    assert got["precision_at_1"] > precision_ndcg_at_k(Y[1200:].to_numpy(), prior)["precision_at_1"]
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"strategy": "label_tree", "weighting": "balanced"}, "weighting"),
+        ({"strategy": "label_tree", "linear_weight": 0.5}, "linear_weight"),
+        ({"strategy": "binary_relevance", "label_tree": LabelTreeSettings()}, "label_tree"),
+    ],
+)
+def test_settings_that_cannot_apply_are_refused(params, key):
+    with pytest.raises(ConfigError) as err:
+        LabelwiseClassifier(**params).fit(np.zeros((10, 2)), np.eye(10, 2, dtype=int))
+    assert err.value.param == key
+
+
+def test_bad_settings_and_missing_values_are_named():
+    with pytest.raises(ConfigError, match="arity"):
+        LabelTreeSettings(arity=1)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(DataError, match="no label at all"):  # napkinXC itself would crash
+        LabelwiseClassifier(strategy="label_tree").fit(X, np.zeros((40, 2)))
+    clf = LabelwiseClassifier(strategy="label_tree").fit(X, np.eye(40, 2))
+    with pytest.raises(DataError, match="columns"):
+        clf.predict(X[:, :2])
+
+
+def test_missing_values_read_as_zero_with_a_warning():
+    X = pl.DataFrame({"x": [0.1, None, 2.0, 3.0] * 10, "z": [1.0, 0.0, 0.5, 0.2] * 10})
+    Y = pl.DataFrame({"a": [0, 1] * 20, "b": [1, 0, 0, 1] * 10})
+    clf = LabelwiseClassifier(strategy="label_tree").fit(X, Y)
+    assert any("missing values read as 0" in w and "'x'" in w for w in clf.warnings_)
+    assert np.isfinite(clf.predict_proba(X)).all()
