@@ -135,7 +135,7 @@ def _train_and_track(
     """Contract, split, fit, evaluate, profile, log and register, inside the MLflow run."""
     from labelwise.engine.persistence import verify_model_dir
     from labelwise.tasks.contract import validate_contract
-    from labelwise.tasks.data import check_evaluable, split_data, workdir_for
+    from labelwise.tasks.data import check_evaluable, split_data, test_only_labels, workdir_for
     from labelwise.tasks.progress import stage
     from labelwise.tasks.tracking import (
         log_contract,
@@ -157,6 +157,7 @@ def _train_and_track(
     files_exist = lambda p: all(Path(x).is_file() for x in p.values())  # noqa: E731
     paths = _verified(split_data, files_exist, notes, cfg, info, str(workdir))
     check_evaluable(cfg, paths["test"])
+    unseen = test_only_labels(cfg, paths["train"], paths["test"])
     log_datasets(cfg, run_id, paths, info)
     stage("fit per-label models")
     trained = _verified(
@@ -172,7 +173,7 @@ def _train_and_track(
     trained = _with_label_changes(cfg, trained)
     stage("evaluate on the test table")
     metrics, warned = _evaluate(cfg, model_dir, paths, workdir)
-    trained = {**trained, "warnings": [*trained["warnings"], *warned]}
+    trained = {**trained, "warnings": [*trained["warnings"], *unseen, *warned]}
     stage("log to MLflow")
     log_results(cfg, run_id, trained, metrics, str(workdir / "evaluation"), info)
     model_uri = log_model(cfg, run_id, model_dir, paths["test"])

@@ -47,7 +47,9 @@ out = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
 Preset = StrEnum("Preset", ["default", "fast"])  # the engine's PRESETS
-Strategy = StrEnum("Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble"])
+Strategy = StrEnum(  # the engine's STRATEGIES
+    "Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree"]
+)
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 

@@ -196,6 +196,31 @@ def check_evaluable(cfg: Config, test_path: str) -> None:
         )
 
 
+def test_only_labels(cfg: Config, train_path: str, test_path: str) -> list[str]:
+    """A warning naming the labels of the test part that no training row holds (a long tail
+    of tags has them): the model cannot learn them, so they are left out of its test
+    metrics; empty when there are none."""
+    from labelwise.engine.data import encode_labels, read_table, scan_table
+
+    def names(path: str) -> tuple[set[str], Any, list[str]]:
+        columns = scan_table(path).collect_schema().names()
+        table = read_table(path, list(cfg.data.labels.source_columns(columns)))
+        Y, labels = encode_labels(table, cfg.data.labels, source=path)
+        return {lab for lab, n in zip(labels, Y.sum(axis=0), strict=True) if n}, Y, labels
+
+    seen, _, _ = names(train_path)
+    held, Y, labels = names(test_path)
+    only = sorted(held - seen)
+    if not only:
+        return []
+    positives = int(Y[:, [labels.index(lab) for lab in only]].sum())
+    return [
+        f"{len(only)} label(s) of the test part are in no training row (e.g. {only[:5]}): "
+        f"the model cannot learn them, so their {positives} positive(s) are left out of the "
+        "test metrics"
+    ]
+
+
 @task(name="split-data", cache_policy=INPUTS, persist_result=True)
 def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str]:
     """Train/test tables as files: the given test table, or an iteratively stratified split."""

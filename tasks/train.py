@@ -184,7 +184,7 @@ def evaluate_model(
     from labelwise.pipeline.tables import load_classifier
 
     clf = load_classifier(model_dir)
-    Y, S, P = score_table(cfg, clf, test_path)
+    Y, S, P = score_table(cfg, clf, test_path, others=True)  # see test_only_labels
     rep = write_report(
         Path(out_dir), Y, S, clf.thresholds_, clf.labels_, clf.policy.at_least_one, prefix=prefix
     )
@@ -225,7 +225,7 @@ def profile_model(
 
     clf = load_classifier(model_dir)
     X, Y_train, _ = read_xy(cfg, train_path, clf.labels_)
-    X_ref, Y, _ = read_xy(cfg, reference_path, clf.labels_)
+    X_ref, Y, _ = read_xy(cfg, reference_path, clf.labels_, others=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Xa = clf.encoder_.transform(X)

@@ -52,8 +52,11 @@ def test_ranks_far_above_frequency(extreme, tree):
     assert got["precision_at_5"] > 2 * floor["precision_at_5"]
     pred = tree.predict(Xt)
     assert pred.shape == Yt.shape and 0 < pred.sum() < Yt.size
-    # thresholds come from held-out rows, one per label
+    # thresholds come from held-out rows, one per label, never below what the tree searches
     assert len(tree.thresholds_) == N_LABELS and tree.validation_metrics_
+    assert tree.thresholds_.min() >= tree.tree_.min_proba
+    # a label whose held-out positives the tree never reached must not be predicted for all
+    assert pred.mean(axis=0).max() < 0.5
 
 
 def test_save_load_same_probabilities(extreme, tree, tmp_path):
@@ -67,7 +70,7 @@ def test_save_load_same_probabilities(extreme, tree, tmp_path):
     np.testing.assert_array_equal(loaded.thresholds_, tree.thresholds_)
     weights = tmp_path / "m" / manifest["label_tree"]["weights.bin"]["file"]
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # a corrupted tree
-    with pytest.raises(ModelFormatError, match="weights.bin"):
+    with pytest.raises(ModelFormatError, match=r"weights\.bin"):
         LabelwiseClassifier.load(tmp_path / "m")
 
 

@@ -922,6 +922,8 @@ class LabelwiseClassifier(Parameters):
             ]
             P_valid = self._calibrate(P_valid)
         self.thresholds_ = fit_thresholds(Yv, P_valid, policy)
+        if self.tree_ is not None:  # below min_proba the tree says nothing: a 0 is not a score
+            self.thresholds_ = np.maximum(self.thresholds_, self.tree_.min_proba)
         pred = self.predict_from_proba(P_valid)
         self.validation_metrics_ = classification_metrics(Yv, pred)
         self.validation_per_label_ = per_label_table(Yv, pred, None, self.labels_)

@@ -9,8 +9,9 @@ Why napkinXC and not Omikuji or trees of LightGBM nodes: benchmarks/RESULTS.md, 
 
 The tree reads the linear head's columns (the tf-idf block with text, else every column), each
 scaled by its largest absolute training value so that one node's regression sees tabular and
-0/1 columns on one scale; a sparse matrix stays sparse; a missing value reads as 0. Probabilities below ``min_proba`` are
-not searched for and read as 0. The fitted tree is napkinXC's own files (no pickle), kept in
+0/1 columns on one scale; a sparse matrix stays sparse; a missing value reads as 0.
+Probabilities below ``min_proba`` are not searched for and read as 0, and no label's threshold
+is below it. The fitted tree is napkinXC's own files (no pickle), kept in
 memory and written into the model directory.
 """
 

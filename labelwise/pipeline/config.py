@@ -27,6 +27,7 @@ from pydantic import (
 
 from labelwise.engine.data import LabelSpec
 from labelwise.engine.errors import ConfigError
+from labelwise.engine.label_tree import LabelTreeSettings
 from labelwise.engine.promotion import PromotionRule
 from labelwise.engine.text import TextSettings
 from labelwise.engine.thresholds import ThresholdPolicy
@@ -120,8 +121,12 @@ class SplitConfig(_Section):
 
 
 class ModelConfig(_Section):
-    strategy: Literal["binary_relevance", "stacking", "chain", "chain_ensemble"] = (
-        "binary_relevance"
+    strategy: Literal["binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree"] = (
+        Field(
+            "binary_relevance",
+            description="a LightGBM model per label (binary_relevance; stacking and chains add "
+            "label dependencies) or label_tree: one tree over all labels, for thousands of labels",
+        )
     )
     preset: Literal["default", "fast"] = "default"
     params: dict[str, Any] = Field(
@@ -243,6 +248,7 @@ class Config(_Section):
     weighting: Weighting = Weighting()
     thresholds: ThresholdPolicy = ThresholdPolicy()
     text: TextSettings = TextSettings()
+    label_tree: LabelTreeSettings = LabelTreeSettings()
     contract: ContractConfig = ContractConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionRule = PromotionRule()
@@ -275,6 +281,8 @@ class Config(_Section):
             raise ValueError("monitoring.window needs data.time_column")
         if mon.batch is not None and mon.sql is not None:
             raise ValueError("give one monitoring source: monitoring.batch or monitoring.sql")
+        if self.model.strategy != "label_tree" and self.label_tree != LabelTreeSettings():
+            raise ValueError("the label_tree section is for model.strategy: label_tree")
         return self
 
     @property
@@ -339,6 +347,7 @@ class Config(_Section):
             threshold_policy=self.thresholds,
             text_columns="auto" if self.data.text is None else list(self.data.text),
             text=self.text,
+            label_tree=self.label_tree if self.model.strategy == "label_tree" else None,
             n_jobs=self.n_jobs,
             lgb_params=dict(self.model.lgb_params) or None,
         )
@@ -352,6 +361,7 @@ SECTION_PARAMS = {
     "threshold_policy": "thresholds",
     "text_columns": "data.text",
     "text": "text",
+    "label_tree": "label_tree",
     "n_jobs": "n_jobs",
     "preset": "model.preset",
 }

@@ -82,6 +82,8 @@ def search_space(cfg: Config, text: bool = False) -> list[Dimension]:
     ``text``: the table has text columns, so their n-grams, minimum document frequency and
     the linear head's regularisation are searched too."""
     params = "model.params."
+    if cfg.model.strategy == "label_tree":
+        return _label_tree_space(cfg, text)
     space = [
         Dimension("model.strategy", choices=_with(STRATEGIES, cfg.model.strategy)),
         Dimension(params + "num_leaves", 3, 63, log=True, integer=True),
@@ -101,6 +103,22 @@ def search_space(cfg: Config, text: bool = False) -> list[Dimension]:
             Dimension("text.ngram_max", choices=tuple(sorted({1, 2, cfg.text.ngram_max}))),
             Dimension("text.min_df", 1, 5, integer=True),
             Dimension(params + "linear_C", 0.25, 64.0, log=True),
+        ]
+    return space
+
+
+def _label_tree_space(cfg: Config, text: bool) -> list[Dimension]:
+    """A label tree's own settings (per-label weighting and the linear head do not apply)."""
+    tree = cfg.label_tree
+    space = [
+        Dimension("label_tree.arity", choices=tuple(sorted({2, 4, 16, tree.arity}))),
+        Dimension("label_tree.max_leaves", 10, 400, log=True, integer=True),
+        Dimension("label_tree.C", 0.5, 64.0, log=True),
+    ]
+    if text:
+        space += [
+            Dimension("text.ngram_max", choices=tuple(sorted({1, 2, cfg.text.ngram_max}))),
+            Dimension("text.min_df", 1, 5, integer=True),
         ]
     return space
 

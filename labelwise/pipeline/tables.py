@@ -75,12 +75,17 @@ def _load(model_dir: str, stamp: int) -> LabelwiseClassifier:
 
 
 def score_table(
-    cfg: Config, clf: LabelwiseClassifier, path: str, labels: list[str] | None = None
+    cfg: Config,
+    clf: LabelwiseClassifier,
+    path: str,
+    labels: list[str] | None = None,
+    others: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model; with
     ``labels`` (some of the model's), on those labels alone (two models with different label
-    sets compared on the labels they share)."""
-    X, Y, _ = read_xy(cfg, path, labels or clf.labels_, others=labels is not None)
+    sets compared on the labels they share); ``others``: labels the model does not know are
+    left out (a test part's labels never seen in training), not refused."""
+    X, Y, _ = read_xy(cfg, path, labels or clf.labels_, others=others or labels is not None)
     with warnings.catch_warnings(), named_errors(path):
         warnings.simplefilter("ignore")  # unseen categories are counted, not warned about
         S = clf.predict_proba(X.select(clf.encoder_.features))
