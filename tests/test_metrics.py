@@ -174,3 +174,13 @@ def test_prediction_warnings_name_exactly_the_labels_sklearn_scores_zero(Y, seed
     same = np.tile(P[:1], (max(Y.shape[0], 20), 1))
     said = prediction_warnings(np.tile(Y[:1], (same.shape[0], 1)), same, labels)
     assert any("100% of test rows get the same prediction" in w for w in said)
+
+
+def test_most_frequent_labels_first_with_uint8_labels():
+    """A uint8 label matrix sums to uint64: negated, a label without positives sorted first
+    (the per-label plots of a 1,671-label run showed 40 labels with n=0)."""
+    from labelwise.engine.metrics import most_frequent
+
+    Y = np.array([[0, 1, 0, 1], [0, 1, 1, 0], [0, 1, 0, 0]], dtype=np.uint8)
+    assert most_frequent(Y).tolist() == [1, 2, 3, 0]
+    assert most_frequent(Y, 2).tolist() == [1, 2]

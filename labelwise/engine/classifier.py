@@ -53,6 +53,7 @@ from labelwise.engine.metrics import (
     MULTICLASS_MESSAGE,
     check_multiclass,
     classification_metrics,
+    most_frequent,
     per_label_table,
 )
 from labelwise.engine.params import Constraint, Interval, Options, Parameters, check_params
@@ -893,7 +894,7 @@ class LabelwiseClassifier(Parameters):
         if self.strategy == "stacking":
             return [list(range(n_labels))]
         if self.chain_order == "frequency":
-            return [np.argsort(-Ya.sum(axis=0), kind="stable").tolist()]
+            return [most_frequent(Ya).tolist()]
         if self.chain_order == "random":
             return [rng.permutation(n_labels).tolist()]
         unknown = sorted(set(self.chain_order) - set(self.labels_))

@@ -247,6 +247,13 @@ def per_label_table(
     return rows
 
 
+def most_frequent(Y: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Label indices by positives, most first (ties by index); the first ``k``. Counted in
+    int64: a uint8 label matrix sums to uint64, whose negation wraps and sorted labels
+    without positives first."""
+    return np.argsort(-Y.sum(axis=0, dtype=np.int64), kind="stable")[:k]
+
+
 def label_statistics(Y: np.ndarray) -> dict[str, Any]:
     """Cardinality, density, distinct label sets, prevalence and co-occurrence of a label matrix."""
     Y = np.asarray(Y)

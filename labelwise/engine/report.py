@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from labelwise.engine.metrics import evaluate, label_statistics, per_label_table
+from labelwise.engine.metrics import evaluate, label_statistics, most_frequent, per_label_table
 
 
 def write_report(
@@ -63,7 +63,7 @@ def write_plots(
 
     matplotlib.use("Agg")
     # most frequent labels first: the plots stay readable with hundreds of labels
-    order = np.argsort(-Y.sum(axis=0), kind="stable")[:max_labels]
+    order = most_frequent(Y, max_labels)
     names = [labels[j] for j in order]
     f1 = table.get_column("f1").to_numpy()[order]
     which = (
