@@ -1,0 +1,87 @@
+"""A tag table with 2,000 labels (a text column and a label-set column) through `train` with
+model.strategy: label_tree: the run, its bounded metrics and plots, the registered model
+served top-k by batch predict, and the test part's labels that no training row holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from labelwise.engine.synthetic_xc import make_extreme_multilabel
+
+pytestmark = pytest.mark.slow
+
+
+def _tag_table(n_rows: int, n_labels: int, seed: int) -> pl.DataFrame:
+    X, Y = make_extreme_multilabel(n_rows=n_rows, n_labels=n_labels, n_features=4000, seed=seed)
+    docs = [
+        " ".join(f"w{j}" for j in X.indices[X.indptr[i] : X.indptr[i + 1]]) for i in range(n_rows)
+    ]
+    tags = ["|".join(f"tag{j}" for j in np.flatnonzero(y)) for y in Y]
+    return pl.DataFrame({"doc": docs, "tags": tags})
+
+
+def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
+    from mlflow import MlflowClient
+
+    from labelwise.flows.predict import predict_flow
+    from labelwise.flows.train import train_flow
+
+    df = _tag_table(4000, 2000, seed=2)
+    df.head(3200).write_parquet(tmp_path / "train.parquet")
+    df.tail(800).write_parquet(tmp_path / "test.parquet")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = {
+        "name": "tags",
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"set_column": "tags", "separator": "|"},
+            "text": ["doc"],
+        },
+        "model": {"strategy": "label_tree"},
+        "contract": {"min_rows": 50, "min_positives_per_label": 0},
+        "tracking": {"tracking_uri": uri},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    result = train_flow(str(tmp_path / "job.yaml"))
+
+    c = MlflowClient(uri, registry_uri=uri)
+    run = c.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["model.strategy"] == "label_tree"
+    m = run.data.metrics
+    # a long tail: labels of the test part no training row holds are named, not an error
+    assert "in no training row" in run.data.tags["labelwise.warnings"]
+    # far above the frequency prior (the same most frequent tags for every row)
+    test_tags = df.tail(800)["tags"].str.split("|")
+    train_counts = df.head(3200)["tags"].str.split("|").explode().value_counts(sort=True)
+    top1 = train_counts["tags"][0]
+    prior_p1 = float(test_tags.list.contains(top1).mean())
+    assert m["test/precision_at_1"] > prior_p1 + 0.3
+    assert m["test/f1_micro"] > 0.4
+    # metrics stay aggregates whatever the label count; per-label figures are artifacts
+    assert len(m) < 100
+    per_label = c.download_artifacts(run.info.run_id, "evaluation/test_per_label.csv", tmp_path)
+    table = pl.read_csv(per_label)
+    assert table.height > 1000
+
+    rows = df.tail(5).drop("tags")
+    rows.write_parquet(tmp_path / "rows.parquet")
+    res = predict_flow(
+        "models:/tags@champion",
+        str(tmp_path / "rows.parquet"),
+        str(tmp_path / "scored.parquet"),
+        tracking_uri=uri,
+        top_k=10,
+    )
+    scored = pl.read_parquet(res["output"])
+    assert scored.columns[-3:] == ["top_labels", "top_scores", "labels"]
+    assert scored["top_labels"].list.len().to_list() == [10] * 5
+    scores = np.array(scored["top_scores"].to_list())
+    assert (np.diff(scores, axis=1) <= 0).all() and scores[:, 0].min() > 0
+    json.dumps(result["metrics"])  # the flow's result stays plain data
