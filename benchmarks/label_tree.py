@@ -1,0 +1,201 @@
+"""Label trees against a model per label: delicious and generated tag sets of thousands of labels.
+
+    python -m benchmarks.label_tree [--datasets delicious] [--generated 100000x20000]
+                                    [--systems labelwise,labelwise-label_tree,napkinxc,omikuji]
+                                    [--json OUT]
+
+Each (dataset, system) runs in its own process (``--one``), so its peak RSS (sampled every
+20 ms) is its own. Systems:
+
+``labelwise``             binary_relevance defaults (a LightGBM model per label).
+``labelwise-label_tree``  ``strategy="label_tree"`` defaults: napkinXC's PLT plus labelwise's
+                          held-out per-label thresholds.
+``napkinxc``              napkinXC's ``PLT`` with its defaults, as a user would call it; labels
+                          are its probabilities at or above 0.5.
+``omikuji``               Omikuji's Parabel defaults (trained from its own file format, written
+                          inside the fit time); labels at or above 0.5 of its scores.
+
+Generated sets (``<rows>x<labels>``): :func:`labelwise.engine.synthetic_xc.make_extreme_multilabel`
+with 80% of the rows for training; nothing is written to the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from benchmarks.quality import DEFAULT_DATA, PeakRSS
+
+SYSTEMS = ["labelwise", "labelwise-label_tree", "napkinxc", "omikuji"]
+
+
+def load(root: Path, name: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+    """(X train, Y train, X test, Y test): X sparse float32 for the generated sets (text-like
+    counts), dense for the shared ones."""
+    if "x" in name and name.replace("x", "").isdigit():
+        from labelwise.engine.synthetic_xc import make_extreme_multilabel
+
+        rows, labels = (int(v) for v in name.split("x"))
+        X, Y = make_extreme_multilabel(
+            n_rows=rows, n_labels=labels, n_features=max(5000, labels), seed=0
+        )
+        cut = int(rows * 0.8)
+        return X[:cut], Y[:cut], X[cut:], Y[cut:]
+    import polars as pl
+
+    meta = json.loads((root / name / "meta.json").read_text())
+    tr = pl.read_parquet(root / name / "train.parquet")
+    te = pl.read_parquet(root / name / "test.parquet")
+    feats, labs = meta["features"], meta["labels"]
+    return (  # dense, as the quality benchmark gives them (sparse X turns on the linear head)
+        tr.select(feats).to_numpy().astype(np.float32),
+        tr.select(labs).to_numpy().astype(np.uint8),
+        te.select(feats).to_numpy().astype(np.float32),
+        te.select(labs).to_numpy().astype(np.uint8),
+    )
+
+
+def _dense(pairs: list[list[tuple[int, float]]], n_labels: int) -> np.ndarray:
+    P = np.zeros((len(pairs), n_labels))
+    for i, row in enumerate(pairs):
+        if row:
+            labels, probs = zip(*row, strict=True)
+            P[i, list(labels)] = probs
+    return P
+
+
+def fit_predict(system: str, X: Any, Y: np.ndarray, Xt: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, 0/1 predictions) of the test rows."""
+    n_labels = Y.shape[1]
+    if system.startswith("labelwise"):
+        from labelwise.engine.classifier import LabelwiseClassifier
+
+        strategy = system.removeprefix("labelwise").lstrip("-") or "binary_relevance"
+        clf = LabelwiseClassifier(strategy=strategy).fit(X, Y)
+        S = clf.predict_proba(Xt)
+        return S, clf.predict_from_proba(S)
+    lists = [np.flatnonzero(y).tolist() for y in Y]
+    X, Xt = sp.csr_matrix(X), sp.csr_matrix(Xt)
+    if system == "napkinxc":
+        from napkinxc.models import PLT
+
+        with tempfile.TemporaryDirectory() as folder:
+            model = PLT(folder, threads=os.cpu_count() or 1)
+            model.fit(X, lists)
+            S = _dense(model.predict_proba(Xt, threshold=0.01), n_labels)
+        return S, (S >= 0.5).astype(np.uint8)
+    if system == "omikuji":
+        import omikuji
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "train.txt"
+            with path.open("w") as fh:
+                fh.write(f"{X.shape[0]} {X.shape[1]} {n_labels}\n")
+                for i, labels in enumerate(lists):
+                    cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
+                    vals = X.data[X.indptr[i] : X.indptr[i + 1]]
+                    pairs = " ".join(f"{c}:{v:g}" for c, v in zip(cols, vals, strict=True))
+                    fh.write(",".join(map(str, labels)) + " " + pairs + "\n")
+            model = omikuji.Model.train_on_data(str(path), n_threads=os.cpu_count() or 1)
+        pairs_t = [
+            model.predict(
+                list(
+                    zip(
+                        Xt.indices[Xt.indptr[i] : Xt.indptr[i + 1]].tolist(),
+                        Xt.data[Xt.indptr[i] : Xt.indptr[i + 1]].tolist(),
+                        strict=True,
+                    )
+                ),
+                top_k=100,
+            )
+            for i in range(Xt.shape[0])
+        ]
+        S = _dense(pairs_t, n_labels)
+        return S, (S >= 0.5).astype(np.uint8)
+    raise SystemExit(f"unknown system {system!r}; choose from {SYSTEMS}")
+
+
+def run_one(root: Path, dataset: str, system: str) -> dict[str, Any]:
+    from labelwise.engine.metrics import classification_metrics, precision_ndcg_at_k
+
+    X, Y, Xt, Yt = load(root, dataset)
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        S, P = fit_predict(system, X, Y, Xt)
+        seconds = time.perf_counter() - t0
+    m = classification_metrics(Yt, P)
+    r = precision_ndcg_at_k(Yt, S)
+    return {
+        "dataset": dataset,
+        "system": system,
+        "labels": int(Y.shape[1]),
+        "train_rows": int(Y.shape[0]),
+        "fit_predict_seconds": round(seconds, 1),
+        "peak_rss_mb": round(rss.peak / 2**20),
+        "f1_micro": m["f1_micro"],
+        "f1_macro": m["f1_macro"],
+        **{k: r[k] for k in ("precision_at_1", "precision_at_3", "precision_at_5", "ndcg_at_5")},
+    }
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| dataset | system | fit+predict s | x labelwise | peak RSS MB | P@1 | P@3 | P@5 "
+        "| micro-F1 | macro-F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = next(
+            (b for b in rows if b["dataset"] == r["dataset"] and b["system"] == "labelwise"), None
+        )
+        ratio = f"{r['fit_predict_seconds'] / base['fit_predict_seconds']:.2f}" if base else "-"
+        out.append(
+            f"| {r['dataset']} | {r['system']} | {r['fit_predict_seconds']} | {ratio} "
+            f"| {r['peak_rss_mb']} | {r['precision_at_1']:.4f} | {r['precision_at_3']:.4f} "
+            f"| {r['precision_at_5']:.4f} | {r['f1_micro']:.4f} | {r['f1_macro']:.4f} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--datasets", default="delicious")
+    ap.add_argument("--generated", default="", help="e.g. 20000x2000,100000x20000")
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--one", nargs=2, metavar=("DATASET", "SYSTEM"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args.data_root, *args.one)))
+        return 0
+    rows = []
+    names = [d for d in [*args.datasets.split(","), *args.generated.split(",")] if d]
+    for name in names:
+        for system in [s for s in args.systems.split(",") if s]:
+            cmd = [sys.executable, "-m", "benchmarks.label_tree", "--data-root"]
+            cmd += [str(args.data_root), "--one", name, system]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{name} {system} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
