@@ -1,7 +1,11 @@
 """Scoring latency of one model along every path, next to its raw booster loop, in one run.
 
     python -m benchmarks.serving [--data-root DIR] [--datasets yeast,enron-text] [--json OUT]
-                                 [--requests 200]
+                                 [--requests 200] [--strategy label_tree]
+
+``--datasets tags-<rows>x<labels>`` is a generated tag table (a text column, Zipf-like labels);
+with ``--strategy label_tree`` the floor is the tree's own search instead of the booster loop.
+Every path is also timed with the pyfunc's ``top_k=10`` (the ten most probable labels).
 
 Per dataset: fit ``LabelwiseClassifier()`` on the official training split, save it, and time
 on test rows: the raw loop of ``Booster.predict`` over every booster of the model on the
@@ -42,6 +46,8 @@ def _timed(fn: Any, n: int) -> dict[str, float]:
 
 
 def _load(root: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    if name.startswith("tags-"):  # a generated tag table: tags-<rows>x<labels>
+        return _tags(*(int(v) for v in name.removeprefix("tags-").split("x")))
     meta = json.loads((root / name / "meta.json").read_text())
     tr = pl.read_parquet(root / name / "train.parquet")
     te = pl.read_parquet(root / name / "test.parquet")
@@ -49,11 +55,27 @@ def _load(root: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFra
     return tr.drop(labels), tr.select(labels), te.drop(labels)
 
 
-def _post(url: str, frame: pl.DataFrame) -> Any:
+def _tags(rows: int, labels: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """A text column of word ids and ``labels`` 0/1 columns (Zipf-like frequencies)."""
+    from labelwise.engine.synthetic_xc import make_extreme_multilabel
+
+    X, Y = make_extreme_multilabel(n_rows=rows, n_labels=labels, n_features=max(5000, labels))
+    docs = [
+        " ".join(f"w{j}" for j in X.indices[X.indptr[i] : X.indptr[i + 1]]) for i in range(rows)
+    ]
+    frame = pl.DataFrame({"doc": docs})
+    cut = int(rows * 0.8)
+    Yf = pl.DataFrame(Y[:cut], schema=[f"tag{j}" for j in range(labels)])
+    return frame.head(cut), Yf, frame.tail(rows - cut)
+
+
+def _post(url: str, frame: pl.DataFrame, params: dict[str, Any] | None = None) -> Any:
     split = json.loads(frame.to_pandas().to_json(orient="split", index=False))
     req = urllib.request.Request(
         url,
-        data=json.dumps({"dataframe_split": split}).encode(),
+        data=json.dumps(
+            {"dataframe_split": split, **({"params": params} if params else {})}
+        ).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=120) as r:
@@ -94,7 +116,7 @@ def _serve(model_path: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("mlflow models serve did not start")
 
 
-def run(root: Path, name: str, requests: int) -> dict[str, Any]:
+def run(root: Path, name: str, requests: int, strategy: str = "binary_relevance") -> dict[str, Any]:
     import warnings
 
     import mlflow
@@ -106,7 +128,7 @@ def run(root: Path, name: str, requests: int) -> dict[str, Any]:
     Xtr, Ytr, Xte = _load(root, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = LabelwiseClassifier().fit(Xtr, Ytr)
+        clf = LabelwiseClassifier(strategy=strategy).fit(Xtr, Ytr)
     row = Xte.head(1)
     Xa = clf._to_matrix(row, fitting=False)
     Xt = clf._tree_matrix(Xa) if clf.level1_ else Xa
@@ -114,9 +136,13 @@ def run(root: Path, name: str, requests: int) -> dict[str, Any]:
     out: dict[str, Any] = {"dataset": name, "labels": len(clf.labels_), "boosters": len(boosters),
                            "trees": sum(b.num_trees() for b in boosters),
                            "linear_weight": clf.linear_weight_}  # fmt: skip
-    out["raw_booster_loop"] = _timed(
-        lambda: [b.predict(Xt, num_threads=1) for b in boosters], requests
-    )
+    if clf.tree_ is not None:  # the floor: the tree's own search on the encoded row
+        tree = clf.tree_
+        out["raw_tree_search"] = _timed(lambda: tree.candidates(clf._linear_matrix(Xa)), requests)
+    else:
+        out["raw_booster_loop"] = _timed(
+            lambda: [b.predict(Xt, num_threads=1) for b in boosters], requests
+        )
     out["engine_predict_proba"] = _timed(lambda: clf.predict_proba(row), requests)
     with tempfile.TemporaryDirectory() as tmp:
         clf.save(Path(tmp) / "model")
@@ -124,6 +150,8 @@ def run(root: Path, name: str, requests: int) -> dict[str, Any]:
         pyfunc.model = LabelwiseClassifier.load(Path(tmp) / "model")
         pdrow = row.to_pandas()
         out["pyfunc_predict"] = _timed(lambda: pyfunc.predict(None, pdrow), requests)
+        top10 = {"top_k": 10}
+        out["pyfunc_top10"] = _timed(lambda: pyfunc.predict(None, pdrow, top10), requests)
         served = Path(tmp) / "served"
         pkg = Path(labelwise.__file__).parent
         with warnings.catch_warnings():
@@ -141,6 +169,7 @@ def run(root: Path, name: str, requests: int) -> dict[str, Any]:
         try:
             url = f"http://127.0.0.1:{port}/invocations"
             out["serve_one_row"] = _timed(lambda: _post(url, row), requests)
+            out["serve_one_row_top10"] = _timed(lambda: _post(url, row, top10), requests)
             batch = pl.concat([Xte] * (1000 // Xte.height + 1)).head(1000)
             t0 = time.perf_counter()
             _post(url, batch)
@@ -156,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--datasets", default="yeast,enron-text")
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--strategy", default="binary_relevance")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = []
     for name in [d for d in args.datasets.split(",") if d]:
-        rows.append(run(args.data_root, name, args.requests))
+        rows.append(run(args.data_root, name, args.requests, args.strategy))
         print(json.dumps(rows[-1]), flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))

@@ -183,7 +183,7 @@ class _Search:
     ) -> None:
         from labelwise.pipeline.environment import redact
         from labelwise.pipeline.search_space import search_space
-        from labelwise.pipeline.tables import has_text
+        from labelwise.pipeline.tables import has_text, label_count
         from labelwise.tasks.progress import say
         from labelwise.tasks.tracking import repair_abandoned_runs
         from labelwise.tasks.tune import (
@@ -197,7 +197,8 @@ class _Search:
         self.cfg, self.metric, self.parallel = cfg, metric, parallel
         self.deadline = time.monotonic() + budget
         self.limit = trials
-        self.space = search_space(cfg, text=has_text(cfg, info["train"]["path"]))
+        path = info["train"]["path"]
+        self.space = search_space(cfg, has_text(cfg, path), label_count(cfg, path))
         self.study = open_study(cfg, info["train"]["digest"], metric, self.space)
         lost = reclaim_abandoned(cfg, self.study)
         if lost:

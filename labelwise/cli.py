@@ -48,7 +48,7 @@ out = Console(soft_wrap=True)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
 Preset = StrEnum("Preset", ["default", "fast"])  # the engine's PRESETS
 Strategy = StrEnum(  # the engine's STRATEGIES
-    "Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree"]
+    "Strategy", ["binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree", "auto"]
 )
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 

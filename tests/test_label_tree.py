@@ -130,3 +130,68 @@ def test_missing_values_read_as_zero_with_a_warning():
     clf = LabelwiseClassifier(strategy="label_tree").fit(X, Y)
     assert any("missing values read as 0" in w and "'x'" in w for w in clf.warnings_)
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_auto_chooses_by_label_count(extreme, tree, tmp_path):
+    from labelwise.engine.classifier import AUTO_LABEL_TREE_LABELS
+
+    X, Y, Xt, _ = extreme
+    assert Y.shape[1] >= AUTO_LABEL_TREE_LABELS
+    auto = LabelwiseClassifier(strategy="auto", n_jobs=2).fit(X, Y)
+    assert auto.strategy_ == "label_tree"
+    np.testing.assert_array_equal(auto.predict_proba(Xt[:20]), tree.predict_proba(Xt[:20]))
+    auto.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["strategy"] == "label_tree" and manifest["params"]["strategy"] == "auto"
+    assert LabelwiseClassifier.load(tmp_path / "m").strategy_ == "label_tree"
+    few = LabelwiseClassifier(strategy="auto", n_estimators=20).fit(X[:600], Y[:600, :30])
+    assert few.strategy_ == "binary_relevance" and few.tree_ is None
+    # what cannot apply to the tree auto chose is refused, saying auto chose it
+    with pytest.raises(ConfigError, match="'auto' chose 'label_tree' for 2000 labels"):
+        LabelwiseClassifier(strategy="auto", weighting="sqrt").fit(X[:600], Y[:600])
+
+
+def test_one_list_of_strategies():
+    """The config's and the CLI's choices are the engine's."""
+    import typing
+
+    from labelwise.cli import Strategy
+    from labelwise.engine.classifier import STRATEGIES
+    from labelwise.pipeline.config import Strategy as ConfigStrategy
+
+    assert typing.get_args(ConfigStrategy) == STRATEGIES
+    assert tuple(s.value for s in Strategy) == STRATEGIES
+
+
+def test_the_same_rows_fit_the_same_tree(extreme):
+    X, Y, Xt, _ = extreme
+    a = LabelwiseClassifier(strategy="label_tree", cv_folds=None).fit(X[:2000], Y[:2000])
+    b = LabelwiseClassifier(strategy="label_tree", cv_folds=None).fit(X[:2000], Y[:2000])
+    np.testing.assert_array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "n_labels", "tree"),
+    [("label_tree", 10, True), ("auto", 2000, True), ("auto", 50, False), ("chain", 2000, False)],
+)
+def test_tune_searches_the_tree_settings_of_a_tree(strategy, n_labels, tree):
+    from labelwise.pipeline.config import parse_config
+    from labelwise.pipeline.search_space import search_space
+
+    raw = {"name": "t", "data": {"train": "t.parquet", "labels": {"prefix": "y_"}}}
+    cfg = parse_config(raw | {"model": {"strategy": strategy}})
+    keys = {d.key for d in search_space(cfg, text=True, n_labels=n_labels)}
+    assert ("label_tree.max_leaves" in keys) is tree
+    # per-label weighting and the linear head do not apply to a tree: never searched there
+    assert ("weighting.scheme" in keys) is not tree
+    assert ("model.params.linear_C" in keys) is not tree
+    assert "text.min_df" in keys
+
+
+def test_label_tree_section_needs_a_tree_strategy():
+    from labelwise.pipeline.config import parse_config
+
+    raw = {"name": "t", "data": {"train": "t.parquet", "labels": {"prefix": "y_"}}}
+    with pytest.raises(ConfigError, match="label_tree section"):
+        parse_config(raw | {"label_tree": {"arity": 4}})
+    assert parse_config(raw | {"model": {"strategy": "auto"}, "label_tree": {"arity": 4}})

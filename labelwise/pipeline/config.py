@@ -120,13 +120,16 @@ class SplitConfig(_Section):
     seed: int = 0
 
 
+# the engine's STRATEGIES (a literal here, for the JSON schema and pydantic's message)
+Strategy = Literal["binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree", "auto"]
+
+
 class ModelConfig(_Section):
-    strategy: Literal["binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree"] = (
-        Field(
-            "binary_relevance",
-            description="a LightGBM model per label (binary_relevance; stacking and chains add "
-            "label dependencies) or label_tree: one tree over all labels, for thousands of labels",
-        )
+    strategy: Strategy = Field(
+        "binary_relevance",
+        description="a LightGBM model per label (binary_relevance; stacking and chains add "
+        "label dependencies), label_tree: one tree over all labels, for thousands of labels, "
+        "or auto: label_tree from 1,000 labels on",
     )
     preset: Literal["default", "fast"] = "default"
     params: dict[str, Any] = Field(
@@ -281,8 +284,8 @@ class Config(_Section):
             raise ValueError("monitoring.window needs data.time_column")
         if mon.batch is not None and mon.sql is not None:
             raise ValueError("give one monitoring source: monitoring.batch or monitoring.sql")
-        if self.model.strategy != "label_tree" and self.label_tree != LabelTreeSettings():
-            raise ValueError("the label_tree section is for model.strategy: label_tree")
+        if not tree_strategy(self.model.strategy) and self.label_tree != LabelTreeSettings():
+            raise ValueError("the label_tree section is for model.strategy: label_tree (or auto)")
         return self
 
     @property
@@ -347,10 +350,15 @@ class Config(_Section):
             threshold_policy=self.thresholds,
             text_columns="auto" if self.data.text is None else list(self.data.text),
             text=self.text,
-            label_tree=self.label_tree if self.model.strategy == "label_tree" else None,
+            label_tree=self.label_tree if tree_strategy(self.model.strategy) else None,
             n_jobs=self.n_jobs,
             lgb_params=dict(self.model.lgb_params) or None,
         )
+
+
+def tree_strategy(strategy: str) -> bool:
+    """Whether the label_tree section applies: the strategy is or may become label_tree."""
+    return strategy in ("label_tree", "auto")
 
 
 # estimator parameters that a config section sets, and the YAML path of that section

@@ -77,12 +77,16 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def search_space(cfg: Config, text: bool = False) -> list[Dimension]:
+def search_space(cfg: Config, text: bool = False, n_labels: int = 0) -> list[Dimension]:
     """The dimensions searched for ``cfg``; its own choices are always among the options.
     ``text``: the table has text columns, so their n-grams, minimum document frequency and
-    the linear head's regularisation are searched too."""
+    the linear head's regularisation are searched too. A label tree (``label_tree``, or
+    ``auto`` on ``n_labels`` that make it one) searches its own settings instead."""
+    from labelwise.engine.classifier import AUTO_LABEL_TREE_LABELS
+
     params = "model.params."
-    if cfg.model.strategy == "label_tree":
+    strategy = cfg.model.strategy
+    if strategy == "label_tree" or (strategy == "auto" and n_labels >= AUTO_LABEL_TREE_LABELS):
         return _label_tree_space(cfg, text)
     space = [
         Dimension("model.strategy", choices=_with(STRATEGIES, cfg.model.strategy)),

@@ -57,6 +57,16 @@ def has_text(cfg: Config, path: str, sample: int = 2000) -> bool:
     return bool(feature_kinds(X, X.columns)["text"])
 
 
+def label_count(cfg: Config, path: str) -> int:
+    """How many labels a fit of ``cfg`` on the table at ``path`` would have (its label
+    columns alone are read)."""
+    from labelwise.engine.data import encode_labels, read_table, scan_table
+
+    columns = scan_table(path).collect_schema().names()
+    table = read_table(path, list(cfg.data.labels.source_columns(columns)))
+    return encode_labels(table, cfg.data.labels, source=path)[0].shape[1]
+
+
 def load_classifier(model_dir: str | Path) -> LabelwiseClassifier:
     """A saved model, loaded (and its digests verified) once per process: the train flow's
     evaluation, profile and MLflow logging steps share one copy instead of parsing every
