@@ -140,7 +140,8 @@ def test_per_label_table_and_statistics():
     assert stats["cardinality"] == pytest.approx(Y.sum() / 4)
     assert stats["density"] == pytest.approx(Y.sum() / 12)
     assert stats["distinct_label_sets"] == 4
-    assert (stats["cooccurrence"] == Y.T.astype(int) @ Y.astype(int)).all()
+    assert (lm.cooccurrence(Y) == Y.T.astype(int) @ Y.astype(int)).all()
+    assert lm.cooccurrence(Y).dtype == np.int64  # uint8 products would wrap at 256
 
 
 def test_multiclass_warning():

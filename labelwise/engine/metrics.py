@@ -255,11 +255,11 @@ def most_frequent(Y: np.ndarray, k: int | None = None) -> np.ndarray:
 
 
 def label_statistics(Y: np.ndarray) -> dict[str, Any]:
-    """Cardinality, density, distinct label sets, prevalence and co-occurrence of a label matrix."""
+    """Cardinality, density, distinct label sets and prevalence of a label matrix (no copy of
+    it: at 20,000 labels a float copy and an L x L co-occurrence are gigabytes)."""
     Y = np.asarray(Y)
     n, n_labels = Y.shape
-    Yf = Y.astype(np.float64)
-    per_row = Yf.sum(axis=1)
+    per_row = Y.sum(axis=1, dtype=np.int64)
     distinct = len(np.unique(np.packbits(Y.astype(bool), axis=1), axis=0)) if n else 0
     return {
         "n_rows": n,
@@ -267,9 +267,15 @@ def label_statistics(Y: np.ndarray) -> dict[str, Any]:
         "cardinality": float(per_row.mean()) if n else 0.0,
         "density": float(per_row.mean() / n_labels) if n and n_labels else 0.0,
         "distinct_label_sets": int(distinct),
-        "prevalence": (Yf.mean(axis=0) if n else np.zeros(n_labels)).tolist(),
-        "cooccurrence": (Yf.T @ Yf).astype(np.int64),
+        "prevalence": (Y.mean(axis=0) if n else np.zeros(n_labels)).tolist(),
     }
+
+
+def cooccurrence(Y: np.ndarray) -> np.ndarray:
+    """How often each pair of labels (columns of ``Y``) holds together: L x L, int64."""
+    A = np.asarray(Y, dtype=np.int64)
+    out: np.ndarray = A.T @ A
+    return out
 
 
 MULTICLASS_MESSAGE = (

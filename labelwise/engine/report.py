@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from labelwise.engine.metrics import evaluate, label_statistics, most_frequent, per_label_table
+from labelwise.engine.metrics import (
+    cooccurrence,
+    evaluate,
+    label_statistics,
+    most_frequent,
+    per_label_table,
+)
 
 
 def write_report(
@@ -41,10 +47,10 @@ def write_report(
     (out / "thresholds.json").write_text(
         json.dumps(dict(zip(labels, map(float, thresholds), strict=True)), indent=1)
     )
-    summary = {k: v for k, v in stats.items() if k not in ("cooccurrence", "prevalence")}
+    summary = {k: v for k, v in stats.items() if k != "prevalence"}
     (out / f"{prefix}_label_statistics.json").write_text(json.dumps(summary, indent=1))
     if plots:
-        write_plots(out, Y, S, table, stats["cooccurrence"], labels, prefix)
+        write_plots(out, Y, S, table, labels, prefix)
     return {"metrics": metrics, "table": table}
 
 
@@ -53,7 +59,6 @@ def write_plots(
     Y: np.ndarray,
     S: np.ndarray,
     table: pl.DataFrame,
-    cooc: np.ndarray,
     labels: list[str],
     prefix: str,
     max_labels: int = 40,
@@ -95,7 +100,7 @@ def write_plots(
     )
     thr = table.get_column("threshold").to_numpy()[order]
     _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y[:, order], S[:, order], names, thr)
-    _cooccurrence(out / f"{prefix}_label_cooccurrence.png", cooc[np.ix_(order, order)], names)
+    _cooccurrence(out / f"{prefix}_label_cooccurrence.png", cooccurrence(Y[:, order]), names)
 
 
 def _bars(
