@@ -69,7 +69,9 @@ def test_save_load_same_probabilities(extreme, tree, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(Xt), tree.predict_proba(Xt))
     np.testing.assert_array_equal(loaded.thresholds_, tree.thresholds_)
     weights = tmp_path / "m" / manifest["label_tree"]["weights.bin"]["file"]
-    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # a corrupted tree
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a corrupted tree
+    weights.write_bytes(bytes(data))
     with pytest.raises(ModelFormatError, match=r"weights\.bin"):
         LabelwiseClassifier.load(tmp_path / "m")
 
