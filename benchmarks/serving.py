@@ -156,11 +156,18 @@ def run(root: Path, name: str, requests: int, strategy: str = "binary_relevance"
         pkg = Path(labelwise.__file__).parent
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # the signature the registry's models carry: without its params, the server
+            # drops top_k and answers with a column per label
+            from mlflow.models import infer_signature
+
+            example = Xte.head(2).to_pandas()
+            signature = infer_signature(example, pyfunc.predict(None, example), params={"top_k": 0})
             mlflow.pyfunc.save_model(
                 str(served),
                 python_model=str(pkg / "mlflow_model.py"),
                 artifacts={"model_dir": str(Path(tmp) / "model")},
                 code_paths=[str(pkg)],
+                signature=signature,
             )
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
