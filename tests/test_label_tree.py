@@ -197,3 +197,14 @@ def test_label_tree_section_needs_a_tree_strategy():
     with pytest.raises(ConfigError, match="label_tree section"):
         parse_config(raw | {"label_tree": {"arity": 4}})
     assert parse_config(raw | {"model": {"strategy": "auto"}, "label_tree": {"arity": 4}})
+
+
+def test_a_million_distinct_label_strings_are_refused_by_size():
+    from labelwise.engine.data import LabelSpec, encode_labels
+
+    tags = pl.DataFrame({"tags": [f"t{i}|t{i + 1}" for i in range(0, 2_000_000, 2)][:5000]})
+    tags = pl.concat([tags, pl.DataFrame({"tags": [f"u{i}" for i in range(1_000_000)]})])
+    with pytest.raises(
+        DataError, match=r"1,010,000 distinct labels over 1,005,000 rows.*945.3 GiB"
+    ):
+        encode_labels(tags, LabelSpec(set_column="tags", separator="|"), source="tags.parquet")
