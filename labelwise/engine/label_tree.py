@@ -10,10 +10,10 @@ Why napkinXC and not Omikuji or trees of LightGBM nodes: benchmarks/RESULTS.md, 
 The tree reads the linear head's columns (the tf-idf block with text, else every column). A
 sparse matrix (text, counts) is read as it is (napkinXC normalises each row); a dense one has
 each column divided by its largest absolute training value, so that one node's regression sees
-tabular columns of any range on one scale. A missing value reads as 0.
-Probabilities below ``min_proba`` are not searched for and read as 0, and no label's threshold
-is below it. The fitted tree is napkinXC's own files (no pickle), kept in
-memory and written into the model directory.
+tabular columns of any range on one scale. A missing value reads as 0. Probabilities below
+``min_proba`` are not searched for and read as 0, and no label's threshold is below it. The
+fitted tree is napkinXC's own files (no pickle), kept in memory and written into the model
+directory.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class LabelTreeSettings:
     deterministic : bool
         The same rows fit the same tree: the node regressions train on one thread from a
         seeded C ``rand()``. napkinXC's solver draws from that one process-wide stream, so on
-        several threads (False: ``n_jobs`` of them, about 1.7x faster) two fits of the same
-        rows differ by up to .01 in probability.
+        several threads (False: ``n_jobs`` of them, 1.6x faster on two cores) two fits of the
+        same rows differ by up to .01 in probability.
     """
 
     # read by the YAML loader (pydantic): an unknown key is an error, not a silent default
