@@ -57,16 +57,14 @@ def _load(root: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFra
 
 def _tags(rows: int, labels: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """A text column of word ids and ``labels`` 0/1 columns (Zipf-like frequencies)."""
-    from labelwise.engine.synthetic_xc import make_extreme_multilabel
+    from labelwise.engine.data import LabelSpec, encode_labels
+    from labelwise.engine.synthetic_xc import make_tag_table
 
-    X, Y = make_extreme_multilabel(n_rows=rows, n_labels=labels, n_features=max(5000, labels))
-    docs = [
-        " ".join(f"w{j}" for j in X.indices[X.indptr[i] : X.indptr[i + 1]]) for i in range(rows)
-    ]
-    frame = pl.DataFrame({"doc": docs})
+    table = make_tag_table(rows, labels)
+    Y, names = encode_labels(table, LabelSpec(set_column="tags", separator="|"), source="tags")
     cut = int(rows * 0.8)
-    Yf = pl.DataFrame(Y[:cut], schema=[f"tag{j}" for j in range(labels)])
-    return frame.head(cut), Yf, frame.tail(rows - cut)
+    docs = table.select("doc")
+    return docs.head(cut), pl.DataFrame(Y[:cut], schema=names), docs.tail(rows - cut)
 
 
 def _post(url: str, frame: pl.DataFrame, params: dict[str, Any] | None = None) -> Any:

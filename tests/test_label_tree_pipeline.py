@@ -12,18 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
-from labelwise.engine.synthetic_xc import make_extreme_multilabel
+from labelwise.engine.synthetic_xc import make_tag_table
 
 pytestmark = pytest.mark.slow
-
-
-def _tag_table(n_rows: int, n_labels: int, seed: int) -> pl.DataFrame:
-    X, Y = make_extreme_multilabel(n_rows=n_rows, n_labels=n_labels, n_features=4000, seed=seed)
-    docs = [
-        " ".join(f"w{j}" for j in X.indices[X.indptr[i] : X.indptr[i + 1]]) for i in range(n_rows)
-    ]
-    tags = ["|".join(f"tag{j}" for j in np.flatnonzero(y)) for y in Y]
-    return pl.DataFrame({"doc": docs, "tags": tags})
 
 
 def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
@@ -32,7 +23,7 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     from labelwise.flows.predict import predict_flow
     from labelwise.flows.train import train_flow
 
-    df = _tag_table(4000, 2000, seed=2)
+    df = make_tag_table(4000, 2000, seed=2)
     df.head(3200).write_parquet(tmp_path / "train.parquet")
     df.tail(800).write_parquet(tmp_path / "test.parquet")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -3,12 +3,13 @@
 A tag vocabulary's labels are few frequent and many rare. Each label here owns a few signature
 words; a row draws its labels by frequency and emits each label's words with some chance, plus
 noise words, so the bag of words is informative of the labels without giving them away. For
-tests and ``benchmarks/label_tree.py`` (nothing is written to disk).
+tests and the label-tree and serving benchmarks (nothing is written to disk).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 
 
@@ -57,3 +58,18 @@ def make_extreme_multilabel(
     )
     X.sum_duplicates()
     return X, Y
+
+
+def make_tag_table(n_rows: int, n_labels: int, seed: int = 0) -> pl.DataFrame:
+    """The same data as a user's table: a ``doc`` text column (word ids ``w<j>``) and a
+    ``tags`` label-set column (``tag<j>`` joined by ``|``)."""
+    X, Y = make_extreme_multilabel(
+        n_rows=n_rows, n_labels=n_labels, n_features=max(5000, n_labels), seed=seed
+    )
+    words = [X.indices[X.indptr[i] : X.indptr[i + 1]] for i in range(n_rows)]
+    return pl.DataFrame(
+        {
+            "doc": [" ".join(f"w{j}" for j in w) for w in words],
+            "tags": ["|".join(f"tag{j}" for j in np.flatnonzero(y)) for y in Y],
+        }
+    )
