@@ -92,13 +92,21 @@ def _training_part(cfg: Config, when: str | None) -> tuple[str, dict[str, Any]]:
 
 def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, float]:
     """The test table, read for the first time: snapshot (data.test) or the split's test part."""
-    from labelwise.tasks.data import SourceNames, snapshot_data, split_data, workdir_for
+    from labelwise.tasks.data import (
+        SourceNames,
+        snapshot_data,
+        split_data,
+        test_only_labels,
+        workdir_for,
+    )
     from labelwise.tasks.tune import score_best
 
     info = snapshot_data(cfg, when)
     with SourceNames() as names:
         names.add(cfg, info)
         paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
+        for warning in test_only_labels(cfg, train_path, paths["test"]):
+            say(f"warning: {warning}")
         return score_best(cfg, train_path, paths["test"])
 
 

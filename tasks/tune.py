@@ -516,5 +516,6 @@ def score_best(cfg: Config, train_path: str, test_path: str) -> dict[str, float]
     clf = cfg.estimator()
     with ExitStack() as stack, named_errors(train_path):
         clf.fit(X, Y, labels=labels, executor=fit_executor(cfg, stack))
-    Y_test, _, pred = score_table(cfg, clf, test_path)
+    # labels no training row holds are left out, as train does (test_only_labels says so)
+    Y_test, _, pred = score_table(cfg, clf, test_path, others=True)
     return classification_metrics(Y_test, pred)

@@ -76,3 +76,40 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     scores = np.array(scored["top_scores"].to_list())
     assert (np.diff(scores, axis=1) <= 0).all() and scores[:, 0].min() > 0
     json.dumps(result["metrics"])  # the flow's result stays plain data
+
+
+def test_tune_of_a_tag_table_searches_the_tree(tmp_path: Path, prefect_api, monkeypatch):
+    """The search sets the tree's settings, and its one look at the test part names the
+    labels no training row holds instead of failing on them."""
+    from typer.testing import CliRunner
+
+    from labelwise.cli import app
+
+    monkeypatch.setenv("LABELWISE_TUNE_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    df = make_tag_table(1500, 3000, seed=4)  # 1,256 labels on the training rows
+    df.head(1200).write_parquet(tmp_path / "train.parquet")
+    df.tail(300).write_parquet(tmp_path / "test.parquet")
+    cfg = {
+        "name": "tagtune",
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"set_column": "tags", "separator": "|"},
+        },
+        "model": {"strategy": "auto"},  # over 1,000 labels: a tree
+        "contract": {"min_rows": 50, "min_positives_per_label": 0},
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["tune", "-c", str(tmp_path / "job.yaml"), "--trials", "2"])
+    assert res.exit_code == 0, res.output
+    assert "in no training row" in res.output
+    tuned = yaml.safe_load((tmp_path / "job.tuned.yaml").read_text())
+    assert tuned["model"]["strategy"] == "auto" and "weighting" not in tuned
+    import optuna
+
+    [summary] = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=summary.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
+    assert {"label_tree.max_leaves", "label_tree.C"} <= set(study.trials[1].params)
