@@ -134,3 +134,20 @@ def test_weight_schemes():
         Weighting({"zz": 2.0}).weights(Y, ["a", "b", "c"])
     with pytest.raises(ConfigError):
         Weighting("nope")
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.uint8, (50, 4), elements=st.integers(0, 1)), st.data())
+def test_label_cuts_with_mostly_zero_scores_are_the_best_cut(Y, data):
+    """A label tree leaves most probabilities at 0 (unsearched): those rows are counted as one
+    run instead of sorted, and each label's cut is still the best one (brute force over every
+    distinct score, 0 included)."""
+    P = data.draw(arrays(np.float64, Y.shape, elements=st.sampled_from([0.0, 0.0, 0.0, 0.2, 0.6])
+                         | st.floats(0.01, 1)))  # fmt: skip
+    own = fit_thresholds(Y, P, ThresholdPolicy(shrinkage=0))
+    for j in range(Y.shape[1]):
+        y, p = Y[:, j], P[:, j]
+        if y.sum() in (0, len(y)):
+            continue
+        best = max(f1_score(y, p >= c, zero_division=0) for c in np.unique(p))
+        assert f1_score(y, p >= own[j], zero_division=0) == pytest.approx(best)

@@ -103,28 +103,41 @@ class _Ranked:
     """Held-out scores of one label (or all labels pooled) sorted once: TP and FP at every
     distinct cut, shared by every cut objective."""
 
-    ps: np.ndarray  # scores, descending
-    last: np.ndarray  # last index of each run of equal scores: a cut predicts it and all above
+    runs: np.ndarray  # the distinct scores, descending: a cut predicts a run and all above
+    count: np.ndarray  # rows at or above each run
     tp: np.ndarray
     fp: np.ndarray
     n_pos: int
 
     @classmethod
     def of(cls, y: np.ndarray, p: np.ndarray) -> _Ranked | None:
-        """None when ``y`` is all 0 or all 1 (no cut to choose)."""
-        n_pos = int(y.sum())
-        if n_pos == 0 or n_pos == len(y):
+        """None when ``y`` is all 0 or all 1 (no cut to choose). Rows scored 0 (a label tree
+        leaves most of 20,000 labels at 0, unsearched) are one run, counted, not sorted:
+        sorting them cost gigabytes."""
+        n_pos, n = int(y.sum()), len(y)
+        if n_pos == 0 or n_pos == n:
             return None
+        zero = p == 0
+        if zero.any() and (p >= 0).all():
+            y, p = y[~zero], p[~zero]
         order = np.argsort(-p, kind="stable")
         ps = p[order]
-        last = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])
+        last = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True]) if len(ps) else np.zeros(0, np.int64)
         tp = np.cumsum(y[order], dtype=np.float64)[last]
-        return cls(ps, last, tp, (last + 1) - tp, n_pos)
+        runs, count = ps[last], last + 1
+        if len(ps) < n:  # the rows scored 0, last
+            runs, count = np.r_[runs, 0.0], np.r_[count, n]
+            tp = np.r_[tp, float(n_pos)]
+        return cls(runs, count, tp, count - tp, n_pos)
+
+    def score_at(self, k: int) -> float:
+        """The score of the row ranked ``k`` (0: the highest)."""
+        return float(self.runs[np.searchsorted(self.count, k + 1)])
 
     def rate_cut(self) -> float:
         """Halfway between the ``n_pos``-th and the next highest score: it predicts as many
         rows as there are positives."""
-        return _between(self.ps[self.n_pos - 1], self.ps[self.n_pos])
+        return _between(self.score_at(self.n_pos - 1), self.score_at(self.n_pos))
 
 
 def _sweep(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy) -> tuple[float, float]:
@@ -154,8 +167,8 @@ def _best(r: _Ranked, policy: ThresholdPolicy) -> tuple[float, float]:
             score = np.where(np.arange(len(score)) == best, 0.0, -1.0)
         best = int(np.argmax(score))
     # threshold halfway between the chosen score and the next lower one: robust to ties / noise
-    hi = r.ps[r.last[best]]
-    lo = r.ps[r.last[best] + 1] if r.last[best] + 1 < len(r.ps) else hi - 1e-6
+    hi = r.runs[best]
+    lo = r.runs[best + 1] if best + 1 < len(r.runs) else hi - 1e-6
     return float(np.clip(_between(hi, lo), 0.0, 1.0)), float(score[best])
 
 
