@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree", "auto")
-# strategy="auto" fits a label tree from this many labels on: at 983 (delicious) it was 10x
+# strategy="auto" fits a label tree from this many labels on: at 983 (delicious) it was 6x
 # faster than binary relevance at 0.97-1.01x its precision@k and micro-F1 (benchmarks/RESULTS.md)
 AUTO_LABEL_TREE_LABELS = 1000
 # the strategies that model label dependencies with a second level of per-label boosters
