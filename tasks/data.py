@@ -200,17 +200,13 @@ def test_only_labels(cfg: Config, train_path: str, test_path: str) -> list[str]:
     """A warning naming the labels of the test part that no training row holds (a long tail
     of tags has them): the model cannot learn them, so they are left out of its test
     metrics; empty when there are none."""
-    from labelwise.engine.data import encode_labels, read_table, scan_table
+    from labelwise.pipeline.tables import read_labels
 
-    def names(path: str) -> tuple[set[str], Any, list[str]]:
-        columns = scan_table(path).collect_schema().names()
-        table = read_table(path, list(cfg.data.labels.source_columns(columns)))
-        Y, labels = encode_labels(table, cfg.data.labels, source=path)
-        return {lab for lab, n in zip(labels, Y.sum(axis=0), strict=True) if n}, Y, labels
+    def present(Y: Any, labels: list[str]) -> set[str]:
+        return {lab for lab, n in zip(labels, Y.sum(axis=0), strict=True) if n}
 
-    seen, _, _ = names(train_path)
-    held, Y, labels = names(test_path)
-    only = sorted(held - seen)
+    Y, labels = read_labels(cfg, test_path)
+    only = sorted(present(Y, labels) - present(*read_labels(cfg, train_path)))
     if not only:
         return []
     positives = int(Y[:, [labels.index(lab) for lab in only]].sum())

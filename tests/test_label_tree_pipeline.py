@@ -17,6 +17,30 @@ from labelwise.engine.synthetic_xc import make_tag_table
 pytestmark = pytest.mark.slow
 
 
+def _job(
+    tmp: Path, name: str, df: pl.DataFrame, n_train: int, strategy: str, **data: object
+) -> str:
+    """``job.yaml`` over the table's first ``n_train`` rows (train) and the rest (test), its
+    label-set column ``tags``; returns the tracking URI."""
+    df.head(n_train).write_parquet(tmp / "train.parquet")
+    df.slice(n_train).write_parquet(tmp / "test.parquet")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    cfg = {
+        "name": name,
+        "data": {
+            "train": "train.parquet",
+            "test": "test.parquet",
+            "labels": {"set_column": "tags", "separator": "|"},
+            **data,
+        },
+        "model": {"strategy": strategy},
+        "contract": {"min_rows": 50, "min_positives_per_label": 0},
+        "tracking": {"tracking_uri": uri},
+    }
+    (tmp / "job.yaml").write_text(yaml.safe_dump(cfg))
+    return uri
+
+
 def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     from mlflow import MlflowClient
 
@@ -24,22 +48,7 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     from labelwise.flows.train import train_flow
 
     df = make_tag_table(4000, 2000, seed=2)
-    df.head(3200).write_parquet(tmp_path / "train.parquet")
-    df.tail(800).write_parquet(tmp_path / "test.parquet")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = {
-        "name": "tags",
-        "data": {
-            "train": "train.parquet",
-            "test": "test.parquet",
-            "labels": {"set_column": "tags", "separator": "|"},
-            "text": ["doc"],
-        },
-        "model": {"strategy": "label_tree"},
-        "contract": {"min_rows": 50, "min_positives_per_label": 0},
-        "tracking": {"tracking_uri": uri},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    uri = _job(tmp_path, "tags", df, 3200, "label_tree", text=["doc"])
     result = train_flow(str(tmp_path / "job.yaml"))
 
     c = MlflowClient(uri, registry_uri=uri)
@@ -87,20 +96,7 @@ def test_tune_of_a_tag_table_searches_the_tree(tmp_path: Path, prefect_api, monk
 
     monkeypatch.setenv("LABELWISE_TUNE_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
     df = make_tag_table(1500, 3000, seed=4)  # 1,256 labels on the training rows
-    df.head(1200).write_parquet(tmp_path / "train.parquet")
-    df.tail(300).write_parquet(tmp_path / "test.parquet")
-    cfg = {
-        "name": "tagtune",
-        "data": {
-            "train": "train.parquet",
-            "test": "test.parquet",
-            "labels": {"set_column": "tags", "separator": "|"},
-        },
-        "model": {"strategy": "auto"},  # over 1,000 labels: a tree
-        "contract": {"min_rows": 50, "min_positives_per_label": 0},
-        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
+    _job(tmp_path, "tagtune", df, 1200, "auto")  # over 1,000 labels: a tree
     res = CliRunner().invoke(app, ["tune", "-c", str(tmp_path / "job.yaml"), "--trials", "2"])
     assert res.exit_code == 0, res.output
     assert "in no training row" in res.output

@@ -648,22 +648,19 @@ class LabelwiseClassifier(Parameters):
                 fallback=min(self.n_estimators, 100),
             ),
         )
-        planned = (
-            trees
-            * Ya.shape[1]
-            * (
-                len(splits) * (1 + len(self.orders_))
-                + (self.n_folds if self._needs_oof(splits) else 0)
-            )
-        )
         for cb in ctx.callbacks:
-            cb.begin(planned, self.labels_)
+            cb.begin(self._planned(trees, Ya.shape[1], splits), self.labels_)
         valid_rows, P_valid = self._fit_heads(ctx, Xa, Ya, splits, refit, weight)
         self.best_iterations_ = _mean_rounds(self.level1_, Ya.shape[1])
         _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
+
+    def _planned(self, trees: bool, n_labels: int, splits: Splits) -> int:
+        """How many per-label boosters the fit trains (what the callbacks count)."""
+        oof = self.n_folds if self._needs_oof(splits) else 0
+        return trees * n_labels * (len(splits) * (1 + len(self.orders_)) + oof)
 
     def _fit_heads(
         self,

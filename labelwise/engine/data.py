@@ -294,14 +294,7 @@ def _encode_label_sets(
                 f"{where} holds no label at all (every row is empty); check the "
                 "column and the separator"
             )
-    cells = len(s) * len(labels)
-    if cells > MAX_LABEL_CELLS:
-        raise DataError(
-            f"{where} has {len(labels):,} distinct labels over {len(s):,} rows: their 0/1 matrix "
-            f"would take {cells / 2**30:.1f} GiB (the limit is {MAX_LABEL_CELLS / 2**30:.0f} GiB); "
-            "keep the labels that can be learned (e.g. those on at least 5 rows) or check the "
-            "separator"
-        )
+    _check_label_matrix_size(where, len(s), len(labels))
     index = {lab: j for j, lab in enumerate(labels)}
     unknown = sorted(set(flat.unique().to_list()) - set(index))
     if unknown and not others:
@@ -320,6 +313,18 @@ def _encode_label_sets(
 # the largest label matrix a label-set column may make (one byte a cell): 1M distinct strings
 # over 100k rows would be 93 GiB, and the process would die without a word
 MAX_LABEL_CELLS = 4 * 2**30
+
+
+def _check_label_matrix_size(where: str, n_rows: int, n_labels: int) -> None:
+    cells = n_rows * n_labels
+    if cells > MAX_LABEL_CELLS:
+        raise DataError(
+            f"{where} has {n_labels:,} distinct labels over {n_rows:,} rows: their 0/1 matrix "
+            f"would take {cells / 2**30:.1f} GiB (the limit is {MAX_LABEL_CELLS / 2**30:.0f} GiB); "
+            "keep the labels that can be learned (e.g. those on at least 5 rows) or check the "
+            "separator"
+        )
+
 
 TRAINED_WITH = "the model was trained with them — add them (nulls are allowed)"
 

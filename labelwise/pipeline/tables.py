@@ -57,14 +57,19 @@ def has_text(cfg: Config, path: str, sample: int = 2000) -> bool:
     return bool(feature_kinds(X, X.columns)["text"])
 
 
-def label_count(cfg: Config, path: str) -> int:
-    """How many labels a fit of ``cfg`` on the table at ``path`` would have (its label
-    columns alone are read)."""
+def read_labels(cfg: Config, path: str) -> tuple[np.ndarray, list[str]]:
+    """The 0/1 label matrix and label names of the table at ``path``, its label columns
+    alone read."""
     from labelwise.engine.data import encode_labels, read_table, scan_table
 
     columns = scan_table(path).collect_schema().names()
     table = read_table(path, list(cfg.data.labels.source_columns(columns)))
-    return encode_labels(table, cfg.data.labels, source=path)[0].shape[1]
+    return encode_labels(table, cfg.data.labels, source=path)
+
+
+def label_count(cfg: Config, path: str) -> int:
+    """How many labels a fit of ``cfg`` on the table at ``path`` would have."""
+    return len(read_labels(cfg, path)[1])
 
 
 def load_classifier(model_dir: str | Path) -> LabelwiseClassifier:
