@@ -79,14 +79,14 @@ def case(kind: str, source: str, out: str) -> dict[str, float]:
     t0 = time.perf_counter()
     month = Window("ts", AS_OF, timedelta(days=30))
     if kind == "folder":
-        rows = materialise(source, Path(out), "data.train")["rows"]
+        rows = materialise(source, Path(out), "data.train").rows
     elif kind == "folder-window":
-        rows = materialise(source, Path(out), "data.train", month, "ts")["rows"]
+        rows = materialise(source, Path(out), "data.train", month, "ts").rows
     elif kind in ("adbc", "connectorx"):
         rows = pl.read_database_uri("SELECT * FROM events", source, engine=kind).height
     else:  # sql-window: labelwise's SQL snapshot of the last 30 days
         os.environ["LABELWISE_BENCH_DB"] = source
-        rows = materialise(Sql(), Path(out), "data.sql", month, "ts")["rows"]
+        rows = materialise(Sql(), Path(out), "data.sql", month, "ts").rows
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), "rows": rows}
 

@@ -10,12 +10,11 @@ deployment.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from labelwise.pipeline.config import load_config
 from labelwise.pipeline.environment import configure_environment
+from labelwise.pipeline.records import MonitorResult
 from labelwise.tasks.monitoring import (
     log_monitoring,
     measure_drift,
@@ -32,7 +31,7 @@ def monitor_flow(
     model: str | None = None,
     retrain: bool | None = None,
     as_of: str | None = None,
-) -> dict[str, Any]:
+) -> MonitorResult:
     """Compare ``batch_path`` (default: ``monitoring.batch`` or ``monitoring.sql`` of the
     config: a file, folder, glob, object-store URI or query; its last ``monitoring.window``
     before ``as_of``) with what ``model`` (default: the champion) was trained on; Failed with
@@ -52,11 +51,11 @@ def monitor_flow(
     model = model or f"models:/{cfg.registered_model}@champion"
     model_dir, what = locate_model(model, tracking_uri(cfg))
     snap = snapshot_batch(cfg, source, as_of or scheduled_start())
-    batch = snap["source"]
-    report = measure_drift(cfg, model_dir, snap["path"], batch)
+    batch = snap.source
+    report = measure_drift(cfg, model_dir, snap.path, batch)
     run_id = log_monitoring(cfg, report, what, snap)
     publish_drift(cfg, report)
-    result = {
+    result: MonitorResult = {
         "run_id": run_id,
         "model": what,
         "rows": report["n_rows"],
@@ -75,6 +74,6 @@ def monitor_flow(
             + (f"; feature(s) {feats[:20]}" if feats else "")
             + f" (details: MLflow run {run_id})"
         )
-        raise DriftError(msg, report | result)
+        raise DriftError(msg, {**report, **result})
     print(f"no drift in {batch} ({report['n_rows']} rows) against {what}; run {run_id}")
     return result

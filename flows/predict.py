@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
+from labelwise.pipeline.records import BatchPrediction
 from labelwise.tasks.scoring import score_chunks
 
 
@@ -18,15 +17,15 @@ def predict_flow(
     tracking_uri: str | None = None,
     overwrite: bool = False,
     top_k: int | None = None,
-) -> dict[str, Any]:
+) -> BatchPrediction:
     """Score ``input_path`` with ``model`` into a parquet file at ``output_path`` (an existing
     file only with ``overwrite``); ``top_k``: the k most probable labels per row instead of a
     probability column per label."""
     result = score_chunks(
         model, input_path, output_path, chunk_rows, tracking_uri, overwrite, top_k
     )
-    msg = f"scored {result['rows']} rows with {result['model']} -> {result['output']}"
-    if result["unseen_categories"]:
-        msg += f"; unseen categories treated as missing: {result['unseen_categories']}"
+    msg = f"scored {result.rows} rows with {result.model} -> {result.output}"
+    if result.unseen_categories:
+        msg += f"; unseen categories treated as missing: {result.unseen_categories}"
     print(msg)
     return result

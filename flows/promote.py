@@ -3,12 +3,13 @@ gate passes. Rollback: put the previous champion back."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect import flow
 
 from labelwise.pipeline.config import Config, load_config
 from labelwise.pipeline.environment import configure_environment
+from labelwise.pipeline.records import PromotionRecord, Rollback
 
 if TYPE_CHECKING:
     from labelwise.tasks.data import SourceNames
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 @flow(name="labelwise-promote", log_prints=True)
 def promote_flow(
     config_path: str, data_path: str | None = None, include_rejected: bool = False
-) -> dict[str, Any]:
+) -> PromotionRecord:
     """Score champion and challenger on the same data in one run; move champion if better.
     A challenger that was rolled back before is skipped unless ``include_rejected``."""
     from labelwise.tasks.data import SourceNames
@@ -31,7 +32,7 @@ def promote_flow(
 
 def _promote(
     cfg: Config, data_path: str | None, include_rejected: bool, names: SourceNames
-) -> dict[str, Any]:
+) -> PromotionRecord:
     from labelwise.engine.promotion import gate
     from labelwise.tasks.data import check_evaluable
     from labelwise.tasks.promotion import REJECTED_TAG, evaluate_version, record_promotion
@@ -75,7 +76,7 @@ def _promote(
     record = record_promotion(
         cfg, (str(champ_v.version), str(chal_v.version)), evaluations, decision, data_path
     )
-    print(record["decision"] + "\n  " + "\n  ".join(record["reasons"]))
+    print(f"{record.verdict}\n  " + "\n  ".join(record.reasons))
     return record
 
 
@@ -116,9 +117,9 @@ def _rejected_versions(uri: str, name: str, champion: str) -> list[str]:
     ]
 
 
-def _nothing(message: str, champion: Any) -> dict[str, Any]:
+def _nothing(message: str, champion: object) -> PromotionRecord:
     print(message)
-    return {"promote": False, "reasons": [message], "champion": str(champion)}
+    return PromotionRecord(promote=False, champion=str(champion), reasons=(message,))
 
 
 def _evaluation_table(cfg: Config, names: SourceNames) -> str:
@@ -128,11 +129,11 @@ def _evaluation_table(cfg: Config, names: SourceNames) -> str:
 
     info = snapshot_data(cfg)
     names.add(cfg, info)
-    return str(split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))["test"])
+    return split_data(cfg, info, str(workdir_for(cfg, info.train.digest))).test
 
 
 @flow(name="labelwise-rollback", log_prints=True)
-def rollback_flow(config_path: str) -> dict[str, Any]:
+def rollback_flow(config_path: str) -> Rollback:
     """Put the previous champion back (from the champion history kept by promotions); the
     rolled-back version is not promoted again unless a user asks for it."""
     from labelwise.tasks.promotion import registry_lock, roll_back

@@ -10,21 +10,27 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from labelwise.pipeline.config import Config, load_config
 from labelwise.pipeline.environment import configure_environment
+from labelwise.pipeline.records import Setting, Snapshot, TrialResult, TuneResult
 from labelwise.tasks.progress import say
+
+if TYPE_CHECKING:
+    from prefect.futures import PrefectFuture
+    from prefect.task_runners import TaskRunner
 
 
 @flow(
     name="labelwise-tune",
     log_prints=True,
     # room for every parallel trial (at most --parallel are ever submitted at once)
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
+    # Prefect types the parameter as TaskRunner[PrefectFuture] (invariant): a cast, not a change
+    task_runner=cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=64)),
 )
 def tune_flow(
     config_path: str,
@@ -35,7 +41,7 @@ def tune_flow(
     register_best: bool = False,
     as_of: str | None = None,
     output: str | None = None,
-) -> dict[str, Any]:
+) -> TuneResult:
     """Search the settings of ``config_path`` for ``budget_seconds`` of wall-clock time (new
     trials start until it is spent; ``trials`` caps the study's finished trials), judged by
     ``metric`` on held-out rows of the training part only. Writes ``<config>.tuned.yaml`` next
@@ -44,6 +50,7 @@ def tune_flow(
     challenger alias)."""
     from labelwise.pipeline.search_space import check_metric
     from labelwise.tasks.data import scheduled_start
+    from labelwise.tasks.runs import tracked_run
 
     configure_environment()
     cfg = load_config(config_path)
@@ -52,29 +59,36 @@ def tune_flow(
     when = as_of or scheduled_start()
     train_path, info = _training_part(cfg, when)
     search = _Search(cfg, info, metric, budget_seconds, trials, max(1, parallel))
-    try:
+    registered = None
+    with tracked_run(cfg, lambda: search.run_id, on_error=search.abandon_trials):
         search.run(train_path)
         best_yaml = write_tuned_config(
             Path(config_path), search.best_overrides(), search.headline(), output
         )
-        summary = search.finish(best_yaml)
+        search.summarise(best_yaml)
         if register_best:
             from labelwise.flows.train import train_flow
 
             trained = train_flow(str(best_yaml), as_of=when)
-            test = trained.get("metrics")
-            summary["registered"] = trained.get("version")
+            test, registered = (trained.metrics or None), trained.version
         else:
             test = _score_on_test(search.best_config(), when, train_path)
-    except BaseException as exc:
-        search.fail(exc)
-        raise
-    search.log_test(test)
+        search.log_test(test)
     say(_result_line(search, test, best_yaml))
-    return summary | {"best_config": str(best_yaml), "test_metrics": test}
+    best = search.chosen()
+    return TuneResult(
+        run_id=search.run_id,
+        study=search.study.study_name,
+        best_trial=best.number,
+        best_value=float(best.value or 0.0),
+        trials=search.finished(),
+        best_config=str(best_yaml),
+        test_metrics=test,
+        registered=registered,
+    )
 
 
-def _training_part(cfg: Config, when: str | None) -> tuple[str, dict[str, Any]]:
+def _training_part(cfg: Config, when: str | None) -> tuple[str, Snapshot]:
     """The rows the search may see: the training snapshot, contract-checked, and -- with no
     data.test -- its training part after the usual split (the test part is never read)."""
     from labelwise.tasks.contract import validate_contract
@@ -83,11 +97,11 @@ def _training_part(cfg: Config, when: str | None) -> tuple[str, dict[str, Any]]:
     info = snapshot_data(cfg, when, parts=("train",))
     with SourceNames() as names:
         names.add(cfg, info)
-        validate_contract(cfg, info["train"]["path"], "train", info["train"]["source"])
+        validate_contract(cfg, info.train.path, "train", info.train.source)
         if cfg.data.test is not None:
-            return info["train"]["path"], info
-        paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
-    return paths["train"], info
+            return info.train.path, info
+        paths = split_data(cfg, info, str(workdir_for(cfg, info.train.digest)))
+    return paths.train, info
 
 
 def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, float]:
@@ -104,14 +118,14 @@ def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, 
     info = snapshot_data(cfg, when)
     with SourceNames() as names:
         names.add(cfg, info)
-        paths = split_data(cfg, info, str(workdir_for(cfg, info["train"]["digest"])))
-        for warning in test_only_labels(cfg, train_path, paths["test"]):
+        paths = split_data(cfg, info, str(workdir_for(cfg, info.train.digest)))
+        for warning in test_only_labels(cfg, train_path, paths.test):
             say(f"warning: {warning}")
-        return score_best(cfg, train_path, paths["test"])
+        return score_best(cfg, train_path, paths.test)
 
 
 def write_tuned_config(
-    path: Path, overrides: dict[str, Any], headline: str, output: str | None = None
+    path: Path, overrides: dict[str, Setting], headline: str, output: str | None = None
 ) -> Path:
     """``<name>.tuned.yaml`` next to the config (or ``output``): the config's own YAML with the
     best settings; relative data paths are made absolute when it is written elsewhere."""
@@ -170,7 +184,7 @@ def _absolute_paths(data: dict[str, Any], base: Path) -> dict[str, str]:
     return out
 
 
-def _result_line(search: Any, test: dict[str, float] | None, best_yaml: Path) -> str:
+def _result_line(search: _Search, test: dict[str, float] | None, best_yaml: Path) -> str:
     shown = (
         f"; test f1_micro={test['f1_micro']:.4f} f1_macro={test['f1_macro']:.4f}" if test else ""
     )
@@ -183,7 +197,7 @@ class _Search:
     def __init__(
         self,
         cfg: Config,
-        info: dict[str, Any],
+        info: Snapshot,
         metric: str,
         budget: float,
         trials: int | None,
@@ -193,7 +207,7 @@ class _Search:
         from labelwise.pipeline.search_space import search_space
         from labelwise.pipeline.tables import has_text, label_count
         from labelwise.tasks.progress import say
-        from labelwise.tasks.tracking import repair_abandoned_runs
+        from labelwise.tasks.runs import repair_abandoned_runs
         from labelwise.tasks.tune import (
             first_trial,
             open_study,
@@ -205,9 +219,9 @@ class _Search:
         self.cfg, self.metric, self.parallel = cfg, metric, parallel
         self.deadline = time.monotonic() + budget
         self.limit = trials
-        path = info["train"]["path"]
+        path = info.train.path
         self.space = search_space(cfg, has_text(cfg, path), label_count(cfg, path))
-        self.study = open_study(cfg, info["train"]["digest"], metric, self.space)
+        self.study = open_study(cfg, info.train.digest, metric, self.space)
         lost = reclaim_abandoned(cfg, self.study)
         if lost:
             say(f"resumed: trial(s) {lost} of a killed tune are asked again")
@@ -224,9 +238,9 @@ class _Search:
         }
         self.run_id = parent_run(cfg, info, self.study, settings)
         self.failures: list[str] = []
-        self.running: dict[Any, tuple[Any, str, dict[str, Any]]] = {}
+        self.running: dict[Any, tuple[Any, str, dict[str, Setting]]] = {}
 
-    def _finished(self) -> int:
+    def finished(self) -> int:
         from optuna.trial import TrialState
 
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -234,7 +248,7 @@ class _Search:
     def _may_start(self, running: int) -> bool:
         if time.monotonic() >= self.deadline:
             return False
-        return self.limit is None or self._finished() + running < self.limit
+        return self.limit is None or self.finished() + running < self.limit
 
     def run(self, train_path: str) -> None:
         """Start trials while the budget lasts; each ends in the study and in MLflow."""
@@ -252,38 +266,27 @@ class _Search:
                 break
             future = next(as_completed(list(running)))
             self._tell(future, *running.pop(future))
-        if self._finished() == 0:
+        if self.finished() == 0:
             from labelwise.engine.errors import LabelwiseError
 
             why = "; ".join(self.failures[-3:]) or "the budget ended before the first trial did"
             raise LabelwiseError(f"no trial of the search finished: {why}")
 
     def _limit(self) -> float | None:
-        """A trial's time limit: none until one trial has finished (the config's own settings
-        come first); then three times the median finished trial (not the slowest: each slow
-        trial that finished would raise the next limit threefold, and on bibtex one trial took
-        most of the budget); at least 30 s. A trial may run to ``OVERRUN`` times its limit, and
-        that stays within the budget left plus one such trial (the budget is honoured to within
-        a trial)."""
-        from statistics import median
-
+        """The next trial's time limit, from the finished trials and the budget left."""
         from optuna.trial import TrialState
 
-        from labelwise.tasks.tune import OVERRUN
+        from labelwise.tasks.trials import trial_limit
 
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        known = [s for t in done if (s := t.user_attrs.get("fit_seconds")) is not None]
-        if not known:
-            return None
-        left = self.deadline - time.monotonic()
-        typical = float(median(known))
-        return max(30.0, min(3.0 * typical, (left + typical) / OVERRUN))
+        known = [float(s) for t in done if (s := t.user_attrs.get("fit_seconds")) is not None]
+        return trial_limit(known, self.deadline - time.monotonic())
 
-    def fail(self, exc: BaseException) -> None:
-        """The tune failed or was interrupted: its running trials and its runs end FAILED."""
+    def abandon_trials(self, exc: BaseException) -> None:
+        """The tune failed or was interrupted: its running trials end FAILED (its own run
+        ends FAILED with it, see ``tracked_run``)."""
         from optuna.trial import TrialState
 
-        from labelwise.tasks.tracking import fail_run
         from labelwise.tasks.tune import end_trial_run
 
         error = f"{type(exc).__name__}: {exc}"
@@ -291,9 +294,8 @@ class _Search:
             self.study.tell(trial, state=TrialState.FAIL)
             end_trial_run(self.cfg, run_id, "FAILED", error=f"the tune ended: {error}")
         self.running.clear()
-        fail_run(self.cfg, self.run_id, exc)
 
-    def _ask(self) -> tuple[Any, str, dict[str, Any]]:
+    def _ask(self) -> tuple[Any, str, dict[str, Setting]]:
         from labelwise.pipeline.search_space import suggest
         from labelwise.tasks.progress import stage
         from labelwise.tasks.tune import attach_run, claim, start_trial_run
@@ -308,17 +310,18 @@ class _Search:
         attach_run(trial, run_id, overrides)
         return trial, run_id, overrides
 
-    def _tell(self, future: Any, trial: Any, run_id: str, overrides: dict[str, Any]) -> None:
+    def _tell(self, future: Any, trial: Any, run_id: str, overrides: dict[str, Setting]) -> None:
         import json
 
         from optuna.trial import TrialState
 
         from labelwise.pipeline.search_space import objective_value
         from labelwise.tasks.progress import say
-        from labelwise.tasks.tune import TrialTooSlow, end_trial_run
+        from labelwise.tasks.trials import TrialTooSlow
+        from labelwise.tasks.tune import end_trial_run
 
         try:
-            result = future.result()
+            result: TrialResult = future.result()
         except TrialTooSlow as exc:
             self.study.tell(trial, state=TrialState.PRUNED)
             end_trial_run(self.cfg, run_id, "KILLED", error=str(exc))
@@ -330,19 +333,19 @@ class _Search:
             self.study.tell(trial, state=TrialState.FAIL)
             end_trial_run(self.cfg, run_id, "FAILED", error=error)
             say(f"trial {trial.number} failed: {error}")
-            if len(self.failures) >= 3 and self._finished() == 0:
+            if len(self.failures) >= 3 and self.finished() == 0:
                 raise
             return
-        value = objective_value(result["metrics"], self.metric)
-        settings = overrides | result["thresholds"]  # the model's and its best thresholds
+        value = objective_value(result.metrics, self.metric)
+        settings = overrides | result.thresholds  # the model's and its best thresholds
         trial.set_user_attr("overrides", json.dumps(settings))
-        trial.set_user_attr("fit_seconds", result["fit_seconds"])
-        trial.set_user_attr("fold_objective", result["fold_objective"])
+        trial.set_user_attr("fit_seconds", result.fit_seconds)
+        trial.set_user_attr("fold_objective", list(result.fold_objective))
         self.study.tell(trial, value)
         end_trial_run(self.cfg, run_id, "FINISHED", result, (self.metric, value), settings)
         say(
             f"trial {trial.number}: held-out {self.metric} {value:.4f} in "
-            f"{result['fit_seconds']:.1f} s (best {self.study.best_value:.4f}, trial "
+            f"{result.fit_seconds:.1f} s (best {self.study.best_value:.4f}, trial "
             f"{self.study.best_trial.number})"
         )
 
@@ -351,12 +354,12 @@ class _Search:
 
         return chosen_trial(self.study, self.metric)
 
-    def best_overrides(self) -> dict[str, Any]:
+    def best_overrides(self) -> dict[str, Setting]:
         import json
 
-        overrides = json.loads(self.chosen().user_attrs["overrides"])
+        overrides: dict[str, Setting] = json.loads(self.chosen().user_attrs["overrides"])
         overrides.pop("n_jobs", None)  # how this search ran, not part of the model
-        return dict(overrides)
+        return overrides
 
     def best_config(self) -> Config:
         from labelwise.pipeline.config import with_settings
@@ -372,27 +375,23 @@ class _Search:
             else ""
         )
         return (
-            f"best of {self._finished()} trials: trial {best.number}{kept}, held-out "
+            f"best of {self.finished()} trials: trial {best.number}{kept}, held-out "
             f"{self.metric}={best.value:.4f}"
         )
 
-    def finish(self, best_yaml: Path) -> dict[str, Any]:
+    def summarise(self, best_yaml: Path) -> None:
         from labelwise.tasks.tune import summarise
 
-        return summarise(self.cfg, self.run_id, self.study, self.metric, best_yaml) | {
-            "run_id": self.run_id,
-            "study": self.study.study_name,
-        }
+        summarise(self.cfg, self.run_id, self.study, self.metric, best_yaml)
 
     def log_test(self, test: dict[str, float] | None) -> None:
-        from labelwise.tasks.tracking import client, finish_run, log_metrics
+        from labelwise.tasks.tracking import client, log_metrics
 
         if test:
             log_metrics(client(self.cfg), self.run_id, {f"test/{k}": v for k, v in test.items()})
-        finish_run(self.cfg, self.run_id, "FINISHED")
 
 
 def _trial_task() -> Any:
-    from labelwise.tasks.tune import run_trial
+    from labelwise.tasks.trials import run_trial
 
     return run_trial

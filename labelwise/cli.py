@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -16,27 +16,39 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from labelwise.engine.promotion import Evaluation
+from labelwise.pipeline.records import (
+    BatchPrediction,
+    ContractReport,
+    Deployments,
+    MonitorResult,
+    PromotionRecord,
+    Rollback,
+    TrainResult,
+    TriggeredRun,
+    TuneResult,
+)
+
 # plain click help: it wraps long option names and values at any width, where rich's tables
 # cut them with an ellipsis at 80 columns
-HELP = {"rich_markup_mode": None}
 app = typer.Typer(
-    **HELP,
+    rich_markup_mode=None,
     name="labelwise",
     no_args_is_help=True,
     add_completion=False,
     help="Multi-label classification: train, validate, promote and serve "
     "per-label LightGBM models tracked in MLflow, orchestrated by Prefect.",
 )
-config_app = typer.Typer(**HELP, help="Inspect configs.", no_args_is_help=True)
+config_app = typer.Typer(rich_markup_mode=None, help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 server_app = typer.Typer(
-    **HELP,
+    rich_markup_mode=None,
     help="A local Prefect server that later commands share (saves ~7 s per command).",
     no_args_is_help=True,
 )
 app.add_typer(server_app, name="server")
 worker_app = typer.Typer(
-    **HELP,
+    rich_markup_mode=None,
     help="A Prefect worker that runs the deployments' flow runs (`labelwise deploy`).",
     no_args_is_help=True,
 )
@@ -69,7 +81,7 @@ AsOfOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines, not tables")]
 
 
-def _drift_report(report: dict[str, Any], as_json: bool) -> None:
+def _drift_report(report: Mapping[str, Any], as_json: bool) -> None:
     """A monitor result: JSON, or tables of the alerts and the labels whose scores moved most."""
     if as_json:
         out.print_json(json.dumps(report, default=str))
@@ -91,7 +103,7 @@ def _drift_report(report: dict[str, Any], as_json: bool) -> None:
     _table("labels whose scores moved most", [{k: r[k] for k in keys} for r in moved])
 
 
-def _table(title: str, rows: list[dict[str, Any]]) -> None:
+def _table(title: str, rows: Sequence[Mapping[str, object]]) -> None:
     """Rows as a rich table on stdout (numbers to 4 digits)."""
     from rich.table import Table
 
@@ -242,18 +254,15 @@ def _stages() -> Iterator[None]:
         def on_say(line: str) -> None:
             bar.console.print(escape(line), highlight=False, soft_wrap=True)
 
-        listeners = (
-            (progress.STAGE_LISTENERS, on_stage),
-            (progress.LISTENERS, on_model),
-            (progress.SAY_LISTENERS, on_say),
-        )
-        for where, fn in listeners:
-            where.append(fn)  # type: ignore[attr-defined]
+        progress.STAGE_LISTENERS.append(on_stage)
+        progress.LISTENERS.append(on_model)
+        progress.SAY_LISTENERS.append(on_say)
         try:
             yield
         finally:
-            for where, fn in listeners:
-                where.remove(fn)  # type: ignore[attr-defined]
+            progress.STAGE_LISTENERS.remove(on_stage)
+            progress.LISTENERS.remove(on_model)
+            progress.SAY_LISTENERS.remove(on_say)
 
 
 def _checked_config(config: Path, overrides: dict[str, Any] | None = None) -> Any:
@@ -308,12 +317,12 @@ def train(
         typer.Option("--snapshot", help="MLflow run id: train on exactly the rows it read"),
     ] = None,
     debug: DebugOpt = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Read the source into a snapshot, validate, split, train, evaluate, track in MLflow and
     register (alias challenger)."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> TrainResult:
         from labelwise.pipeline.sources import parse_as_of
 
         _checked_config(config, _overrides(preset, strategy))  # fail fast, before Prefect
@@ -329,39 +338,39 @@ def train(
                 snapshot=snapshot,
             )
 
-    res: dict[str, Any] = _run(body, debug)
+    res: TrainResult = _run(body, debug)
     _train_summary(res)
     return res
 
 
-def _train_summary(res: dict[str, Any]) -> None:
+def _train_summary(res: TrainResult) -> None:
     """What a train run did: notes, then nothing new / identical / trained and registered."""
-    for note in res.get("notes", []):
+    for note in res.notes:
         console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    if res.get("nothing_new"):
-        out.print(f"[yellow]nothing new[/]: {escape(res['nothing_new']['why'])}", soft_wrap=True)
+    skipped = res.skipped
+    if skipped is not None and skipped.reason == "nothing_new":
+        out.print(f"[yellow]nothing new[/]: {escape(skipped.why)}", soft_wrap=True)
         return
-    if res.get("identical"):
-        same = res["identical"]
+    if skipped is not None:
         out.print(
-            f"[yellow]identical[/] to {same['name']} v{same['version']} (run {same['run_id']}): "
+            f"[yellow]identical[/] to {skipped.name} v{skipped.version} (run {skipped.run_id}): "
             "same config and data, nothing trained or registered",
             soft_wrap=True,
         )
         return
-    m = res["metrics"]
-    for msg in res.get("warnings", []):
+    m = res.metrics
+    for msg in res.warnings:
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     out.print(
-        f"[green]trained[/] run {res['run_id']}  test micro-F1 {m['f1_micro']:.4f}  "
+        f"[green]trained[/] run {res.run_id}  test micro-F1 {m['f1_micro']:.4f}  "
         f"macro-F1 {m['f1_macro']:.4f}  samples-F1 {m['f1_samples']:.4f}  "
         f"Hamming {m['hamming_loss']:.4f}"
     )
-    if res["version"]:
-        v = res["version"]
+    v = res.version
+    if v is not None:
         out.print(
-            f"registered [bold]{v['name']}[/] v{v['version']} as challenger"
-            + (" and champion (first version)" if v["champion"] else "")
+            f"registered [bold]{v.name}[/] v{v.version} as challenger"
+            + (" and champion (first version)" if v.champion else "")
         )
 
 
@@ -386,13 +395,13 @@ def tune(
     ] = None,
     as_of: AsOfOpt = None,
     debug: DebugOpt = False,
-) -> dict[str, Any]:
+) -> TuneResult:
     """Search the config's settings (an Optuna study, trials as MLflow child runs, judged on
     held-out rows of the training part only); write <config>.tuned.yaml next to the config and
     score the test table once, for the best config. A killed tune resumes its study."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> TuneResult:
         from labelwise.engine.errors import ConfigError
         from labelwise.pipeline.search_space import check_metric
         from labelwise.pipeline.sources import parse_as_of, parse_duration
@@ -418,10 +427,10 @@ def tune(
                 output=None if output is None else str(output),
             )
 
-    res: dict[str, Any] = _run(body, debug)
+    res: TuneResult = _run(body, debug)
     out.print(
-        f"[green]tuned[/] {res['trials']} trials (run {res['run_id']}): best trial "
-        f"{res['best_trial']}; best config written to {res['best_config']}",
+        f"[green]tuned[/] {res.trials} trials (run {res.run_id}): best trial "
+        f"{res.best_trial}; best config written to {res.best_config}",
         soft_wrap=True,
     )
     return res
@@ -432,7 +441,7 @@ def validate(config: ConfigOpt, as_of: AsOfOpt = None, debug: DebugOpt = False) 
     """Check the config's tables against their data contract (no training, no tracking)."""
     _env(debug)
 
-    def body() -> list[dict[str, Any]]:
+    def body() -> list[ContractReport]:
         import tempfile
 
         from labelwise.pipeline.config import load_config
@@ -448,12 +457,14 @@ def validate(config: ConfigOpt, as_of: AsOfOpt = None, debug: DebugOpt = False) 
             for part in ("train", "test"):
                 entry = read_part(cfg, part, Path(tmp) / f"{part}.parquet", when)
                 if entry is not None:
-                    reports.append(check_table(cfg, entry["path"], part, entry["source"]))
+                    reports.append(check_table(cfg, entry.path, part, entry.source))
                     raise_for(reports[-1])
         return reports
 
-    for r in _run(body, debug):
-        out.print(f"[green]ok[/] {r['table']}: {r['successful']}/{r['evaluated']} expectations")
+    reports: list[ContractReport] = _run(body, debug)
+    for r in reports:
+        table = r.get("table", r["suite"])
+        out.print(f"[green]ok[/] {table}: {r['successful']}/{r['evaluated']} expectations")
 
 
 @app.command()
@@ -469,7 +480,7 @@ def evaluate(
     """Score a labelled table with a model and print the multi-label metrics."""
     _env(debug)
 
-    def body() -> tuple[dict[str, float], list[dict[str, Any]]]:
+    def body() -> tuple[Evaluation, str, str]:
         from labelwise.engine.errors import ConfigError
         from labelwise.engine.metrics import evaluate as ev
         from labelwise.engine.metrics import per_label_table
@@ -484,14 +495,16 @@ def evaluate(
             raise ConfigError("no evaluation table: pass --data or set data.test in the config")
         clf, what = load_model(model, tracking_uri(cfg))
         Y, S, P = score_table(cfg, clf, str(path))
-        return ev(Y, P, S), per_label_table(Y, P, S, clf.labels_), what, str(path)
+        scored = Evaluation(ev(Y, P, S), per_label_table(Y, P, S, clf.labels_), tuple(clf.labels_))
+        return scored, what, str(path)
 
-    metrics, per_label, what, path = _run(body, debug)
+    scored, what, path = _run(body, debug)
+    metrics = dict(scored.metrics)
     if as_json:
         out.print_json(json.dumps(metrics))
         return
     _table(f"metrics of {what} on {path}", [{"metric": k, "value": v} for k, v in metrics.items()])
-    worst = sorted((r for r in per_label if r["support"]), key=lambda r: r["f1"])[:5]
+    worst = sorted((r for r in scored.per_label if r["support"]), key=lambda r: float(r["f1"]))[:5]
     _table(
         "weakest labels (F1, with support)",
         [{k: r[k] for k in ("label", "f1", "precision", "recall", "support")} for r in worst],
@@ -509,19 +522,19 @@ def promote(
     """Challenger vs champion on the same data; move champion only if the gate passes."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> PromotionRecord:
         from labelwise.flows.promote import promote_flow
         from labelwise.pipeline.config import load_config
 
         load_config(config)
         return promote_flow(str(config), str(data) if data else None, include_rejected)
 
-    res = _run(body, debug)
-    colour = "green" if res.get("promote") else "yellow"
-    out.print(f"[{colour}]{res.get('decision', res['reasons'][0])}[/]", soft_wrap=True)
-    for r in res.get("reasons", []) if "decision" in res else []:
+    res: PromotionRecord = _run(body, debug)
+    colour = "green" if res.promote else "yellow"
+    out.print(f"[{colour}]{res.verdict or res.reasons[0]}[/]", soft_wrap=True)
+    for r in res.reasons if res.verdict else ():
         out.print(f"  - {r}", soft_wrap=True)
-    if fail_if_refused and not res.get("promote"):
+    if fail_if_refused and not res.promote:
         raise typer.Exit(4)
 
 
@@ -530,15 +543,15 @@ def rollback(config: ConfigOpt, debug: DebugOpt = False) -> None:
     """Restore the previous champion."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> Rollback:
         from labelwise.flows.promote import rollback_flow
         from labelwise.pipeline.config import load_config
 
         load_config(config)
         return rollback_flow(str(config))
 
-    res = _run(body, debug)
-    out.print(f"champion is v{res['champion']} again (was v{res['previous']})")
+    res: Rollback = _run(body, debug)
+    out.print(f"champion is v{res.champion} again (was v{res.previous})")
 
 
 @app.command()
@@ -571,7 +584,7 @@ def predict(
     labels with their probabilities) plus the predicted label set."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> BatchPrediction:
         from labelwise.engine.data import check_output
 
         check_output(output, [input], overwrite)  # fail fast, before Prefect starts
@@ -586,16 +599,15 @@ def predict(
             # ephemeral API for it (~6 s); with one (`server start`), a tracked flow run
             from labelwise.tasks.scoring import score_chunks
 
-            result: dict[str, Any] = score_chunks.fn(*args)
-            return result
+            return score_chunks.fn(*args)
         from labelwise.flows.predict import predict_flow
 
         return predict_flow(*args)
 
-    res = _run(body, debug)
-    out.print(f"[green]scored[/] {res['rows']} rows with {res['model']} -> {res['output']}")
-    if res["unseen_categories"]:
-        out.print(f"[yellow]unseen categories (scored as missing):[/] {res['unseen_categories']}")
+    res: BatchPrediction = _run(body, debug)
+    out.print(f"[green]scored[/] {res.rows} rows with {res.model} -> {res.output}")
+    if res.unseen_categories:
+        out.print(f"[yellow]unseen categories (scored as missing):[/] {res.unseen_categories}")
 
 
 @app.command()
@@ -627,7 +639,7 @@ def monitor(
     """Label-wise drift of a batch against the model's training data; exit code 3 on drift."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> MonitorResult:
         from labelwise.engine.errors import DriftError
         from labelwise.flows.monitor import monitor_flow
         from labelwise.pipeline.sources import parse_as_of
@@ -639,7 +651,7 @@ def monitor(
             _drift_report(exc.report, as_json)
             raise
 
-    res = _run(body, debug)
+    res: MonitorResult = _run(body, debug)
     _drift_report(res, as_json)
     if not as_json:
         out.print(
@@ -659,7 +671,7 @@ def deploy(
     """Create the retrain (scheduled), promote and monitor deployments on a Prefect server."""
     _env(debug)
 
-    def body() -> dict[str, Any]:
+    def body() -> Deployments:
         from labelwise.pipeline.config import load_config
 
         load_config(config)
@@ -668,12 +680,12 @@ def deploy(
 
         return make(str(config), work_pool)
 
-    res = _run(body, debug)
-    pool = res["work_pool"]
+    res: Deployments = _run(body, debug)
+    pool = res.work_pool
     option = "" if pool == "labelwise" else f" --pool {pool}"
     out.print(
-        f"[green]deployed[/] retrain ({res['cron'] or 'no schedule'}), promote and monitor "
-        f"({res['monitor_cron'] or 'no schedule'}) to work pool {pool!r}; run them with a "
+        f"[green]deployed[/] retrain ({res.cron or 'no schedule'}), promote and monitor "
+        f"({res.monitor_cron or 'no schedule'}) to work pool {pool!r}; run them with a "
         f"worker:\n  labelwise worker start{option}",
         soft_wrap=True,
     )
@@ -700,7 +712,7 @@ def trigger(
     """Ask for a run of one of the config's deployments now; a worker runs it."""
     _env(debug)
 
-    def body() -> dict[str, str]:
+    def body() -> TriggeredRun:
         from labelwise.engine.errors import ConfigError
         from labelwise.tasks.deployments import FLOWS, trigger
 
@@ -709,11 +721,11 @@ def trigger(
         _require_server("trigger", "the Prefect server the deployments are on")
         return trigger(str(config), kind)
 
-    res = _run(body, debug)
+    res: TriggeredRun = _run(body, debug)
     ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
     out.print(
-        f"[green]triggered[/] {res['deployment']}: flow run {res['flow_run']} "
-        f"({ui}/runs/flow-run/{res['flow_run_id']}); a worker (`labelwise worker start`) "
+        f"[green]triggered[/] {res.deployment}: flow run {res.flow_run} "
+        f"({ui}/runs/flow-run/{res.flow_run_id}); a worker (`labelwise worker start`) "
         "runs it",
         soft_wrap=True,
     )
@@ -867,7 +879,7 @@ def demo(
         out.print("[bold]2/4[/] train v1 with the fast preset, then v2 with the defaults")
         runs = [
             train(config, preset=p, strategy=None, no_register=False, debug=debug)
-            for p in ("fast", None)
+            for p in (Preset("fast"), None)
         ]
         out.print("[bold]3/4[/] promote: challenger vs champion on the same test table")
         promote(config, data=None, debug=debug)
@@ -875,7 +887,7 @@ def demo(
         predict(
             f"models:/{cfg.registered_model}@champion",
             fresh,
-            Path(cfg.data.train).parent / "scored.parquet",
+            Path(str(cfg.data.train)).parent / "scored.parquet",
             chunk_rows=100_000,
             tracking_uri=cfg.tracking.tracking_uri,
             overwrite=True,  # the demo's own output of an earlier run
@@ -903,15 +915,16 @@ def _demo_tables(cfg: Any, rows: int) -> Path:
     return Path(fresh)
 
 
-def _demo_summary(cfg: Any, runs: list[dict[str, Any]]) -> None:
+def _demo_summary(cfg: Any, runs: list[TrainResult]) -> None:
     """The versions the demo registered, and the exact command and link to see them."""
     from labelwise.pipeline.environment import default_tracking_uri, state_dir
-    from labelwise.tasks.tracking import experiment_id, runs_view_url
+    from labelwise.tasks.run_views import runs_view_url
+    from labelwise.tasks.tracking import experiment_id
 
     uri = cfg.tracking.tracking_uri or default_tracking_uri()
     link = runs_view_url("http://127.0.0.1:5000", experiment_id(cfg))
-    new = [f"v{r['version']['version']}" for r in runs if r.get("version")]
-    same = [f"v{r['identical']['version']}" for r in runs if r.get("identical")]
+    new = [f"v{r.version.version}" for r in runs if r.version is not None]
+    same = [f"v{r.skipped.version}" for r in runs if r.skipped and r.skipped.reason == "identical"]
     out.print(
         f"\nRegistered {cfg.registered_model!r} "
         + (", ".join(new) if new else "no new version")

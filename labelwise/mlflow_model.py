@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 
 
 class LabelwisePyfunc(PythonModel):

@@ -3,18 +3,17 @@ report published as a markdown artifact of the flow run."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.records import ContractReport
 from labelwise.tasks.contract_check import check_table, raise_for
 
 
 @task(name="validate-contract", task_run_name="validate-contract-{label}")
 def validate_contract(
     cfg: Config, path: str, label: str = "train", source: str | None = None
-) -> dict[str, Any]:
+) -> ContractReport:
     """Check one table (read at ``path``, named as ``source``) against its contract (see
     ``check_table``); publish the report as an artifact; raise ContractError with a
     readable summary when it failed."""
@@ -24,7 +23,7 @@ def validate_contract(
     return report
 
 
-def _publish(report: dict[str, Any], label: str) -> None:
+def _publish(report: ContractReport, label: str) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     rows = ["| expectation | column | observed | expected |", "|---|---|---|---|"]

@@ -16,14 +16,16 @@ import polars as pl
 
 from labelwise.engine.errors import ConfigError, ContractError, DataError
 from labelwise.pipeline.config import Config, read_document
+from labelwise.pipeline.records import ContractFailure, ContractReport, Expectation
+from labelwise.tasks.column_changes import TABLE_SHAPE, column_changes
 
 
-def config_expectations(cfg: Config, columns: list[str]) -> list[dict[str, Any]]:
+def config_expectations(cfg: Config, columns: list[str]) -> list[Expectation]:
     """The table-level expectations a config implies, as suite-JSON entries (type + kwargs):
     the row count, the feature and time columns, and each declared text column's filled share
     and longest document. The per-label checks run on the label
     summary (:func:`label_summary`), a few expectations shared by every label."""
-    exp: list[dict[str, Any]] = [
+    exp: list[Expectation] = [
         {
             "type": "expect_table_row_count_to_be_between",
             "kwargs": {"min_value": cfg.contract.min_rows},
@@ -103,7 +105,7 @@ def label_summary(df: Any, labels: list[str]) -> Any:
     return pl.DataFrame(rows, schema={"label": pl.String, **dict.fromkeys(LABEL_CHECKS, pl.Int64)})
 
 
-def label_expectations(cfg: Config, part: str) -> list[dict[str, Any]]:
+def label_expectations(cfg: Config, part: str) -> list[Expectation]:
     """The expectations every label shares, on its summary row; a test part is not held to
     the training minimums of positives and negatives."""
     c = cfg.contract
@@ -123,16 +125,19 @@ def label_expectations(cfg: Config, part: str) -> list[dict[str, Any]]:
     ]
 
 
-def load_suite(path: Path) -> list[dict[str, Any]]:
+def load_suite(path: Path) -> list[Expectation]:
     """The expectations of a suite file (``{"expectations": [{type, kwargs}, ...]}``)."""
     suite = read_document(path, json.loads, "JSON", "contract.suite file")
     exps = suite.get("expectations") if isinstance(suite, dict) else None
     if not isinstance(exps, list) or any(not isinstance(e, dict) or "type" not in e for e in exps):
         raise ConfigError(f"{path}: a suite needs an 'expectations' list of {{type, kwargs}}")
-    return exps
+    return [
+        Expectation(type=str(e["type"]), kwargs=dict(e.get("kwargs") or {}), meta=e.get("meta"))
+        for e in exps
+    ]
 
 
-def run_contract(df: Any, expectations: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def run_contract(df: Any, expectations: list[Expectation], name: str) -> ContractReport:
     """Validate a polars frame with great-expectations; return a JSON-able report."""
     suite = _Suite(df, name)
     # pass / fail alone is about half of GE's cost on a wide table (tested: 3,933 expectations
@@ -165,7 +170,9 @@ def _context() -> Any:
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     ctx = gx.get_context(mode="ephemeral")
     with contextlib.suppress(Exception):  # progress bars are cosmetic
-        ctx.variables.progress_bars = {"globally": False}
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     return ctx
 
 
@@ -181,7 +188,7 @@ class _Suite:
         self.batch_def = asset.add_batch_definition_whole_dataframe("all")
         self.df, self.name = df, name
 
-    def validate(self, suite_name: str, exps: list[dict[str, Any]], result_format: str) -> Any:
+    def validate(self, suite_name: str, exps: list[Expectation], result_format: str) -> Any:
         import great_expectations as gx
         from great_expectations.expectations.expectation_configuration import (
             ExpectationConfiguration,
@@ -207,7 +214,7 @@ class _Suite:
         return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
-def columns_needed(exps: list[dict[str, Any]], schema: pl.Schema) -> list[str]:
+def columns_needed(exps: list[Expectation], schema: pl.Schema) -> list[str]:
     """The columns of a table (its ``schema``) that expectations ``exps`` look at: all of
     them for a table-level check of the columns, else the ones they name, else one cheap
     column for the row count."""
@@ -226,13 +233,13 @@ def columns_needed(exps: list[dict[str, Any]], schema: pl.Schema) -> list[str]:
     return (numeric or names)[:1]  # a number column converts to pandas at 8 bytes a row
 
 
-def _as_entry(conf: Any) -> dict[str, Any]:
+def _as_entry(conf: Any) -> Expectation:
     """An expectation configuration back as a suite-JSON entry."""
     kwargs = {k: v for k, v in conf.kwargs.items() if k != "batch_id"}
-    return {"type": conf.type, "meta": conf.meta, "kwargs": kwargs}
+    return Expectation(type=conf.type, kwargs=kwargs, meta=conf.meta)
 
 
-def _failure(r: Any, columns: list[str]) -> dict[str, Any]:
+def _failure(r: Any, columns: list[str]) -> ContractFailure:
     """One failed expectation, as the report and the error message show it."""
     conf, res = r.expectation_config, r.result or {}
     observed = res.get("observed_value")
@@ -261,7 +268,7 @@ def _plain(v: Any) -> Any:
         return str(v)
 
 
-def format_report(report: dict[str, Any], source: str) -> str:
+def format_report(report: ContractReport, source: str) -> str:
     lines = [
         f"{source}: data contract '{report['suite']}' failed "
         f"({len(report['failures'])} of {report['evaluated']} expectations)"
@@ -277,13 +284,13 @@ def format_report(report: dict[str, Any], source: str) -> str:
     return "\n".join(lines)
 
 
-def run_label_checks(summary: Any, expectations: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def run_label_checks(summary: Any, expectations: list[Expectation], name: str) -> ContractReport:
     """Validate the label summary (one row per label) and report each failing label as its
     own failure: ``expect_column_sum_to_be_between column 'label_07': observed 0 positive
     rows``. Counts are per label and check, as if each label had its own expectations."""
     suite = _Suite(summary, name)
     result = suite.validate(name, expectations, "COMPLETE")
-    failures = []
+    failures: list[ContractFailure] = []
     for r in result.results:
         if r.success:
             continue
@@ -303,12 +310,18 @@ def run_label_checks(summary: Any, expectations: list[dict[str, Any]], name: str
                 }
             )
     evaluated = len(expectations) * summary.height
-    return {"failures": failures, "evaluated": evaluated, "successful": evaluated - len(failures)}
+    return ContractReport(
+        suite=name,
+        success=not failures,
+        failures=failures,
+        evaluated=evaluated,
+        successful=evaluated - len(failures),
+    )
 
 
 def check_table(
     cfg: Config, path: str, label: str = "train", source: str | None = None
-) -> dict[str, Any]:
+) -> ContractReport:
     """Check one table against its contract: the config's table-level expectations and the
     suite on the table, the checks every label shares on the label summary. The report says
     whether it passed and names the table as ``source`` (what the user configured; a run
@@ -342,80 +355,8 @@ def check_table(
     return report
 
 
-# expectations on the table's set of columns: a failure names the missing and unexpected ones
-TABLE_SHAPE = (
-    "expect_table_column_count_to_equal",
-    "expect_table_column_count_to_be_between",
-    "expect_table_columns_to_match_set",
-    "expect_table_columns_to_match_ordered_list",
-)
-
-
-def column_changes(
-    cfg: Config, columns: list[str], expectations: list[dict[str, Any]], labels: list[str]
-) -> str:
-    """Which columns a table lacks and which it has in excess, against every column list
-    known: the columns the suite and the config name, and the champion's training table (a
-    count alone says nothing a user can act on)."""
-    named: list[str] = []
-    for e in expectations:
-        kwargs = e.get("kwargs", {})
-        named += [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
-        named += list(kwargs.get("column_set") or kwargs.get("column_list") or [])
-    named += [*(cfg.data.features or []), *(cfg.data.text or []), *labels]
-    champion = champion_columns(cfg)
-    known = list(dict.fromkeys([*(champion[1] if champion else []), *named]))
-    have = set(columns)
-    missing = [c for c in known if c not in have]
-    # excess is only known against a complete list: the champion's, or the suite's own
-    complete = set(champion[1]) if champion else None
-    for e in expectations:
-        whole = e.get("kwargs", {}).get("column_set") or e.get("kwargs", {}).get("column_list")
-        if e["type"] in TABLE_SHAPE and whole:
-            complete = (complete or set()) | set(whole)
-    unexpected = [c for c in columns if complete is not None and c not in complete]
-    against = f"the columns of {champion[0]}'s training table and " if champion else ""
-    if not (missing or unexpected):
-        return (
-            f"no column is missing against {against}the columns the suite and config name; "
-            "list the columns in an expect_table_columns_to_match_set expectation to have "
-            "them named"
-        )
-    return (
-        f"missing: {_listed(missing)}; unexpected: {_listed(unexpected)}; against {against}"
-        "the columns the suite and config name"
-    )
-
-
-def _listed(names: list[str], most: int = 10) -> str:
-    if not names:
-        return "none"
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(repr(n) for n in names[:most]) + more
-
-
-def champion_columns(cfg: Config) -> tuple[str, list[str]] | None:
-    """(``name vN``, the columns of the training table the config's champion was fitted on),
-    from the schema of the dataset its run logged; None without a champion or a reachable
-    tracking store (a check of a table never fails for want of one)."""
-    try:
-        from labelwise.tasks.registry import CHAMPION, mlflow_client, tracking_uri_of
-
-        uri = tracking_uri_of(cfg)
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-            return None  # no store yet, so no champion: none is created for asking
-        c = mlflow_client(uri)
-        mv = c.get_model_version_by_alias(cfg.registered_model, CHAMPION)
-        for d in c.get_run(mv.run_id).inputs.dataset_inputs:
-            if {(t.key, t.value) for t in d.tags} >= {("mlflow.data.context", "train")}:
-                spec = json.loads(d.dataset.schema)["mlflow_colspec"]
-                return f"{mv.name} v{mv.version}", [str(col["name"]) for col in spec]
-    except Exception:
-        return None
-    return None
-
-
-def raise_for(report: dict[str, Any]) -> None:
+def raise_for(report: ContractReport) -> None:
     """ContractError with a readable summary when the report's table failed its contract."""
     if not report["success"]:
-        raise ContractError(format_report(report, report["table"]), report)
+        table = report.get("table", report["suite"])
+        raise ContractError(format_report(report, table), dict(report))

@@ -3,6 +3,7 @@ frames (Prefect hashes task inputs for caching and pickles persisted results).""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS
 
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.records import Snapshot, SplitPaths, TablePart
 
 
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -40,7 +42,7 @@ def snapshot_data(
     as_of: str | None = None,
     from_run: dict[str, str] | None = None,
     parts: tuple[str, ...] = ("train", "test"),
-) -> dict[str, Any]:
+) -> Snapshot:
     """Read each source once (rows after ``as_of`` and outside ``data.window`` left out) into a
     parquet snapshot in the job's work directory; return, per part, the snapshot's path,
     digest, rows and columns, and what it was read from. ``from_run`` maps parts to the
@@ -54,25 +56,25 @@ def snapshot_data(
 
     staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
     as_of = as_of or parse_as_of(None).isoformat()  # one as-of time for every part
-    info: dict[str, Any] = {}
+    read: dict[str, TablePart] = {}
     try:
         for part in parts:
             dest = staging / f"{part}.parquet"
             if from_run is not None and part in from_run:
                 time_column = cfg.data.time_column
-                info[part] = materialise(from_run[part], dest, "--snapshot", None, time_column)
-                info[part]["kind"] = "snapshot"
-            elif from_run is None and (entry := read_part(cfg, part, dest, as_of)) is not None:
-                info[part] = entry
-        final = workdir_for(cfg, info["train"]["digest"]) / "snapshot"
+                entry = materialise(from_run[part], dest, "--snapshot", None, time_column)
+                read[part] = dataclasses.replace(entry, kind="snapshot")
+            elif from_run is None and (given := read_part(cfg, part, dest, as_of)) is not None:
+                read[part] = given
+        final = workdir_for(cfg, read["train"].digest) / "snapshot"
         final.mkdir(parents=True, exist_ok=True)
-        for part, entry in info.items():
+        for part, entry in read.items():
             target = final / f"{part}.parquet"
-            os.replace(entry["path"], target)
-            entry["path"] = str(target)
+            os.replace(entry.path, target)
+            read[part] = entry.moved(str(target))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return info
+    return Snapshot(train=read["train"], test=read.get("test"))
 
 
 class SourceNames:
@@ -84,15 +86,15 @@ class SourceNames:
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
 
-    def add(self, cfg: Config, info: dict[str, Any]) -> None:
+    def add(self, cfg: Config, info: Snapshot) -> None:
         """Name a snapshot's files: each part by its source, a split's parts (written to the
         run's work directory) by the source they were cut from."""
-        for entry in info.values():
-            self.names[entry["path"]] = entry["source"]
-        train = info["train"]
-        parts = workdir_for(cfg, train["digest"]) / "data"
+        for entry in info.parts().values():
+            self.names[entry.path] = entry.source
+        train = info.train
+        parts = workdir_for(cfg, train.digest) / "data"
         for part in ("train", "test"):
-            self.names[str(parts / f"{part}.parquet")] = f"{train['source']} ({part} part)"
+            self.names[str(parts / f"{part}.parquet")] = f"{train.source} ({part} part)"
 
     def __enter__(self) -> SourceNames:
         return self
@@ -116,15 +118,15 @@ class SourceNames:
             report["table"] = self.names[report["table"]]
 
 
-def snapshot_notes(info: dict[str, Any]) -> list[str]:
+def snapshot_notes(info: Snapshot) -> list[str]:
     """What a user should know of how the snapshot was read: the partition columns of a
     folder's paths that were not read as features."""
     return [
-        f"data.{part}: the partition column(s) {', '.join(map(repr, entry['dropped']))} of the "
+        f"data.{part}: the partition column(s) {', '.join(map(repr, entry.dropped))} of the "
         "folder's paths are not read as features (a folder layout is not a row's value); "
         "list one in data.features to use it"
-        for part, entry in info.items()
-        if entry.get("dropped")
+        for part, entry in info.parts().items()
+        if entry.dropped
     ]
 
 
@@ -218,7 +220,7 @@ def test_only_labels(cfg: Config, train_path: str, test_path: str) -> list[str]:
 
 
 @task(name="split-data", cache_policy=INPUTS, persist_result=True)
-def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str]:
+def split_data(cfg: Config, info: Snapshot, workdir: str) -> SplitPaths:
     """Train/test tables as files: the given test table, or an iteratively stratified split."""
     import polars as pl
 
@@ -227,9 +229,9 @@ def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str
 
     out = Path(workdir) / "data"
     out.mkdir(parents=True, exist_ok=True)
-    if "test" in info:
-        return {"train": info["train"]["path"], "test": info["test"]["path"]}
-    path = info["train"]["path"]
+    if info.test is not None:
+        return SplitPaths(train=info.train.path, test=info.test.path)
+    path = info.train.path
     # the folds need the label (or time) columns only; the parts are then streamed from the
     # snapshot to their files, so the whole table is never in memory (1M rows: 0.6 GB less)
     if cfg.split.by == "time":
@@ -240,9 +242,9 @@ def split_data(cfg: Config, info: dict[str, Any], workdir: str) -> dict[str, str
         Y, _ = encode_labels(labels, cfg.data.labels, source=path)
         frac = cfg.split.test_fraction
         fold = iterative_stratification(Y, [1 - frac, frac], cfg.split.seed)
-    paths = {"train": str(out / "train.parquet"), "test": str(out / "test.parquet")}
-    for k, part in enumerate(("train", "test")):
-        scan_table(path).filter(pl.Series(fold == k)).sink_parquet(paths[part])
+    paths = SplitPaths(train=str(out / "train.parquet"), test=str(out / "test.parquet"))
+    for k, part in enumerate((paths.train, paths.test)):
+        scan_table(path).filter(pl.Series(fold == k)).sink_parquet(part)
     return paths
 
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from labelwise.pipeline.config import load_config
+from labelwise.pipeline.records import Deployments, TriggeredRun
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK_POOL = "labelwise"
@@ -38,7 +43,7 @@ FLOWS = {
 }
 
 
-def trigger(config_path: str, kind: str = "retrain") -> dict[str, str]:
+def trigger(config_path: str, kind: str = "retrain") -> TriggeredRun:
     """Ask for a run of the config's ``kind`` deployment now (a worker picks it up): the
     flow run's id and name; a deployment that does not exist is named, with the fix."""
     from prefect.deployments import run_deployment
@@ -49,16 +54,18 @@ def trigger(config_path: str, kind: str = "retrain") -> dict[str, str]:
     cfg = load_config(config_path)
     name = f"{FLOWS[kind]}/{cfg.name}-{kind}"
     try:
-        run = run_deployment(name=name, timeout=0)
+        run = cast(
+            "FlowRun", run_deployment(name=name, timeout=0)
+        )  # sync-compatible: not async here
     except ObjectNotFound:
         raise ConfigError(
             f"no deployment {name!r} on the Prefect server: run `labelwise deploy -c "
             f"{config_path}` first"
         ) from None
-    return {"flow_run_id": str(run.id), "flow_run": run.name, "deployment": name}
+    return TriggeredRun(deployment=name, flow_run_id=str(run.id), flow_run=run.name)
 
 
-def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
+def deploy(config_path: str, work_pool: str = WORK_POOL) -> Deployments:
     """Create (or update) ``<name>-retrain`` (on ``schedule.cron``), ``<name>-promote`` and
     ``<name>-monitor`` (on ``monitoring.cron``) deployments on the work pool."""
     from prefect import flow as prefect_flow
@@ -88,27 +95,27 @@ def deploy(config_path: str, work_pool: str = WORK_POOL) -> dict[str, Any]:
             f"label-wise drift of {cfg.name}'s incoming batch against the champion",
         ),
     ]
-    ids: dict[str, Any] = {}
+    ids: dict[str, str] = {}
     for kind, entrypoint, cron, description in jobs:
-        fl = prefect_flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+        fl = cast(
+            "Flow[..., object]", prefect_flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+        )
         with contextlib.redirect_stdout(io.StringIO()):  # Prefect's own table, three times
-            ids[kind] = fl.deploy(
-                name=f"{cfg.name}-{kind}",
-                work_pool_name=work_pool,
-                schedules=[Cron(cron, timezone=tz)] if cron else [],
-                parameters={"config_path": config_abs},
-                tags=["labelwise", cfg.name],
-                description=description,
-                print_next_steps=False,
-                build=False,
-                push=False,
-                ignore_warnings=True,
+            ids[kind] = str(
+                fl.deploy(
+                    name=f"{cfg.name}-{kind}",
+                    work_pool_name=work_pool,
+                    schedules=[Cron(cron, timezone=tz)] if cron else [],
+                    parameters={"config_path": config_abs},
+                    tags=["labelwise", cfg.name],
+                    description=description,
+                    print_next_steps=False,
+                    build=False,
+                    push=False,
+                    ignore_warnings=True,
+                )
             )
-    return {k: str(v) for k, v in ids.items()} | {
-        "work_pool": work_pool,
-        "cron": cfg.schedule.cron,
-        "monitor_cron": cfg.monitoring.cron,
-    }
+    return Deployments(ids, work_pool, cfg.schedule.cron, cfg.monitoring.cron)
 
 
 def run_worker(pool: str = WORK_POOL, run_once: bool = False) -> None:

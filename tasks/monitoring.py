@@ -9,18 +9,23 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect import task
 
+from labelwise.engine.drift import DriftReport
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.records import TablePart
 from labelwise.tasks.data import retry_unless_user_error
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 
 @task(name="measure-drift")
 def measure_drift(
     cfg: Config, model_dir: str, batch_path: str, name: str | None = None
-) -> dict[str, Any]:
+) -> DriftReport:
     import warnings
 
     from labelwise.engine.classifier import LabelwiseClassifier
@@ -76,7 +81,7 @@ def _artifact_key(text: str) -> str:
     retry_delay_seconds=1,
     retry_condition_fn=retry_unless_user_error,
 )
-def snapshot_batch(cfg: Config, source: Any, as_of: str | None) -> dict[str, Any]:
+def snapshot_batch(cfg: Config, source: Any, as_of: str | None) -> TablePart:
     """The batch's rows (its last ``monitoring.window`` before ``as_of``, when set) as one
     parquet file in the state directory, named by its digest, with its lineage."""
     import uuid
@@ -92,62 +97,52 @@ def snapshot_batch(cfg: Config, source: Any, as_of: str | None) -> dict[str, Any
     key = "monitoring.sql" if not isinstance(source, str) else "monitoring.batch"
     tmp = folder / f".batch-{uuid.uuid4().hex[:8]}.parquet"
     entry = materialise(source, tmp, key, window, None)
-    final = folder / f"{entry['digest'][:16]}.parquet"
+    final = folder / f"{entry.digest[:16]}.parquet"
     os.replace(tmp, final)
-    return entry | {"path": str(final)}
+    return entry.moved(str(final))
 
 
 @task(name="log-monitoring")
-def log_monitoring(cfg: Config, report: dict[str, Any], model: str, batch: dict[str, Any]) -> str:
+def log_monitoring(cfg: Config, report: DriftReport, model: str, batch: TablePart) -> str:
     """One run per batch in ``<experiment>-monitoring``: metrics (step = batch number), the
     report, a PSI chart and the history of the most drifted labels."""
-    from labelwise.tasks.tracking import client, experiment_id, log_metrics, monitoring_view
+    from labelwise.tasks.run_views import monitoring_view
+    from labelwise.tasks.runs import create_run, tracked_run
+    from labelwise.tasks.tracking import client, experiment_id, log_metrics
 
     c = client(cfg)
     exp = experiment_id(cfg, f"{cfg.experiment}-monitoring", monitoring_view())
     previous = c.search_runs([exp], order_by=["attributes.start_time ASC"], max_results=1000)
     step = len(previous)
     drifted = bool(report["alerts"] or report["feature_alerts"])
-    run = c.create_run(
-        exp,  # the state before the batch's name: a long name is cut in the run table
-        run_name=f"batch-{step:04d} {'DRIFT' if drifted else 'ok'} {_batch_name(batch)}",
-        tags={"labelwise.kind": "monitoring", "labelwise.drift": str(drifted).lower()},
-    )
-    rid = run.info.run_id
-    try:
-        log_metrics(
-            c,
-            rid,
-            _metrics(report),
-            step=step,
-            params={
-                "model": model,
-                "batch": batch["source"][:6000],
-                "batch.digest": batch["digest"][:16],
-                "batch.window": batch.get("window", "none"),
-                "has_truth": str(report["has_truth"]),
-            },
-            tags={"mlflow.note.content": drift_summary(report)},
-        )
-        c.log_dict(rid, report, "monitoring/report.json")
+    # the state before the batch's name: a long name is cut in the run table
+    name = f"batch-{step:04d} {'DRIFT' if drifted else 'ok'} {_batch_name(batch)}"
+    tags = {"labelwise.kind": "monitoring", "labelwise.drift": str(drifted).lower()}
+    params = {
+        "model": model,
+        "batch": batch.source[:6000],
+        "batch.digest": batch.digest[:16],
+        "batch.window": batch.window or "none",
+        "has_truth": str(report["has_truth"]),
+    }
+    with tracked_run(cfg, lambda: create_run(cfg, exp, name, tags, params)) as rid:
+        note = {"mlflow.note.content": drift_summary(report)}
+        log_metrics(c, rid, _metrics(report), step=step, tags=note)
+        c.log_dict(rid, dict(report), "monitoring/report.json")
         with tempfile.TemporaryDirectory() as tmp:
             _plots(Path(tmp), report, previous, cfg.monitoring.score_psi)
             c.log_artifacts(rid, tmp, "monitoring")
-    except BaseException:
-        c.set_terminated(rid, "FAILED")
-        raise
-    c.set_terminated(rid, "FINISHED")
     return rid
 
 
-def _batch_name(batch: dict[str, Any]) -> str:
+def _batch_name(batch: TablePart) -> str:
     """A short name for the run: the file's stem, the folder's name, or the source kind."""
-    if batch["kind"] in ("file", "files"):
-        return Path(batch["source"].split("*")[0]).stem or "files"
-    return str(batch["kind"])
+    if batch.kind in ("file", "files"):
+        return Path(batch.source.split("*")[0]).stem or "files"
+    return batch.kind
 
 
-def _metrics(report: dict[str, Any]) -> dict[str, float]:
+def _metrics(report: DriftReport) -> dict[str, float]:
     """The batch's metrics: counts, per-label and per-feature drift, the worst PSI."""
     from labelwise.tasks.tracking import label_key
 
@@ -168,7 +163,7 @@ def _metrics(report: dict[str, Any]) -> dict[str, float]:
     return values
 
 
-def _plots(out: Path, report: dict[str, Any], previous: list[Any], limit: float) -> None:
+def _plots(out: Path, report: DriftReport, previous: list[Any], limit: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,7 +200,7 @@ def _plots(out: Path, report: dict[str, Any], previous: list[Any], limit: float)
     plt.close(fig)
 
 
-def drift_summary(report: dict[str, Any]) -> str:
+def drift_summary(report: DriftReport) -> str:
     lines = [
         f"{report['n_rows']} rows; {len(report['alerts'])} label alert(s), "
         f"{len(report['feature_alerts'])} feature alert(s)"
@@ -215,7 +210,7 @@ def drift_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def publish_drift(cfg: Config, report: dict[str, Any]) -> None:
+def publish_drift(cfg: Config, report: DriftReport) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     rows = sorted(report["labels"], key=lambda r: (not r["alert"], -r["score_psi"]))[:200]
@@ -240,8 +235,11 @@ def trigger_retrain(cfg: Config) -> str | None:
         return None
     from prefect.deployments import run_deployment
 
-    run = run_deployment(
-        f"labelwise-train/{cfg.name}-retrain", timeout=0, tags=["labelwise", "drift-retrain"]
+    run = cast(
+        "FlowRun",  # sync-compatible: not async here
+        run_deployment(
+            f"labelwise-train/{cfg.name}-retrain", timeout=0, tags=["labelwise", "drift-retrain"]
+        ),
     )
     print(f"drift: started retraining, flow run {run.id}")
     return str(run.id)

@@ -9,8 +9,9 @@ import re
 from contextlib import AbstractContextManager
 from typing import Any
 
-from labelwise.engine.promotion import Evaluation
+from labelwise.engine.promotion import Decision, Evaluation
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.records import PromotionRecord, Rollback
 from labelwise.tasks.registry import (
     CHALLENGER,
     CHAMPION,
@@ -19,13 +20,9 @@ from labelwise.tasks.registry import (
     move_champion,
     resolve_version,
 )
-from labelwise.tasks.tracking import (
-    client,
-    experiment_id,
-    log_metrics,
-    promotion_view,
-    tracking_uri,
-)
+from labelwise.tasks.run_views import promotion_view
+from labelwise.tasks.runs import create_run, tracked_run
+from labelwise.tasks.tracking import client, experiment_id, log_metrics, tracking_uri
 
 REJECTED_TAG = "promotion.rejected"  # a rolled-back version: never promoted again unasked
 
@@ -62,79 +59,63 @@ def evaluate_version(
 
     clf = load_classifier(model_dir)
     Y, S, P = score_table(cfg, clf, data_path, labels)
-    return {
-        "metrics": evaluate(Y, P, S),
-        "per_label": per_label_table(Y, P, None, labels or clf.labels_),
-        "labels": list(clf.labels_),
-    }
+    return Evaluation(
+        metrics=evaluate(Y, P, S),
+        per_label=per_label_table(Y, P, None, labels or clf.labels_),
+        labels=tuple(clf.labels_),
+    )
 
 
 def record_promotion(
     cfg: Config,
     versions: tuple[str, str],
     evaluations: tuple[Evaluation, Evaluation],
-    decision: dict[str, Any],
+    decision: Decision,
     data_path: str,
-) -> dict[str, Any]:
+) -> PromotionRecord:
     """The promotion run (both evaluations, the rule as params, the decision) and, when the
     gate passed, the champion alias moved; both versions tagged with the verdict."""
     champ_v, chal_v = versions
     c, name = client(cfg), cfg.registered_model
-    run_id = c.create_run(
-        experiment_id(cfg, f"{cfg.experiment}-promotion", promotion_view(cfg)),
-        run_name=f"v{chal_v}-vs-v{champ_v}",
-        tags={
-            "champion.version": champ_v,
-            "challenger.version": chal_v,
-            "promotion.data": data_path,
-        },
-    ).info.run_id
-    try:
+    experiment = experiment_id(cfg, f"{cfg.experiment}-promotion", promotion_view(cfg))
+    tags = {"champion.version": champ_v, "challenger.version": chal_v, "promotion.data": data_path}
+    rule = {f"rule.{k}": str(v) for k, v in cfg.promotion.__dict__.items()}
+    start = lambda: create_run(cfg, experiment, f"v{chal_v}-vs-v{champ_v}", tags, rule)  # noqa: E731
+    with tracked_run(cfg, start) as run_id:
         values = {
             f"{who}/{k}": v
             for who, ev in zip(("champion", "challenger"), evaluations, strict=True)
-            for k, v in ev["metrics"].items()
+            for k, v in ev.metrics.items()
         }
-        log_metrics(
-            c,
-            run_id,
-            values,
-            params={f"rule.{k}": str(v) for k, v in cfg.promotion.__dict__.items()},
+        log_metrics(c, run_id, values)
+        reasons = decision.reasons
+        moved = decision.promote and move_champion(
+            tracking_uri(cfg), name, chal_v, champ_v, f"promotion run {run_id}"
         )
-        moved = decision["promote"] and _move(cfg, chal_v, champ_v, run_id, decision)
-        verdict = (
-            f"promoted v{chal_v} over v{champ_v}"
-            if moved
-            else f"kept v{champ_v}; v{chal_v} refused"
-        )
-        record = {"decision": verdict, **decision, "promote": moved, "run_id": run_id}
+        if decision.promote and not moved:
+            lost_race = "champion changed during this promotion (another promotion won the race)"
+            reasons = (*reasons, f"{lost_race}; nothing moved")
+        verdict = f"promoted v{chal_v} over v{champ_v}"
+        if not moved:
+            verdict = f"kept v{champ_v}; v{chal_v} refused"
+        record = decision.as_json() | {"decision": verdict, "promote": bool(moved)}
+        record |= {"reasons": reasons, "run_id": run_id}
         c.log_dict(run_id, record, "promotion/decision.json")
         c.set_tag(run_id, "promotion.decision", verdict)
         for v in versions:
             c.set_model_version_tag(name, v, "promotion.decision", verdict)
-            c.set_model_version_tag(
-                name, v, "promotion.reasons", json.dumps(decision["reasons"])[:5000]
-            )
+            c.set_model_version_tag(name, v, "promotion.reasons", json.dumps(reasons)[:5000])
             c.set_model_version_tag(name, v, "promotion.run_id", run_id)
-        c.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        c.set_terminated(run_id, "FAILED")
-        raise
-    return record | {"champion": chal_v if moved else champ_v}
-
-
-def _move(cfg: Config, chal_v: str, champ_v: str, run_id: str, decision: dict[str, Any]) -> bool:
-    moved = move_champion(
-        tracking_uri(cfg), cfg.registered_model, chal_v, champ_v, f"promotion run {run_id}"
+    return PromotionRecord(
+        promote=bool(moved),
+        champion=chal_v if moved else champ_v,
+        reasons=tuple(reasons),
+        verdict=verdict,
+        run_id=run_id,
     )
-    if not moved:
-        decision["reasons"].append(
-            "champion changed during this promotion (another promotion won the race); nothing moved"
-        )
-    return bool(moved)
 
 
-def roll_back(cfg: Config) -> dict[str, Any]:
+def roll_back(cfg: Config) -> Rollback:
     """Put the previous champion back. The version rolled back loses ``challenger`` and is
     tagged rejected, so no later promotion brings it back unasked; the version that returns
     sheds the reasons of the promotion it had lost."""
@@ -178,7 +159,7 @@ def roll_back(cfg: Config) -> dict[str, Any]:
         if tag in (c.get_model_version(name, previous).tags or {}):
             c.delete_model_version_tag(name, previous, tag)
     print(f"{name}: champion v{current.version} -> v{previous}")
-    return {"champion": previous, "previous": str(current.version)}
+    return Rollback(champion=previous, previous=str(current.version))
 
 
 def _last_existing(c: Any, name: str, history: list[str]) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 
 from labelwise.engine.errors import RegistryError
+from labelwise.pipeline.records import Snapshot
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -93,7 +94,7 @@ def resolve_version(tracking_uri: str, uri: str) -> ModelVersion:
     try:
         if alias is not None:
             return c.get_model_version_by_alias(name, alias)
-        return c.get_model_version(name, version)
+        return c.get_model_version(name, str(version))
     except MlflowException:
         what = f"alias {alias!r}" if alias else f"version {version!r}"
         raise RegistryError(
@@ -142,35 +143,39 @@ def load_model(model: str, tracking_uri: str | None = None) -> tuple[LabelwiseCl
     return LabelwiseClassifier.load(model_dir), what
 
 
-def lineage_tags(cfg: Config, info: dict[str, Any]) -> dict[str, str]:
+def lineage_tags(cfg: Config, info: Snapshot) -> dict[str, str]:
     """What makes two trainings the same: the config digest and the tables' digests."""
-    tags = {"config.digest": cfg.digest(), "data.train.digest": info["train"]["digest"]}
-    if "test" in info:
-        tags["data.test.digest"] = info["test"]["digest"]
+    tags = {"config.digest": cfg.digest(), "data.train.digest": info.train.digest}
+    if info.test is not None:
+        tags["data.test.digest"] = info.test.digest
     return tags
 
 
-def source_tags(info: dict[str, Any], run: bool = True) -> dict[str, str]:
+def source_tags(info: Snapshot, run: bool = True) -> dict[str, str]:
     """Where the rows came from (credentials never included) and, for a time-windowed
     source, the window, the as-of time and the newest row; a run also gets the source kind
     and the row count (a version stays short: its run has them)."""
-    train = info["train"]
-    tags = {"data.source": train["source"][:5000]}
+    train = info.train
+    tags = {"data.source": train.source[:5000]}
     if run:
-        tags |= {"data.kind": train["kind"], "data.rows": str(train["rows"])}
-    for k in ("window", "as_of", "max_time"):
-        if train.get(k):
-            tags[f"data.{k}"] = train[k]
+        tags |= {"data.kind": train.kind, "data.rows": str(train.rows)}
+    for k, value in (
+        ("window", train.window),
+        ("as_of", train.as_of),
+        ("max_time", train.max_time),
+    ):
+        if value:
+            tags[f"data.{k}"] = value
     return tags
 
 
-def nothing_new(cfg: Config, info: dict[str, Any]) -> Any | None:
+def nothing_new(cfg: Config, info: Snapshot) -> Any | None:
     """The newest-data version of this same config (the champion or a later challenger) when
     its snapshot's newest row is at least as new as the newest row now in the window: a
     retrain would learn from nothing it has not seen."""
     from datetime import datetime
 
-    newest = info["train"].get("max_time")
+    newest = info.train.max_time
     if not newest:
         return None
     mine = [
@@ -199,7 +204,7 @@ def _versions(cfg: Config) -> list[Any]:
         return []
 
 
-def identical_version(cfg: Config, info: dict[str, Any]) -> Any | None:
+def identical_version(cfg: Config, info: Snapshot) -> Any | None:
     """The registered version trained from the same config on the same tables, if any: a
     retrain of an unchanged job would only register it again."""
     want = lineage_tags(cfg, info)

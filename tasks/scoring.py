@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prefect import task
+
+from labelwise.pipeline.records import BatchPrediction
 
 if TYPE_CHECKING:
     import polars as pl
@@ -53,7 +55,7 @@ def score_chunks(
     tracking_uri: str | None,
     overwrite: bool = False,
     top: int | None = None,
-) -> dict[str, Any]:
+) -> BatchPrediction:
     """Score ``input_path`` with ``model`` into parquet at ``output_path``; other columns of
     the input pass through. The output is checked before anything is read (never the input
     itself, a directory or device, or an existing file unless ``overwrite``) and written under
@@ -73,7 +75,8 @@ def score_chunks(
     keep = [c for c in names if c not in set(clf.encoder_.features)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    n_rows, unseen, writer = 0, {}, None
+    n_rows, writer = 0, None
+    unseen: dict[str, int] = {}
     try:
         for chunk in _chunks(lf, chunk_rows):
             S = clf.predict_proba(chunk.select(clf.encoder_.features))
@@ -95,7 +98,7 @@ def score_chunks(
         if writer is not None:
             writer.close()
     tmp.replace(out)  # never leave a half-written output under the final name
-    return {"rows": n_rows, "output": str(out), "model": what, "unseen_categories": unseen}
+    return BatchPrediction(rows=n_rows, output=str(out), model=what, unseen_categories=unseen)
 
 
 def _refuse_output_columns(

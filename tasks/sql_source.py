@@ -30,7 +30,7 @@ class SqlDatasetSource(DatasetSource):
     def _resolve(cls, raw_source: Any) -> SqlDatasetSource:
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str]:
         return {"query": self.query, "server": self.server, "uri_env": self.uri_env}
 
     @classmethod

@@ -8,13 +8,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE
 
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.records import FitSummary
+
+if TYPE_CHECKING:
+    from uuid import UUID
 from labelwise.pipeline.tables import named_errors, read_xy, score_table
 
 
@@ -24,7 +28,7 @@ from labelwise.pipeline.tables import named_errors, read_xy, score_table
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def train_label_chunk(fn: Any, items: list, step: str, index: int) -> list:
+def train_label_chunk(fn: Any, items: list[Any], step: str, index: int) -> list[Any]:
     """One chunk of per-label models of one training step (a fold, a chain...)."""
     return [fn(item) for item in items]
 
@@ -55,7 +59,7 @@ class PrefectExecutor:
     persist_result=False,
     retries=1,
 )
-def train_label_chunk_remote(payload: dict, step: str, index: int) -> tuple:
+def train_label_chunk_remote(payload: dict[str, Any], step: str, index: int) -> tuple[Any, ...]:
     """One self-contained chunk of per-label models, run on a Dask worker. A retry covers a
     worker lost mid-chunk; the chunk holds everything it needs."""
     from labelwise.engine.per_label import fit_remote_chunk
@@ -87,7 +91,7 @@ def dask_executor(cfg: Config) -> Iterator[DaskExecutor]:
     chunk, so processes, not threads, are the unit of parallelism)."""
     import os
 
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     if cfg.dask_address:
         runner = DaskTaskRunner(address=cfg.dask_address)
@@ -116,7 +120,7 @@ def fit_executor(cfg: Config, stack: ExitStack) -> PrefectExecutor | DaskExecuto
 
 
 @task(name="train-model", cache_policy=INPUTS, persist_result=True)
-def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) -> dict[str, Any]:
+def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) -> FitSummary:
     """Fit the configured estimator on the training table; save it; return its directory.
 
     Cached on (config, data digest, workdir): rerunning the same job reuses the fitted model.
@@ -137,7 +141,7 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
         pct = 100.0 * done / max(planned, 1)
         if pct - state["last"] >= 2 or done == planned:  # bound the number of API calls
             state["last"] = pct
-            update_progress_artifact(art, pct)
+            update_progress_artifact(cast("UUID", art), pct)  # sync-compatible: not async here
         notify(done, planned, label)
 
     # per-label checkpoints: a killed run restarted with the same config and data resumes
@@ -149,21 +153,21 @@ def train_model(cfg: Config, train_path: str, data_digest: str, workdir: str) ->
     fit_s = time.perf_counter() - t0
     model_dir = Path(workdir) / "model"
     clf.save(model_dir)
-    return {
-        "model_dir": str(model_dir),
-        "fit_seconds": fit_s,
-        "labels": labels,
-        "n_train": int(Y.shape[0]),
-        "validation_metrics": clf.validation_metrics_,
-        "models_resumed": checkpoint.restored,
-        # the engine calls its input X: name the file instead
-        "warnings": [train_path + w[1:] if w.startswith("X:") else w for w in clf.warnings_]
-        + checkpoint.discarded,
-        "validation_per_label": clf.validation_per_label_,
-        "text_vocabulary": {t.name: t.n_terms for t in clf.encoder_.text},
-        "label_weights": dict(zip(labels, map(float, clf.label_weights_), strict=True)),
-        "best_iterations": dict(zip(labels, map(float, clf.best_iterations_), strict=True)),
-    }
+    # the engine calls its input X: name the file instead
+    warned = [train_path + w[1:] if w.startswith("X:") else w for w in clf.warnings_]
+    return FitSummary(
+        model_dir=str(model_dir),
+        fit_seconds=fit_s,
+        labels=tuple(labels),
+        n_train=int(Y.shape[0]),
+        validation_metrics=dict(clf.validation_metrics_),
+        validation_per_label=list(clf.validation_per_label_),
+        label_weights=dict(zip(labels, map(float, clf.label_weights_), strict=True)),
+        best_iterations=dict(zip(labels, map(float, clf.best_iterations_), strict=True)),
+        text_vocabulary={t.name: t.n_terms for t in clf.encoder_.text},
+        models_resumed=checkpoint.restored,
+        warnings=(*warned, *checkpoint.discarded),
+    )
 
 
 @task(name="evaluate-model")
@@ -211,7 +215,7 @@ def profile_model(
     train_path: str,
     reference_path: str,
     scores_path: str | None = None,
-) -> dict[str, Any]:
+) -> None:
     """Save the reference profile the monitor flow compares new batches with, in the model
     directory (so it travels with the model into the registry): training prevalence and the
     important features' distributions from ``train_path``; score distributions, predicted
@@ -255,4 +259,3 @@ def profile_model(
         held_out=dict(zip(text_columns, text_stats.T, strict=True)),
     )
     (Path(model_dir) / PROFILE_FILE).write_text(json.dumps(prof))
-    return {"features": list(prof["features"]), "n_reference": prof["n_reference"]}

@@ -14,26 +14,26 @@ import contextlib
 import json
 import os
 import socket
-import threading
-import time
-from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from labelwise.engine.callbacks import FitCallback
 from labelwise.engine.errors import ConfigError
 from labelwise.pipeline.config import Config
 from labelwise.pipeline.environment import pid_alive, redact
+from labelwise.pipeline.records import Setting, Snapshot, TrialResult
 from labelwise.pipeline.search_space import OBJECTIVES, current_values
-from labelwise.tasks.tracking import TUNE_OBJECTIVE, client, log_metrics, tracking_uri
+from labelwise.tasks.run_views import TUNE_OBJECTIVE
+from labelwise.tasks.runs import create_run, end_run, reopen_run, start_run
+from labelwise.tasks.tracking import client, log_metrics, tracking_uri
+from labelwise.tasks.trials import direction_sign
 
 if TYPE_CHECKING:
     import optuna
+    from matplotlib.figure import Figure
 
 STORAGE_ENV = "LABELWISE_TUNE_STORAGE"
 
@@ -143,93 +143,9 @@ def claim(trial: optuna.Trial) -> None:
     trial.set_user_attr("pid", os.getpid())
 
 
-def attach_run(trial: optuna.Trial, run_id: str, overrides: dict[str, Any]) -> None:
+def attach_run(trial: optuna.Trial, run_id: str, overrides: dict[str, Setting]) -> None:
     trial.set_user_attr("mlflow_run_id", run_id)
     trial.set_user_attr("overrides", json.dumps(overrides))
-
-
-@task(name="tune-trial", task_run_name="trial-{number}", cache_policy=NO_CACHE)
-def run_trial(
-    cfg: Config,
-    overrides: dict[str, Any],
-    train_path: str,
-    number: int,
-    metric: str,
-    time_limit: float | None = None,
-) -> dict[str, Any]:
-    """Fit the config with ``overrides`` on the training part only; judge it on its own
-    held-out rows (:class:`~labelwise.engine.held_out.HeldOutScore`) under each threshold
-    policy of the grid, and keep the best policy (its settings in ``thresholds``). A trial
-    still fitting after ``time_limit`` seconds, or on pace to, stops with :class:`TrialTooSlow`."""
-    from labelwise.engine.held_out import HeldOutScore
-    from labelwise.pipeline.config import with_settings
-    from labelwise.pipeline.search_space import threshold_grid
-    from labelwise.pipeline.tables import named_errors, read_xy
-
-    trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
-    grid = threshold_grid(trial_cfg)
-    # each policy straight from the config's own: re-validating the whole config for each of
-    # the 30 policies repeats the estimator checks (and a LightGBM dry run with lgb_params)
-    policies = [
-        replace(trial_cfg.thresholds, **{k.removeprefix("thresholds."): v for k, v in g.items()})
-        for g in grid
-    ]
-    X, Y, labels = read_xy(trial_cfg, train_path)
-    deadline = _Deadline(time_limit, repeats_for(Y.shape[0]))
-    scores, folds, iterations = [], [], []
-    t0 = time.perf_counter()
-    for seed in range(repeats_for(Y.shape[0])):
-        # the refit is never scored here; another seed draws other folds
-        clf = trial_cfg.estimator().set_params(refit=False, random_state=seed)
-        score = HeldOutScore(
-            clf.policy, clf.calibration, seed=seed, grid=policies, fold_score=_fold_score(metric)
-        )
-        with ExitStack() as stack, named_errors(train_path):
-            executor = _executor(trial_cfg, stack)
-            clf.fit(X, Y, labels=labels, callbacks=[score, deadline], executor=executor)
-        scores.append([score.metrics_, *score.grid_metrics_])
-        folds.append(score.fold_scores_)
-        iterations.append(float(clf.best_iterations_.mean()))
-    # per policy, the metrics averaged over the repeats and its scores on every fold of them
-    mean = [
-        {k: float(np.mean([rep[i][k] for rep in scores])) for k in scores[0][i]}
-        for i in range(len(scores[0]))
-    ]
-    per_fold = [[x for rep in folds for x in rep[i]] for i in range(len(mean))]
-    best = _best_policy(mean, per_fold, metric)
-    return {
-        "metrics": mean[best],
-        "thresholds": own_thresholds(trial_cfg) if best == 0 else grid[best - 1],
-        "fold_objective": per_fold[best],
-        "repeats": len(scores),
-        "fit_seconds": time.perf_counter() - t0,
-        "mean_best_iteration": float(np.mean(iterations)),
-    }
-
-
-def _fold_score(metric: str) -> Any:
-    from labelwise.engine.metrics import classification_metrics
-    from labelwise.pipeline.search_space import objective_value
-
-    return lambda Y, pred: objective_value(classification_metrics(Y, pred), metric)
-
-
-def _sign(metric: str) -> float:
-    """+1 where higher ``metric`` is better, -1 where lower is (the study's direction)."""
-    return 1.0 if OBJECTIVES[metric] == "maximize" else -1.0
-
-
-def _best_policy(mean: list[dict[str, float]], per_fold: list[list[float]], metric: str) -> int:
-    """The policy with the best held-out score, if its gain over the config's own (index 0)
-    clears one standard error of the per-fold differences; else the config's own. Forty-eight
-    policies judged on the same rows: the best of them wins by chance by about the noise."""
-    from labelwise.engine.held_out import clear_gain
-    from labelwise.pipeline.search_space import objective_value
-
-    sign = _sign(metric)
-    best = max(range(len(mean)), key=lambda i: sign * objective_value(mean[i], metric))
-    gain = sign * (np.asarray(per_fold[best]) - np.asarray(per_fold[0]))
-    return best if best == 0 or clear_gain(gain) else 0
 
 
 def chosen_trial(study: optuna.Study, metric: str) -> optuna.trial.FrozenTrial:
@@ -248,160 +164,60 @@ def chosen_trial(study: optuna.Study, metric: str) -> optuna.trial.FrozenTrial:
     a, b = best.user_attrs.get("fold_objective"), own.user_attrs.get("fold_objective")
     if not a or not b or len(a) != len(b):  # a study from before per-fold scores
         return best
-    sign = _sign(metric)
-    return best if clear_gain(sign * (np.asarray(a) - np.asarray(b))) else own
+    s = direction_sign(metric)
+    return best if clear_gain(s * (np.asarray(a) - np.asarray(b))) else own
 
 
-# how far past its limit a trial may run: per-label costs vary (rare labels stop early), so the
-# pace is a rough projection, and a trial on pace for a little over its limit is worth finishing
-OVERRUN = 1.25
-
-
-class TrialTooSlow(Exception):
-    """A trial ran past its time limit (it is pruned, not failed)."""
-
-
-class _Deadline(FitCallback):
-    """Stops a trial as soon as its pace says it would run past ``OVERRUN`` times ``seconds``,
-    and at that point at the latest: a random trial with 60-leaf trees at a low learning rate
-    can cost ten trials of the config's own settings, and a budget of minutes is better spent
-    on those ten. The pace is the time per per-label model so far times the models the trial
-    plans (``repeats`` fits of ``begin``'s plan), judged once a twentieth of them (at least 4)
-    is done. A trial on pace for a little over its limit is let finish: stopped late, it
-    wastes what it spent (corel5k: four trials pruned at 58-84% of their models for being on
-    pace for 4-11% over)."""
-
-    def __init__(self, seconds: float | None, repeats: int = 1) -> None:
-        self.seconds, self.repeats = seconds, repeats
-        self.start = time.monotonic()
-        self.planned, self.done = 0, 0
-        self._lock = threading.Lock()
-
-    def begin(self, planned: int, labels: list[str]) -> None:
-        self.planned = planned * self.repeats
-
-    def model_done(self, step: str, index: int, model: Any, p_valid: Any, restored: bool) -> None:
-        if self.seconds is None:
-            return
-        with self._lock:
-            self.done += 1
-            done = self.done
-        spent, cap = time.monotonic() - self.start, OVERRUN * self.seconds
-        if spent > cap:
-            raise TrialTooSlow(
-                f"still fitting after {spent:.0f} s (limit {self.seconds:.0f} s); pruned"
-            )
-        if self.planned and done >= max(4, self.planned // 20):
-            projected = spent * self.planned / done
-            if projected > cap:
-                raise TrialTooSlow(
-                    f"{done} of {self.planned} models in {spent:.0f} s: on pace for about "
-                    f"{projected:.0f} s, over {OVERRUN:g}x the {self.seconds:.0f} s limit; "
-                    "pruned"
-                )
-
-
-def own_thresholds(cfg: Config) -> dict[str, Any]:
-    """The config's own threshold settings, under the keys the grid sets."""
-    t = cfg.thresholds
-    return {
-        "thresholds.objective": t.objective,
-        "thresholds.beta": t.beta,
-        "thresholds.shrinkage": t.shrinkage,
-        "thresholds.shrink_to": t.shrink_to,
-        "thresholds.at_least_one": t.at_least_one,
-    }
-
-
-def _executor(cfg: Config, stack: ExitStack) -> Any:
-    """A trial's per-label work: the Dask cluster with ``task_runner: dask``, else plain
-    threads. Not Prefect tasks: trials are tasks themselves, and parallel trials each waiting
-    on nested tasks could take every thread of the flow's task runner."""
-    from labelwise.engine.executors import ThreadExecutor, n_workers
-    from labelwise.tasks.train import dask_executor
-
-    if cfg.task_runner == "dask":
-        return stack.enter_context(dask_executor(cfg))
-    return ThreadExecutor(n_workers(cfg.n_jobs))
-
-
-HELD_OUT_ROWS = 2000
-
-
-def repeats_for(n_rows: int) -> int:
-    """Cross-fits per trial: a small table's held-out estimate is noisy (one label of 400
-    rows may have 20 positives), and a search picks the luckiest noise. Repeating the fit
-    with other folds until about ``HELD_OUT_ROWS`` rows were held out (at most 5 times)
-    averages it down, at a cost small tables can afford."""
-    return int(min(5, max(1, -(-HELD_OUT_ROWS // max(n_rows, 1)))))
-
-
-def start_trial_run(cfg: Config, parent_id: str, number: int, overrides: dict[str, Any]) -> str:
+def start_trial_run(cfg: Config, parent_id: str, number: int, overrides: dict[str, Setting]) -> str:
     """The trial's MLflow run, a child of the tune's run: its settings as params."""
-    c = client(cfg)
-    parent = c.get_run(parent_id)
+    parent = client(cfg).get_run(parent_id)
     tags = {
         "mlflow.parentRunId": parent_id,
         "config.name": cfg.name,
         "labelwise.kind": "trial",
         "labelwise.trial": str(number),
-        "labelwise.host": socket.gethostname(),
-        "labelwise.pid": str(os.getpid()),
         "mlflow.source.name": "labelwise tune",
     }
-    run = c.create_run(parent.info.experiment_id, run_name=f"trial {number}", tags=tags)
     params = {k: _param(v) for k, v in overrides.items()}
-    log_metrics(c, run.info.run_id, {}, params=params)
-    return str(run.info.run_id)
+    return create_run(cfg, parent.info.experiment_id, f"trial {number}", tags, params)
 
 
 def end_trial_run(
     cfg: Config,
     run_id: str,
     status: str,
-    result: dict[str, Any] | None = None,
+    result: TrialResult | None = None,
     objective: tuple[str, float] | None = None,
-    settings: dict[str, Any] | None = None,
+    settings: dict[str, Setting] | None = None,
     error: str | None = None,
 ) -> None:
-    """Metrics of a finished trial (the objective first, then the held-out metric set) and
-    the threshold settings its model was judged with."""
-    c = client(cfg)
+    """End a trial's run ``status``; a finished trial's metrics first (the objective, then
+    the held-out metric set) and the threshold settings its model was judged with."""
     if result is not None and objective is not None:
         values = {f"objective_{objective[0]}": objective[1], TUNE_OBJECTIVE: objective[1]} | {
-            f"held_out/{k}": v for k, v in result["metrics"].items()
+            f"held_out/{k}": v for k, v in result.metrics.items()
         }
         values |= {
-            "fit_seconds": result["fit_seconds"],
-            "mean_best_iteration": result["mean_best_iteration"],
+            "fit_seconds": result.fit_seconds,
+            "mean_best_iteration": result.mean_best_iteration,
         }
         chosen = {k: _param(v) for k, v in (settings or {}).items() if k.startswith("thresholds.")}
-        log_metrics(c, run_id, values, params=chosen)
-    if error:
-        c.set_tag(run_id, "labelwise.error", redact(error)[:5000])
-    c.set_terminated(run_id, status)
+        log_metrics(client(cfg), run_id, values, params=chosen)
+    end_run(cfg, run_id, status, error=error, patience_s=0.0)
 
 
-def _param(value: Any) -> str:
+def _param(value: Setting) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def parent_run(
-    cfg: Config, info: dict[str, Any], study: optuna.Study, settings: dict[str, str]
-) -> str:
+def parent_run(cfg: Config, info: Snapshot, study: optuna.Study, settings: dict[str, str]) -> str:
     """The tune's MLflow run: the study's, reopened when the study is resumed."""
-    from labelwise.tasks.tracking import start_run
-
     c = client(cfg)
     known = study.user_attrs.get("mlflow_run_id")
     if known:
-        c.update_run(known, status="RUNNING")
-        if "labelwise.error" in c.get_run(known).data.tags:  # set when it was found abandoned
-            c.delete_tag(known, "labelwise.error")
-        c.set_tag(known, "labelwise.pid", str(os.getpid()))
-        c.set_tag(known, "labelwise.host", socket.gethostname())
+        reopen_run(cfg, str(known))
         return str(known)
-    run_id = start_run.fn(cfg, info, name=f"tune {cfg.name} ({settings['tune.metric']})")
+    run_id = start_run(cfg, info, name=f"tune {cfg.name} ({settings['tune.metric']})")
     tags = {
         "labelwise.kind": "tune",
         "mlflow.source.name": "labelwise tune",
@@ -413,9 +229,7 @@ def parent_run(
     return run_id
 
 
-def summarise(
-    cfg: Config, run_id: str, study: optuna.Study, metric: str, best_yaml: Path
-) -> dict[str, Any]:
+def summarise(cfg: Config, run_id: str, study: optuna.Study, metric: str, best_yaml: Path) -> None:
     """Best settings, history and importance plots and the trial table on the tune's run."""
     import tempfile
 
@@ -463,7 +277,6 @@ def summarise(
         table = Path(tmp) / "trials.csv"
         study.trials_dataframe().to_csv(table, index=False)
         c.log_artifact(run_id, str(table), "tune")
-    return {"best_trial": best.number, "best_value": best.value, "trials": len(done)}
 
 
 def _plots(study: optuna.Study, folder: Path) -> dict[str, Path]:
@@ -487,7 +300,7 @@ def _plots(study: optuna.Study, folder: Path) -> dict[str, Path]:
                 ax = plot(study)
         except (ValueError, RuntimeError):  # importances need two trials that differ
             continue
-        fig = ax.figure
+        fig = cast("Figure", ax.figure)
         fig.set_size_inches(8, 5)
         fig.tight_layout()
         out[name] = folder / f"tune_{name}.png"

@@ -11,6 +11,7 @@ import yaml
 
 from labelwise.engine.errors import ContractError, RegistryError
 from labelwise.engine.synthetic import make_multilabel_table
+from labelwise.pipeline.records import RegisteredVersion, Rollback
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +70,8 @@ def test_train_promote_predict_cycle(job):
     # v1: a deliberately weak model (one boosting round, fixed thresholds)
     weak = {"model.params": {"n_estimators": 1, "cv_folds": None, "validation_fraction": 0.0}}
     r1 = train_flow(job["config"], overrides=weak)
-    assert r1["version"] == {"name": "flowtest", "version": "1", "champion": True}
-    run = c.get_run(r1["run_id"])
+    assert r1.version == RegisteredVersion(name="flowtest", version="1", champion=True)
+    run = c.get_run(r1.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["config.digest"] and run.data.tags["data.train.digest"]
     assert "test/f1_macro" in run.data.metrics and "valid/f1_micro" not in run.data.metrics
@@ -82,13 +83,13 @@ def test_train_promote_predict_cycle(job):
     assert "n_jobs" not in run.data.params and "labelwise.runtime.n_jobs" in run.data.tags
     assert not any(k.startswith(("schedule.", "tracking.")) for k in run.data.params)
     assert not any("/label/" in k for k in run.data.metrics)
-    table = _table_artifact(c, r1["run_id"], "evaluation/test_per_label.json")
+    table = _table_artifact(c, r1.run_id, "evaluation/test_per_label.json")
     assert set(table["label"]) == set(job["labels"])
     exp = c.get_experiment_by_name("flowtest")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     v1 = c.get_model_version("flowtest", "1")
     assert "f1_macro" in v1.description and len(v1.tags) <= 8
-    arts = {a.path for a in c.list_artifacts(r1["run_id"], "evaluation")}
+    arts = {a.path for a in c.list_artifacts(r1.run_id, "evaluation")}
     for name in (
         "test_per_label.csv",
         "test_per_label_f1.png",
@@ -97,7 +98,7 @@ def test_train_promote_predict_cycle(job):
         "thresholds.json",
     ):
         assert f"evaluation/{name}" in arts
-    assert {a.path for a in c.list_artifacts(r1["run_id"], "contract")} >= {
+    assert {a.path for a in c.list_artifacts(r1.run_id, "contract")} >= {
         "contract/train.json",
         "contract/test.json",
     }
@@ -111,19 +112,19 @@ def test_train_promote_predict_cycle(job):
 
     with get_client(sync_client=True) as pc:
         runs = pc.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r2["flow_run_id"]])), limit=200
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r2.flow_run_id])), limit=200
         )
     chunks = [t for t in runs if t.name.startswith("train-labels-")]
     assert {t.name.split("-chunk")[0] for t in chunks} >= {f"train-labels-L1m{i}" for i in range(5)}
     assert all(t.state.is_completed() for t in chunks)
-    assert r2["version"]["version"] == "2" and not r2["version"]["champion"]
-    assert "valid/f1_micro" in c.get_run(r2["run_id"]).data.metrics
+    assert r2.version is not None and r2.version.version == "2" and not r2.version.champion
+    assert "valid/f1_micro" in c.get_run(r2.run_id).data.metrics
     # the second run's description compares it with the champion (v1)
-    assert "champion v1" in c.get_run(r2["run_id"]).data.tags["mlflow.note.content"]
+    assert "champion v1" in c.get_run(r2.run_id).data.tags["mlflow.note.content"]
     assert str(c.get_model_version_by_alias("flowtest", "challenger").version) == "2"
-    assert r2["metrics"]["f1_macro"] > r1["metrics"]["f1_macro"]
+    assert r2.metrics["f1_macro"] > r1.metrics["f1_macro"]
     decision = promote_flow(job["config"])
-    assert decision["promote"] is True and decision["champion"] == "2"
+    assert decision.promote is True and decision.champion == "2"
     assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
     for v in ("1", "2"):
         assert (
@@ -132,19 +133,20 @@ def test_train_promote_predict_cycle(job):
 
     # the same job on the same data again: identical to v2, nothing registered
     again = train_flow(job["config"])
-    assert again["version"] is None and again["identical"]["version"] == "2"
+    assert again.version is None and again.skipped and again.skipped.version == "2"
+    assert again.skipped.reason == "identical"
     assert len(c.search_model_versions("name='flowtest'")) == 2
 
     # v3: weak again (a config of its own) -> the gate refuses; champion stays
     weak3 = {"model.params": {"n_estimators": 2, "cv_folds": None, "validation_fraction": 0.0}}
     r3 = train_flow(job["config"], overrides=weak3)
-    assert r3["version"]["version"] == "3"
+    assert r3.version is not None and r3.version.version == "3"
     refused = promote_flow(job["config"])
-    assert refused["promote"] is False and refused["champion"] == "2"
+    assert refused.promote is False and refused.champion == "2"
     assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
     assert "refused" in c.get_model_version("flowtest", "3").tags["promotion.decision"]
     # the promotion run shows the gate's rule as params
-    promo = c.get_run(refused["run_id"])
+    promo = c.get_run(refused.run_id)
     assert promo.data.params["rule.metric"] == "f1_macro" and "rule.min_gain" in promo.data.params
     # a CI job can fail on a refused promotion
     from typer.testing import CliRunner
@@ -156,7 +158,7 @@ def test_train_promote_predict_cycle(job):
 
     # rollback restores v1, the champion before the last promotion
     back = rollback_flow(job["config"])
-    assert back == {"champion": "1", "previous": "2"}
+    assert back == Rollback(champion="1", previous="2")
     assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "1"
 
     # batch prediction with the registry alias, in small chunks
@@ -169,7 +171,7 @@ def test_train_promote_predict_cycle(job):
         tracking_uri=job["uri"],
     )
     scored = pl.read_parquet(out)
-    assert res["rows"] == scored.height == 400
+    assert res.rows == scored.height == 400
     assert [f"p:{lab}" for lab in job["labels"]] == [
         c for c in scored.columns if c.startswith("p:")
     ]
@@ -190,11 +192,12 @@ def test_pyfunc_round_trip_without_pickle(job):
     r = train_flow(job["config"], register_version=False)
     again = train_flow(job["config"], register_version=False)
     # same data + config: the fitted model is reused from Prefect's cache, not refitted
-    assert again["fit_seconds"] == r["fit_seconds"] and again["model_dir"] == r["model_dir"]
-    assert again["run_id"] != r["run_id"] and again["version"] is None
+    assert again.fit_seconds == r.fit_seconds and again.model_dir == r.model_dir
+    assert again.run_id != r.run_id and again.version is None
     registered = train_flow(job["config"])  # a new version, or the identical one found
-    v = registered["version"] or registered["identical"]
-    name, version = v["name"], v["version"]
+    v = registered.version or registered.skipped
+    assert v is not None
+    name, version = v.name, v.version
     mlflow.set_tracking_uri(job["uri"])
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     fresh = pl.read_parquet(job["root"] / "fresh.parquet")
@@ -245,11 +248,11 @@ def test_dask_fan_out_equals_local(job, tmp_path: Path, monkeypatch):
             p.startswith("train_label_chunk_remote") for p in cluster.scheduler.task_prefixes
         ), cluster.scheduler.task_prefixes
     fresh = pl.read_parquet(job["root"] / "fresh.parquet").drop("id")
-    local = LabelwiseClassifier.load(runs["thread"]["model_dir"])
+    local = LabelwiseClassifier.load(runs["thread"].model_dir)
     for mode in ("dask", "address"):
         with get_client(sync_client=True) as pc:
             tasks = pc.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[mode]["flow_run_id"]])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[mode].flow_run_id])),
                 limit=200,
             )
         remote = [t for t in tasks if t.task_key.startswith("train_label_chunk_remote")]
@@ -257,10 +260,10 @@ def test_dask_fan_out_equals_local(job, tmp_path: Path, monkeypatch):
         steps = {t.name.split("-chunk")[0] for t in remote}
         assert "train-labels-L1m0" in steps
         assert any(s.startswith("train-labels-L2c") for s in steps)
-        dask = LabelwiseClassifier.load(runs[mode]["model_dir"])
+        dask = LabelwiseClassifier.load(runs[mode].model_dir)
         assert np.allclose(local.predict_proba(fresh), dask.predict_proba(fresh))
         assert np.allclose(local.thresholds_, dask.thresholds_)
-        assert runs[mode]["metrics"] == runs["thread"]["metrics"]
+        assert runs[mode].metrics == runs["thread"].metrics
 
 
 def test_failing_contract_registers_nothing(job, tmp_path: Path):
@@ -328,9 +331,9 @@ def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
 
     monkeypatch.setattr(sources, "file_digest", flaky)
     ok = train_flow(job["config"], register_version=False)
-    [inspect] = _task_runs(ok["flow_run_id"], "snapshot-data")
+    [inspect] = _task_runs(ok.flow_run_id, "snapshot-data")
     assert inspect.run_count == 2 and inspect.state.is_completed()
-    assert _client(job["uri"]).get_run(ok["run_id"]).info.status == "FINISHED"
+    assert _client(job["uri"]).get_run(ok.run_id).info.status == "FINISHED"
 
     def broken(path):
         calls.append(path)
@@ -408,25 +411,25 @@ def test_rollback_sticks_and_the_limit_is_created_once(job, capfd):
     spec = yaml.safe_load(Path(job["config"]).read_text())
     spec["tracking"]["registered_model"] = name
     config.write_text(yaml.safe_dump(spec))
-    assert promote_flow(str(config))["champion"] == "2"
-    assert rollback_flow(str(config)) == {"champion": "1", "previous": "2"}
+    assert promote_flow(str(config)).champion == "2"
+    assert rollback_flow(str(config)) == Rollback(champion="1", previous="2")
     v1, v2 = c.get_model_version(name, "1"), c.get_model_version(name, "2")
     assert "challenger" not in (v2.aliases or []) and "rolled back" in v2.tags[REJECTED_TAG]
     assert "promotion.reasons" not in v1.tags and "after rollback" in v1.tags["promotion.decision"]
     # the scheduled promotion after a rollback: nothing to promote, champion stays v1
     again = promote_flow(str(config))
-    assert again["promote"] is False and "no challenger" in again["reasons"][0]
-    assert "v2 was rolled back; --include-rejected" in again["reasons"][0]
+    assert again.promote is False and "no challenger" in again.reasons[0]
+    assert "v2 was rolled back; --include-rejected" in again.reasons[0]
     # a user points challenger at v2 again: refused as rejected, unless asked explicitly
     c.set_registered_model_alias(name, "challenger", "2")
     refused = promote_flow(str(config))
-    assert refused["promote"] is False and "include-rejected" in refused["reasons"][0]
+    assert refused.promote is False and "include-rejected" in refused.reasons[0]
     assert str(c.get_model_version_by_alias(name, "champion").version) == "1"
     c.delete_registered_model_alias(name, "challenger")  # as the rollback left it
     asked = promote_flow(str(config), include_rejected=True)
-    assert asked["promote"] is True and asked["champion"] == "2"
+    assert asked.promote is True and asked.champion == "2"
     assert "UNIQUE constraint" not in capfd.readouterr().err
     # rolled back again, and once more: the second says why there is nothing earlier
-    assert rollback_flow(str(config))["champion"] == "1"
+    assert rollback_flow(str(config)).champion == "1"
     with pytest.raises(RegistryError, match=r"earlier rollbacks used the champion history up"):
         rollback_flow(str(config))

@@ -52,7 +52,7 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     result = train_flow(str(tmp_path / "job.yaml"))
 
     c = MlflowClient(uri, registry_uri=uri)
-    run = c.get_run(result["run_id"])
+    run = c.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.params["model.strategy"] == "label_tree"
     m = run.data.metrics
     # a long tail: labels of the test part no training row holds are named, not an error
@@ -79,12 +79,12 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
         tracking_uri=uri,
         top_k=10,
     )
-    scored = pl.read_parquet(res["output"])
+    scored = pl.read_parquet(res.output)
     assert scored.columns[-3:] == ["top_labels", "top_scores", "labels"]
     assert scored["top_labels"].list.len().to_list() == [10] * 5
     scores = np.array(scored["top_scores"].to_list())
     assert (np.diff(scores, axis=1) <= 0).all() and scores[:, 0].min() > 0
-    json.dumps(result["metrics"])  # the flow's result stays plain data
+    json.dumps(result.metrics)  # the metrics stay plain data
 
 
 def test_tune_of_a_tag_table_searches_the_tree(tmp_path: Path, prefect_api, monkeypatch):

@@ -80,7 +80,7 @@ def watched(tmp_path_factory, prefect_api) -> dict:
         "config": str(root / "job.yaml"),
         "uri": uri,
         "batch": batch,
-        "model_dir": res["model_dir"],
+        "model_dir": res.model_dir,
     }
 
 

@@ -114,7 +114,7 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
         tracking_uri=uri,
         top_k=3,
     )
-    scored = pl.read_parquet(res["output"])
+    scored = pl.read_parquet(res.output)
     assert {"top_labels", "top_scores", "labels"} <= set(scored.columns)
     assert not any(c.startswith("p:") for c in scored.columns)
     assert scored["top_labels"].list.len().to_list() == [3] * 4

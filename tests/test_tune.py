@@ -366,7 +366,7 @@ def test_a_slow_trial_is_stopped_and_a_failing_fit_stops_early(tmp_path):
     import threading
 
     from labelwise.engine.executors import ThreadExecutor
-    from labelwise.tasks.tune import TrialTooSlow, run_trial
+    from labelwise.tasks.trials import TrialTooSlow, run_trial
 
     config, _, _ = _job(tmp_path, "slow")
     cfg = load_config(config)
@@ -392,7 +392,7 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
     """The deadline projects the trial's time from its per-label models so far: a trial
     on pace for 2.5x its limit stops at a twentieth of its models, one on pace to finish
     within it runs on, and one a little over it runs on up to 1.25x its limit."""
-    from labelwise.tasks.tune import TrialTooSlow, _Deadline
+    from labelwise.tasks.trials import TrialTooSlow, _Deadline
 
     slow = _Deadline(10.0, repeats=2)
     slow.begin(40, ["a"])  # 80 models in the trial
@@ -425,30 +425,14 @@ def test_a_trial_on_pace_to_overrun_its_limit_is_stopped_early():
 def test_the_trial_limit_follows_the_median_trial_and_the_budget():
     """Three times the median finished trial, not the slowest (a slow trial that finished must
     not raise the next limit threefold), within the budget left plus one such trial."""
-    from types import SimpleNamespace
+    from labelwise.tasks.trials import OVERRUN, trial_limit
 
-    import optuna
-    from optuna.distributions import IntDistribution
-
-    from labelwise.flows.tune import _Search
-    from labelwise.tasks.tune import OVERRUN
-
-    study = optuna.create_study()
-    search = SimpleNamespace(study=study, deadline=time.monotonic() + 600)
-    assert _Search._limit(search) is None  # nothing finished: no basis for a limit
-    for n, seconds in enumerate((60.0, 190.0, 70.0)):
-        trial = optuna.trial.create_trial(
-            params={"n": n},
-            distributions={"n": IntDistribution(0, 9)},
-            value=0.5,
-            user_attrs={"fit_seconds": seconds},
-        )
-        study.add_trial(trial)
-    assert _Search._limit(search) == pytest.approx(3 * 70.0)
-    search.deadline = time.monotonic() + 100  # 100 s left: a trial may end by 100 + 70
-    assert OVERRUN * _Search._limit(search) == pytest.approx(170.0, abs=1.0)
-    search.deadline = time.monotonic() - 100
-    assert _Search._limit(search) == 30.0
+    assert trial_limit([], 600.0) is None  # nothing finished: no basis for a limit
+    finished = [60.0, 190.0, 70.0]
+    assert trial_limit(finished, 600.0) == pytest.approx(3 * 70.0)
+    # 100 s left: a trial may end by 100 + 70
+    assert OVERRUN * trial_limit(finished, 100.0) == pytest.approx(170.0, abs=1.0)
+    assert trial_limit(finished, -100.0) == 30.0
 
 
 def test_a_gain_within_its_noise_keeps_the_config_own_settings():
@@ -459,7 +443,7 @@ def test_a_gain_within_its_noise_keeps_the_config_own_settings():
     from optuna.distributions import IntDistribution
 
     from labelwise.engine.held_out import clear_gain
-    from labelwise.tasks.tune import _best_policy
+    from labelwise.tasks.trials import _best_policy
 
     assert clear_gain([0.01, 0.012, 0.009, 0.011])
     assert not clear_gain([0.03, -0.02, 0.025, -0.03])  # mean +.001, noise about .015

@@ -120,12 +120,12 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
     from mlflow import MlflowClient
     from playwright.sync_api import sync_playwright
 
-    from labelwise.tasks.tracking import runs_view_url
+    from labelwise.tasks.run_views import runs_view_url
 
     exe = _browser()
     c = MlflowClient(ui["uri"], registry_uri=ui["uri"])
     exp = c.get_experiment_by_name("uijob")
-    names = [c.get_run(r["run_id"]).info.run_name for r in ui["runs"]]
+    names = [c.get_run(r.run_id).info.run_name for r in ui["runs"]]
     assert names[0].startswith("preset=fast ") and names[1].startswith("defaults ")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:

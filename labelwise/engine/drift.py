@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -130,6 +130,31 @@ class DriftRules:
     min_support: int = 20
 
 
+class LabelAlert(TypedDict):
+    label: str
+    why: str
+
+
+class FeatureAlert(TypedDict):
+    feature: str
+    why: str
+
+
+class DriftReport(TypedDict):
+    """A batch against the reference profile: a row per label (``label``, prevalences,
+    ``score_psi``, with truth ``f1``/``precision``/``recall``/``support``, ``alert``) and per
+    profiled feature (``feature``, ``importance``, ``psi``), the alerts, the batch's size.
+    A JSON document: logged as the monitoring run's ``report.json``."""
+
+    labels: list[dict[str, Any]]
+    features: list[dict[str, Any]]
+    alerts: list[LabelAlert]
+    feature_alerts: list[FeatureAlert]
+    n_rows: int
+    has_truth: bool
+    unseen_categories: NotRequired[dict[str, int]]
+
+
 def drift_report(
     profile: dict[str, Any],
     features: Sequence[str],
@@ -138,7 +163,7 @@ def drift_report(
     P: np.ndarray,
     Y: np.ndarray | None = None,
     rules: DriftRules = DriftRules(),
-) -> dict[str, Any]:
+) -> DriftReport:
     """Per-label and per-feature drift of a batch (encoded ``X``, scores ``S``, predictions
     ``P``, optional truth ``Y``) against ``profile``; ``alerts`` lists what crossed ``rules``."""
     from labelwise.engine.metrics import per_label_table

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Self
 
 from labelwise.engine.errors import ConfigError
 
@@ -122,7 +122,7 @@ class Parameters:
         parameter is itself an estimator)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> Parameters:
+    def set_params(self, **params: Any) -> Self:
         """Set constructor parameters by name; an unknown name is an error."""
         known = self._param_names()
         for name, value in params.items():

@@ -8,14 +8,50 @@ bought with a broken label is refused.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 from labelwise.engine.errors import ConfigError
 from labelwise.engine.params import Constraint, Interval, check_params
 
-# {"metrics": {name: value}, "per_label": [{label, f1, support}], "labels": the model's labels}
-Evaluation = dict[str, Any]
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model scored on a table: its metrics, a row per label (``label``, ``f1``,
+    ``support``, ...) and the labels the model knows (empty: the per-label rows' labels)."""
+
+    metrics: Mapping[str, float]
+    per_label: Sequence[Mapping[str, str | float | int]]
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A label whose F1 the challenger lowers by more than the rule allows."""
+
+    label: str
+    champion_f1: float
+    challenger_f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict on two evaluations of the same rows; ``reasons`` say why, in words."""
+
+    promote: bool
+    reasons: tuple[str, ...]
+    gain: float = 0.0
+    champion_score: float = 0.0
+    challenger_score: float = 0.0
+    regressions: tuple[Regression, ...] = ()
+    lost_labels: tuple[str, ...] = ()
+    gained_labels: tuple[str, ...] = field(default=())
+
+    def as_json(self) -> dict[str, object]:
+        """The decision as JSON-ready values (the promotion run's ``decision.json``)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -66,10 +102,10 @@ class PromotionRule:
         )
 
 
-def gate(champ: Evaluation, chal: Evaluation, rule: PromotionRule) -> dict[str, Any]:
+def gate(champ: Evaluation, chal: Evaluation, rule: PromotionRule) -> Decision:
     """Decide from two evaluations of the same rows; ``reasons`` say why, in words."""
-    rule.check_metric(list(chal["metrics"]))
-    a, b = champ["metrics"][rule.metric], chal["metrics"][rule.metric]
+    rule.check_metric(list(chal.metrics))
+    a, b = champ.metrics[rule.metric], chal.metrics[rule.metric]
     gain = (b - a) if rule.higher_is_better else (a - b)
     ok_gain = gain > 0 if rule.min_gain == 0 else gain >= rule.min_gain
     need = "above 0" if rule.min_gain == 0 else f"at least {rule.min_gain:g}"
@@ -79,33 +115,33 @@ def gate(champ: Evaluation, chal: Evaluation, rule: PromotionRule) -> dict[str, 
     ]
     regressions = label_regressions(champ, chal, rule)
     if regressions:
-        names = ", ".join(x["label"] for x in regressions[:10])
+        names = ", ".join(x.label for x in regressions[:10])
         reasons.append(
             f"{len(regressions)} label(s) lose more than {rule.max_label_regression:g} F1: {names}"
         )
-    lost, gained = label_changes(champ.get("labels", []), chal.get("labels", []))
+    lost, gained = label_changes(list(champ.labels), list(chal.labels))
     changed_ok = True
     if lost or gained:
         changed_ok = rule.allow_label_changes
         reasons.append(
             f"the label set changed: lost {lost[:10] or 'none'}, gained {gained[:10] or 'none'}; "
-            f"compared on the {len(chal['per_label'])} shared label(s)"
+            f"compared on the {len(chal.per_label)} shared label(s)"
             + (
                 ""
                 if changed_ok
                 else " and refused (set promotion.allow_label_changes: true to accept it)"
             )
         )
-    return {
-        "promote": bool(ok_gain and not regressions and changed_ok),
-        "lost_labels": lost,
-        "gained_labels": gained,
-        "gain": gain,
-        "champion_score": a,
-        "challenger_score": b,
-        "regressions": regressions,
-        "reasons": reasons,
-    }
+    return Decision(
+        promote=bool(ok_gain and not regressions and changed_ok),
+        reasons=tuple(reasons),
+        gain=gain,
+        champion_score=a,
+        challenger_score=b,
+        regressions=tuple(regressions),
+        lost_labels=tuple(lost),
+        gained_labels=tuple(gained),
+    )
 
 
 def label_changes(champion: list[str], challenger: list[str]) -> tuple[list[str], list[str]]:
@@ -114,23 +150,15 @@ def label_changes(champion: list[str], challenger: list[str]) -> tuple[list[str]
     return [x for x in champion if x not in new], [x for x in challenger if x not in old]
 
 
-def label_regressions(
-    champ: Evaluation, chal: Evaluation, rule: PromotionRule
-) -> list[dict[str, Any]]:
+def label_regressions(champ: Evaluation, chal: Evaluation, rule: PromotionRule) -> list[Regression]:
     """Labels with enough support whose F1 drops by more than the rule allows."""
-    before = {r["label"]: r for r in champ["per_label"]}
+    before = {str(r["label"]): float(r["f1"]) for r in champ.per_label}
     out = []
-    for r in chal["per_label"]:
-        old = before.get(r["label"])
-        if old is None or r["support"] < rule.min_label_support:
+    for r in chal.per_label:
+        label, f1, support = str(r["label"]), float(r["f1"]), int(r["support"])
+        old = before.get(label)
+        if old is None or support < rule.min_label_support:
             continue
-        if old["f1"] - r["f1"] > rule.max_label_regression:
-            out.append(
-                {
-                    "label": r["label"],
-                    "champion_f1": round(old["f1"], 4),
-                    "challenger_f1": round(r["f1"], 4),
-                    "support": r["support"],
-                }
-            )
+        if old - f1 > rule.max_label_regression:
+            out.append(Regression(label, round(old, 4), round(f1, 4), support))
     return out

@@ -492,7 +492,7 @@ def _yaml(text: str) -> Any:
             if self.check_event(yaml.AliasEvent):
                 raise ValueError(
                     "YAML aliases (*name) are not allowed in a labelwise config; "
-                    f"write the value out ({self.peek_event().start_mark})"
+                    f"write the value out ({self.get_mark()})"
                 )
             return super().compose_node(parent, index)
 

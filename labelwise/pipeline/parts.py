@@ -5,13 +5,13 @@ stores, SQL; the window ending at the as-of time; partition columns as declared)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from labelwise.pipeline.config import Config
+from labelwise.pipeline.records import TablePart
 from labelwise.pipeline.sources import Window, materialise, parse_as_of, parse_duration
 
 
-def read_part(cfg: Config, part: str, dest: Path, as_of: str | None) -> dict[str, Any] | None:
+def read_part(cfg: Config, part: str, dest: Path, as_of: str | None) -> TablePart | None:
     """Read ``part`` of the config's data (its rows at or before ``as_of`` and inside
     ``data.window``) into the parquet file ``dest``; its lineage (see ``materialise``), or
     None for a test part that is split off the training rows."""

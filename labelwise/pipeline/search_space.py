@@ -19,7 +19,7 @@ started from (on the held-out estimate it is judged by).
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from labelwise.engine.errors import ConfigError
 from labelwise.pipeline.config import Config
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # metric -> direction; "f1_micro_macro" is the mean of micro- and macro-F1 (the default: a
 # search on one alone trades the other away, e.g. macro-F1 through very low rare-label cuts)
-OBJECTIVES = {
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
     "f1_micro_macro": "maximize",
     "f1_micro": "maximize",
     "f1_macro": "maximize",

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import polars as pl
 
 from labelwise.engine.errors import ConfigError, DataError
+from labelwise.pipeline.records import Database, TablePart
 
 # URI schemes polars reads through its object-store layer
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "gcp", "az", "azure", "abfs", "abfss", "adl", "hf")
@@ -230,7 +231,7 @@ def parse_as_of(text: str | datetime | None) -> datetime:
 
 def write_snapshot(
     lf: pl.LazyFrame, dest: Path, key: str, what: str, copy_of: str | None = None
-) -> dict[str, Any]:
+) -> tuple[int, str]:
     """Write the rows to ``dest`` (parquet, atomically; ``copy_of``: that parquet file's
     bytes, not re-encoded, so its digest stays the file's) and return rows and digest; an
     empty result is a clear error naming ``what`` was read."""
@@ -256,7 +257,7 @@ def write_snapshot(
             "length and the as-of time)"
         )
     os.replace(tmp, dest)
-    return {"rows": int(rows), "digest": file_digest(dest)}
+    return int(rows), file_digest(dest)
 
 
 def _is_parquet_file(spec: str) -> bool:
@@ -274,8 +275,11 @@ def file_digest(path: str | Path) -> str:
 class SqlQuery(Protocol):
     """A SQL source as the config declares it (``data.sql`` / ``monitoring.sql``)."""
 
-    uri_env: str
-    query: str
+    @property
+    def uri_env(self) -> str: ...
+
+    @property
+    def query(self) -> str: ...
 
 
 def materialise(
@@ -285,7 +289,7 @@ def materialise(
     window: Window | None = None,
     time_column: str | None = None,
     partitions_kept: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> TablePart:
     """Read ``source`` (its rows in ``window``) once into the parquet file ``dest``; return
     the snapshot's lineage: path, rows, digest, columns, source (no credentials), kind, and
     with a time column the window, as-of time and newest row.
@@ -303,23 +307,28 @@ def materialise(
     if window is not None:
         lf = apply_window(lf, window, key)
         what += f", rows with {window.describe()}"
-    copy = window is None and isinstance(source, str) and _is_parquet_file(source)
-    entry = write_snapshot(lf, dest, key, what, copy_of=source if copy else None)
+    copy_of = None
+    if window is None and isinstance(source, str) and _is_parquet_file(source):
+        copy_of = source  # the file's own bytes: its digest stays the file's
+    rows, digest = write_snapshot(lf, dest, key, what, copy_of=copy_of)
     snap = pl.scan_parquet(dest)
-    entry |= {
-        "path": str(dest),
-        "columns": snap.collect_schema().names(),
-        "source": redact(text),
-        "kind": source_kind(source),
-        "db": db,
-        "dropped": dropped,
-    }
-    if window is not None:
-        entry |= {"window": window.describe(), "as_of": window.as_of.isoformat()}
+    max_time = None
     if time_column is not None:
         newest = snap.select(utc_time(snap, time_column, key).max()).collect().item()
-        entry["max_time"] = newest.isoformat() if newest is not None else ""
-    return entry
+        max_time = newest.isoformat() if newest is not None else ""
+    return TablePart(
+        path=str(dest),
+        rows=rows,
+        digest=digest,
+        columns=tuple(snap.collect_schema().names()),
+        source=redact(text),
+        kind=source_kind(source),
+        database=db,
+        dropped=tuple(dropped),
+        window=window.describe() if window is not None else None,
+        as_of=window.as_of.isoformat() if window is not None else None,
+        max_time=max_time,
+    )
 
 
 def partition_columns(source: str | SqlQuery, lf: pl.LazyFrame) -> list[str]:
@@ -334,13 +343,13 @@ def partition_columns(source: str | SqlQuery, lf: pl.LazyFrame) -> list[str]:
 
 def open_source(
     source: str | SqlQuery, window: Window | None, key: str
-) -> tuple[pl.LazyFrame, str, dict[str, str] | None]:
+) -> tuple[pl.LazyFrame, str, Database | None]:
     """(lazy rows, what they are read from, the database of a SQL source)."""
     if isinstance(source, str):
         return scan_source(source, key), source, None
     lf = read_sql(source.uri_env, source.query, window, key)
-    db = {"server": server_of(os.environ[source.uri_env]), "uri_env": source.uri_env}
-    return lf, f"{source.query.strip()} (database {db['server']} from ${source.uri_env})", db
+    db = Database(server=server_of(os.environ[source.uri_env]), uri_env=source.uri_env)
+    return lf, f"{source.query.strip()} (database {db.server} from ${source.uri_env})", db
 
 
 def source_kind(source: str | SqlQuery) -> str:
