@@ -70,7 +70,8 @@ def case(kind: str, source: str, out: str) -> dict[str, float]:
     """One measurement, in this (fresh) process."""
     import polars as pl
 
-    from labelwise.pipeline.sources import Window, materialise
+    from labelwise.pipeline.snapshot import materialise
+    from labelwise.pipeline.sources import Window
 
     class Sql:
         uri_env = "LABELWISE_BENCH_DB"

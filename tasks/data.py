@@ -52,7 +52,8 @@ def snapshot_data(
 
     from labelwise.pipeline.environment import state_dir
     from labelwise.pipeline.parts import read_part
-    from labelwise.pipeline.sources import materialise, parse_as_of
+    from labelwise.pipeline.snapshot import materialise
+    from labelwise.pipeline.sources import parse_as_of
 
     staging = state_dir() / "snapshots" / f"{cfg.name}-{uuid.uuid4().hex[:8]}"
     as_of = as_of or parse_as_of(None).isoformat()  # one as-of time for every part

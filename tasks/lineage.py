@@ -73,7 +73,7 @@ def fetch_snapshot(cfg: Config, run_id: str) -> dict[str, str]:
 
     from labelwise.engine.errors import ConfigError, DataError
     from labelwise.pipeline.environment import state_dir
-    from labelwise.pipeline.sources import file_digest
+    from labelwise.pipeline.snapshot import file_digest
 
     c = client(cfg)
     try:

@@ -87,7 +87,8 @@ def snapshot_batch(cfg: Config, source: Any, as_of: str | None) -> TablePart:
     import uuid
 
     from labelwise.pipeline.environment import state_dir
-    from labelwise.pipeline.sources import Window, materialise, parse_as_of, parse_duration
+    from labelwise.pipeline.snapshot import materialise
+    from labelwise.pipeline.sources import Window, parse_as_of, parse_duration
 
     mon, column = cfg.monitoring, cfg.data.time_column
     window = None

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from labelwise.pipeline.config import Config
 from labelwise.pipeline.records import TablePart
-from labelwise.pipeline.sources import Window, materialise, parse_as_of, parse_duration
+from labelwise.pipeline.snapshot import materialise
+from labelwise.pipeline.sources import Window, parse_as_of, parse_duration
 
 
 def read_part(cfg: Config, part: str, dest: Path, as_of: str | None) -> TablePart | None:

@@ -1,4 +1,5 @@
-"""Where a job's rows come from, and the snapshot a run keeps of them.
+"""Where a job's rows come from: source specs, time windows and the SQL reader (the kinds of
+source are :mod:`labelwise.pipeline.source_kinds`, the snapshot :mod:`labelwise.pipeline.snapshot`).
 
 A source is a table file, a folder or glob of parquet files (hive partitions such as
 ``dt=2026-11-23/`` become columns), an object-store URI (``s3://``, ``gs://``, ``az://``: polars'
@@ -13,10 +14,8 @@ rest of the run reads the snapshot, never the source.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Protocol
 import polars as pl
 
 from labelwise.engine.errors import ConfigError, DataError
-from labelwise.pipeline.records import Database, TablePart
 
 # URI schemes polars reads through its object-store layer
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "gcp", "az", "azure", "abfs", "abfss", "adl", "hf")
@@ -73,54 +71,6 @@ def local_matches(spec: str) -> list[str]:
     else:
         found = [str(p) for p in Path(spec).rglob("*.parquet")]
     return sorted(f for f in found if Path(f).is_file())
-
-
-def scan_source(spec: str, key: str) -> pl.LazyFrame:
-    """A lazy frame over a file, a local folder/glob of parquet files, or an object-store URI."""
-    from labelwise.engine.data import scan_table
-
-    if scheme(spec) is not None:
-        return _scan_remote(spec, key)
-    if not is_glob(spec) and not Path(spec).is_dir():
-        return scan_table(spec)
-    files = local_matches(spec)
-    if not files:
-        what = "glob matches" if is_glob(spec) else "directory holds"
-        raise DataError(f"{key}: {spec}: the {what} no parquet files; check the path")
-    check_same_schema(files, key)
-    return pl.scan_parquet(files, hive_partitioning=True)
-
-
-def _scan_remote(uri: str, key: str) -> pl.LazyFrame:
-    try:
-        lf = pl.scan_parquet(uri, hive_partitioning=True)
-        lf.collect_schema()
-    except Exception as exc:  # polars raises several types for listing and auth failures
-        raise DataError(
-            f"{key}: cannot read {uri} ({type(exc).__name__}: {str(exc)[:400]}); check the URI "
-            "and the credentials in the environment (AWS_*, GOOGLE_*, AZURE_* variables or the "
-            "provider's default chain)"
-        ) from None
-    return lf
-
-
-def check_same_schema(files: list[str], key: str) -> None:
-    """Every partition must have the first one's columns and types: name the first that
-    differs and how, rather than letting the scan fail deep inside polars."""
-    first = pl.read_parquet_schema(files[0])
-    for f in files[1:]:
-        other = pl.read_parquet_schema(f)
-        if other == first:
-            continue
-        diff = sorted(
-            f"{c}: {first.get(c, 'absent')} vs {other.get(c, 'absent')}"
-            for c in set(first) | set(other)
-            if first.get(c) != other.get(c)
-        )
-        raise DataError(
-            f"{key}: {f} has a different schema than {files[0]} ({'; '.join(diff[:5])}); every "
-            "partition of a dataset needs the same columns and types: rewrite it or move it out"
-        )
 
 
 @dataclass(frozen=True)
@@ -229,49 +179,6 @@ def parse_as_of(text: str | datetime | None) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def write_snapshot(
-    lf: pl.LazyFrame, dest: Path, key: str, what: str, copy_of: str | None = None
-) -> tuple[int, str]:
-    """Write the rows to ``dest`` (parquet, atomically; ``copy_of``: that parquet file's
-    bytes, not re-encoded, so its digest stays the file's) and return rows and digest; an
-    empty result is a clear error naming ``what`` was read."""
-    import shutil
-
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if copy_of is not None:
-            shutil.copyfile(copy_of, tmp)
-        else:
-            lf.sink_parquet(tmp)
-    except DataError:
-        raise
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{key}: cannot read {what} ({type(exc).__name__}: {exc})") from None
-    rows = pl.scan_parquet(tmp).select(pl.len()).collect().item()
-    if rows == 0:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"{key}: no rows to read from {what}; check the source (and, for a window, its "
-            "length and the as-of time)"
-        )
-    os.replace(tmp, dest)
-    return int(rows), file_digest(dest)
-
-
-def _is_parquet_file(spec: str) -> bool:
-    return scheme(spec) is None and not is_glob(spec) and Path(spec).suffix.lower() == ".parquet"
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class SqlQuery(Protocol):
     """A SQL source as the config declares it (``data.sql`` / ``monitoring.sql``)."""
 
@@ -280,82 +187,3 @@ class SqlQuery(Protocol):
 
     @property
     def query(self) -> str: ...
-
-
-def materialise(
-    source: str | SqlQuery,
-    dest: Path,
-    key: str,
-    window: Window | None = None,
-    time_column: str | None = None,
-    partitions_kept: Sequence[str] = (),
-) -> TablePart:
-    """Read ``source`` (its rows in ``window``) once into the parquet file ``dest``; return
-    the snapshot's lineage: path, rows, digest, columns, source (no credentials), kind, and
-    with a time column the window, as-of time and newest row.
-
-    A folder's hive partition columns (``region=eu/``) are left out of the snapshot unless
-    they are the time column or in ``partitions_kept`` (listed in ``dropped``): a folder
-    layout is not a row's value, and a table scored later has no such column."""
-    from labelwise.pipeline.environment import redact
-
-    lf, text, db = open_source(source, window, key)
-    kept = {*partitions_kept, time_column, window.column if window else None}
-    dropped = [c for c in partition_columns(source, lf) if c not in kept]
-    lf = lf.drop(dropped)
-    what = redact(text)[:300]
-    if window is not None:
-        lf = apply_window(lf, window, key)
-        what += f", rows with {window.describe()}"
-    copy_of = None
-    if window is None and isinstance(source, str) and _is_parquet_file(source):
-        copy_of = source  # the file's own bytes: its digest stays the file's
-    rows, digest = write_snapshot(lf, dest, key, what, copy_of=copy_of)
-    snap = pl.scan_parquet(dest)
-    max_time = None
-    if time_column is not None:
-        newest = snap.select(utc_time(snap, time_column, key).max()).collect().item()
-        max_time = newest.isoformat() if newest is not None else ""
-    return TablePart(
-        path=str(dest),
-        rows=rows,
-        digest=digest,
-        columns=tuple(snap.collect_schema().names()),
-        source=redact(text),
-        kind=source_kind(source),
-        database=db,
-        dropped=tuple(dropped),
-        window=window.describe() if window is not None else None,
-        as_of=window.as_of.isoformat() if window is not None else None,
-        max_time=max_time,
-    )
-
-
-def partition_columns(source: str | SqlQuery, lf: pl.LazyFrame) -> list[str]:
-    """The columns a folder's (or object store's) hive paths add to its files' own."""
-    if not isinstance(source, str) or source_kind(source) == "file":
-        return []
-    spec = check_spec(source)
-    files = [spec] if scheme(spec) is not None else local_matches(spec)[:1]
-    own = set(pl.scan_parquet(files, hive_partitioning=False).collect_schema().names())
-    return [c for c in lf.collect_schema().names() if c not in own]
-
-
-def open_source(
-    source: str | SqlQuery, window: Window | None, key: str
-) -> tuple[pl.LazyFrame, str, Database | None]:
-    """(lazy rows, what they are read from, the database of a SQL source)."""
-    if isinstance(source, str):
-        return scan_source(source, key), source, None
-    lf = read_sql(source.uri_env, source.query, window, key)
-    db = Database(server=server_of(os.environ[source.uri_env]), uri_env=source.uri_env)
-    return lf, f"{source.query.strip()} (database {db.server} from ${source.uri_env})", db
-
-
-def source_kind(source: str | SqlQuery) -> str:
-    """file, files (a folder or glob), object_store or sql."""
-    if not isinstance(source, str):
-        return "sql"
-    if scheme(source) is not None:
-        return "object_store"
-    return "files" if is_glob(source) or Path(source).is_dir() else "file"

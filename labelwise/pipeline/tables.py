@@ -34,14 +34,14 @@ def read_xy(
     """Features (polars), Y and label names of a table (its first ``rows`` when given);
     ``labels`` fixes the label order (``others``: the table's other labels are left out, not
     refused)."""
-    from labelwise.pipeline.sources import scan_source
+    from labelwise.pipeline.source_kinds import source_for
 
     d = cfg.data
     exclude = [*d.exclude, *([d.time_column] if d.time_column else [])]  # never a feature
     if Path(path).is_file():
         df = read_table(path, rows=rows)
     else:
-        lf = scan_source(path, path)
+        lf = source_for(path).scan(None, path)
         df = (lf if rows is None else lf.head(rows)).collect()
     return table_xy(df, d.labels, d.features, exclude, labels, source=path, others=others)
 
