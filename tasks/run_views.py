@@ -61,18 +61,6 @@ def runs_view_url(ui: str, experiment_id: str) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
-# settings that change where and when a job runs, never its model: tags, not params
-RUNTIME_SECTIONS = (
-    "schedule",
-    "monitoring",
-    "task_runner",
-    "dask_address",
-    "dask_workers",
-    "n_jobs",
-    "tracking",
-)
-
-
 # the sections whose settings make one model differ from another (a run's name shows them)
 MODEL_SECTIONS = ("model", "weighting", "thresholds", "split", "text")
 RUN_NAME_CHARS = 48

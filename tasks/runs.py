@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from prefect import task
 
-from labelwise.pipeline.config import Config
+from labelwise.pipeline.config import RUNTIME_SECTIONS, Config
 from labelwise.pipeline.environment import pid_alive, redact
 from labelwise.pipeline.records import Snapshot
 from labelwise.tasks.registry import lineage_tags, source_tags
-from labelwise.tasks.run_views import RUNTIME_SECTIONS, run_name
+from labelwise.tasks.run_views import run_name
 from labelwise.tasks.tracking import client, experiment_id, tracking_uri
 
 if TYPE_CHECKING:

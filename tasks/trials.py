@@ -49,17 +49,18 @@ def run_trial(
     still fitting after ``time_limit`` seconds, or on pace to, stops with :class:`TrialTooSlow`."""
     from labelwise.engine.held_out import HeldOutScore
     from labelwise.pipeline.config import with_settings
-    from labelwise.pipeline.search_space import threshold_grid
+    from labelwise.pipeline.search_space import own_thresholds, threshold_grid
     from labelwise.pipeline.tables import named_errors, read_xy
 
     trial_cfg = with_settings(cfg, overrides, source=f"trial {number}")
     grid = threshold_grid(trial_cfg)
     # each policy straight from the config's own: re-validating the whole config for each of
     # the 30 policies repeats the estimator checks (and a LightGBM dry run with lgb_params)
-    policies = [
-        replace(trial_cfg.thresholds, **{k.removeprefix("thresholds."): v for k, v in g.items()})
-        for g in grid
+    # (the policy's own checks validate each value: its constructor is typed per field)
+    as_fields: list[dict[str, Any]] = [
+        {k.removeprefix("thresholds."): v for k, v in g.items()} for g in grid
     ]
+    policies = [replace(trial_cfg.thresholds, **fields) for fields in as_fields]
     X, Y, labels = read_xy(trial_cfg, train_path)
     deadline = _Deadline(time_limit, repeats_for(Y.shape[0]))
     scores, folds, iterations = [], [], []
@@ -165,18 +166,6 @@ class _Deadline(FitCallback):
                     f"{projected:.0f} s, over {OVERRUN:g}x the {self.seconds:.0f} s limit; "
                     "pruned"
                 )
-
-
-def own_thresholds(cfg: Config) -> dict[str, Setting]:
-    """The config's own threshold settings, under the keys the grid sets."""
-    t = cfg.thresholds
-    return {
-        "thresholds.objective": t.objective,
-        "thresholds.beta": t.beta,
-        "thresholds.shrinkage": t.shrinkage,
-        "thresholds.shrink_to": t.shrink_to,
-        "thresholds.at_least_one": t.at_least_one,
-    }
 
 
 def _executor(cfg: Config, stack: ExitStack) -> Any:

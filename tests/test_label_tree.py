@@ -166,6 +166,19 @@ def test_one_list_of_strategies():
     assert tuple(s.value for s in Strategy) == STRATEGIES
 
 
+def test_one_list_of_presets():
+    """The config's and the CLI's presets are the engine's (written out where importing the
+    engine would slow ``labelwise --help``)."""
+    import typing
+
+    from labelwise.cli import Preset
+    from labelwise.engine.classifier import PRESETS
+    from labelwise.pipeline.config import ModelConfig
+
+    assert typing.get_args(ModelConfig.model_fields["preset"].annotation) == tuple(PRESETS)
+    assert tuple(p.value for p in Preset) == tuple(PRESETS)
+
+
 def test_the_same_rows_fit_the_same_tree(extreme):
     X, Y, Xt, _ = extreme
     a = LabelwiseClassifier(strategy="label_tree", cv_folds=None).fit(X[:2000], Y[:2000])

@@ -239,8 +239,12 @@ class MonitoringConfig(_Section):
         )
 
 
-# settings that change how or when a job runs, never the model it makes
-EXECUTION_KEYS = {"monitoring", "schedule", "task_runner", "dask_address", "dask_workers", "n_jobs"}
+# settings that change how or when a job runs, never the model it makes: not in the config's
+# digest (a job rescheduled is the same job)
+EXECUTION_KEYS = ("monitoring", "schedule", "task_runner", "dask_address", "dask_workers", "n_jobs")
+# ...and where it is tracked: a run's tags, not its params (the digest keeps ``tracking``: a job
+# registered under another name is another job)
+RUNTIME_SECTIONS = (*EXECUTION_KEYS, "tracking")
 
 
 class Config(_Section):
@@ -320,7 +324,7 @@ class Config(_Section):
         """Stable hash of the validated config (paths as given): a cache and lineage key.
         Monitoring, scheduling and where the work runs do not change the model, so they are
         left out (a run resumed on a Dask cluster reuses what threads finished, and back)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude=EXECUTION_KEYS), sort_keys=True)
+        blob = json.dumps(self.model_dump(mode="json", exclude=set(EXECUTION_KEYS)), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def flat(self) -> dict[str, str]:

@@ -137,7 +137,21 @@ SHRINKAGE = (
 BETA = (0.8, 1.0, 1.25)
 
 
-def threshold_grid(cfg: Config) -> list[dict[str, Any]]:
+# the threshold settings a policy of the grid sets (a trial keeps the best as these keys)
+POLICY_KEYS = ("objective", "beta", "shrinkage", "shrink_to", "at_least_one")
+
+
+def policy(*values: str | float | bool | None) -> dict[str, str | float | bool | None]:
+    """A threshold policy as dotted config keys, ``values`` in ``POLICY_KEYS`` order."""
+    return {f"thresholds.{k}": v for k, v in zip(POLICY_KEYS, values, strict=True)}
+
+
+def own_thresholds(cfg: Config) -> dict[str, str | float | bool | None]:
+    """The config's own threshold policy, under the keys the grid sets."""
+    return policy(*(getattr(cfg.thresholds, k) for k in POLICY_KEYS))
+
+
+def threshold_grid(cfg: Config) -> list[dict[str, str | float | bool | None]]:
     """Threshold settings tried on each trial's held-out probabilities: F-beta cuts (beta 0.8
     leans to precision, 1.25 to recall) x shrinkage of each label's cut toward a target cut x
     at least one label per row. Which is best differs by table more than any model setting
@@ -148,13 +162,7 @@ def threshold_grid(cfg: Config) -> list[dict[str, Any]]:
     if t.objective not in ("f1", "fbeta") or t.mode != "per_label":
         return []
     return [
-        {
-            "thresholds.objective": "fbeta",
-            "thresholds.beta": beta,
-            "thresholds.shrinkage": k,
-            "thresholds.shrink_to": target,
-            "thresholds.at_least_one": at_least_one,
-        }
+        policy("fbeta", beta, k, target, at_least_one)
         for target, k in SHRINKAGE
         for beta in BETA
         for at_least_one in (False, True)
