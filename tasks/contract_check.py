@@ -140,9 +140,8 @@ def load_suite(path: Path) -> list[Expectation]:
 def run_contract(df: Any, expectations: list[Expectation], name: str) -> ContractReport:
     """Validate a polars frame with great-expectations; return a JSON-able report."""
     suite = _Suite(df, name)
-    # pass / fail alone is about half of GE's cost on a wide table (tested: 3,933 expectations
-    # on delicious, 12 s instead of 22 s); only a failing table pays for the details, and only
-    # for its failed expectations
+    # pass / fail alone is about half of GE's cost on a wide table (benchmarks/RESULTS.md); only
+    # a failing table pays for the details, and only for its failed expectations
     result = suite.validate(name, expectations, "BOOLEAN_ONLY")
     stats = result.statistics
     details = []

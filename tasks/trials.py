@@ -135,8 +135,7 @@ class _Deadline(FitCallback):
     on those ten. The pace is the time per per-label model so far times the models the trial
     plans (``repeats`` fits of ``begin``'s plan), judged once a twentieth of them (at least 4)
     is done. A trial on pace for a little over its limit is let finish: stopped late, it
-    wastes what it spent (corel5k: four trials pruned at 58-84% of their models for being on
-    pace for 4-11% over)."""
+    wastes what it spent (benchmarks/RESULTS.md, the tune's pace rule)."""
 
     def __init__(self, seconds: float | None, repeats: int = 1) -> None:
         self.seconds, self.repeats = seconds, repeats

@@ -69,8 +69,8 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 STRATEGIES = ("binary_relevance", "stacking", "chain", "chain_ensemble", "label_tree", "auto")
-# strategy="auto" fits a label tree from this many labels on: at 983 (delicious) it was 6x
-# faster than binary relevance at 0.97-1.01x its precision@k and micro-F1 (benchmarks/RESULTS.md)
+# strategy="auto" fits a label tree from this many labels on, where it is several times faster
+# than binary relevance at about its precision@k (benchmarks/RESULTS.md, "Label trees")
 AUTO_LABEL_TREE_LABELS = 1000
 # the strategies that model label dependencies with a second level of per-label boosters
 DEPENDENCY_STRATEGIES = ("stacking", "chain", "chain_ensemble")
@@ -89,7 +89,7 @@ PER_FEATURE = (
     "forcedbins_filename",
 )
 
-# Presets: measured on the shared benchmark datasets (benchmarks/RESULTS.md).
+# Presets (benchmarks/RESULTS.md measures them); `fast` trades accuracy for a quicker fit.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {
@@ -101,9 +101,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_leaves": 5,
     },
 }
-# "accurate" (learning rate 0.03, 3,000 rounds, patience 100) was removed: measured on the eight
-# shared datasets it was not better than default at 3-20x the fit time (benchmarks/RESULTS.md);
-# `labelwise tune` is the way to spend more time for a better model.
+# removed presets, and what to do instead (benchmarks/RESULTS.md, "The `accurate` preset")
 REMOVED_PRESETS = {"accurate": "labelwise tune -c <config> --budget 10m"}
 # LightGBM Dataset parameters: frozen when the shared Dataset is binned
 DATASET_KEYS = ("min_data_in_bin", "max_bin_by_feature", "bin_construct_sample_cnt")
