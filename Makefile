@@ -25,7 +25,7 @@ test-fast: $(BIN)/labelwise
 		tests/test_metrics.py tests/test_promotion_gate.py tests/test_config_cli.py \
 		tests/test_lgb_threads.py
 
-# ruff lint + format check, mypy on the engine, the import-layering contracts
+# ruff lint + format check, strict mypy over labelwise/ (tasks and flows too), the import contracts
 lint: $(BIN)/labelwise
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,15 @@ from typing import Any
 
 import pytest
 
+from tests import helpers
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "infra" / "local"
 ADMIN_URL = os.environ.get(
     "LABELWISE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def labelwise(
@@ -61,20 +57,12 @@ def labelwise(
 
 
 def write_job(home: Path, name: str = "shared", rows: int = 300) -> Path:
-    """A small job in ``home``: a generated table ``t.parquet`` and ``job.yaml`` (fast preset)."""
-    import yaml
-
+    """A small job in ``home`` for the state directory's own store: a generated table and
+    ``job.yaml`` (fast preset)."""
     from labelwise.engine.synthetic import make_multilabel_table
 
-    make_multilabel_table(n_rows=rows, n_labels=4, seed=4).write_parquet(home / "t.parquet")
-    cfg = {
-        "name": name,
-        "data": {"train": "t.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
-        "model": {"preset": "fast"},
-        "contract": {"min_rows": 20},
-    }
-    (home / "job.yaml").write_text(yaml.safe_dump(cfg))
-    return home / "job.yaml"
+    table = make_multilabel_table(n_rows=rows, n_labels=4, seed=4)
+    return helpers.write_job(home, name, table, store=False)[0]
 
 
 def require_postgres() -> None:

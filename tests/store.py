@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-
-def client(uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(uri, registry_uri=uri)
+from tests.helpers import client
 
 
 def runs(uri: str, name: str) -> list:

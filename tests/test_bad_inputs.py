@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from labelwise.cli import app
 from labelwise.engine.synthetic import make_multilabel_table
+from tests.helpers import write_job
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -39,18 +40,12 @@ def _job(
             df.write_csv(data)
         else:
             df.write_parquet(data)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    cfg = {
-        "name": name,
-        "data": {"train": data.name, "labels": {"columns": LABELS}, "exclude": ["id"]},
-        "model": {"preset": "fast"},
-        "contract": {"min_rows": 20, "min_positives_per_label": 1},
-        "tracking": {"tracking_uri": uri},
-    }
+    edits = {"data.train": data.name, "data.labels": {"columns": LABELS}}
+    path, uri = write_job(tmp, name, edits=edits | {"contract.min_positives_per_label": 1})
     if cfg_edit:
+        cfg = yaml.safe_load(path.read_text())
         cfg_edit(cfg)
-    path = tmp / "job.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+        path.write_text(yaml.safe_dump(cfg))
     return path, uri
 
 

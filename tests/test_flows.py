@@ -12,6 +12,7 @@ import yaml
 from labelwise.engine.errors import ContractError, RegistryError
 from labelwise.engine.synthetic import make_multilabel_table
 from labelwise.pipeline.records import RegisteredVersion, Rollback
+from tests.helpers import client, write_job
 
 pytestmark = pytest.mark.slow
 
@@ -20,22 +21,11 @@ pytestmark = pytest.mark.slow
 def job(tmp_path_factory, prefect_api) -> dict:
     root = tmp_path_factory.mktemp("job")
     df = make_multilabel_table(n_rows=1600, n_labels=8, seed=3)
-    df.head(1200).write_parquet(root / "train.parquet")
-    df.tail(400).write_parquet(root / "test.parquet")
     labels = [c for c in df.columns if c.startswith("label_")]
     df.tail(400).drop(labels).write_parquet(root / "fresh.parquet")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    cfg = {
-        "name": "flowtest",
-        "data": {
-            "train": "train.parquet",
-            "test": "test.parquet",
-            "labels": {"prefix": "label_"},
-            "exclude": ["id"],
-        },
-        "model": {"params": {"n_estimators": 60}},
+    edits = {
+        "model": {"params": {"n_estimators": 60}},  # the defaults, fewer rounds
         "contract": {"min_rows": 50, "min_positives_per_label": 3},
-        "tracking": {"tracking_uri": uri},
         "promotion": {
             "metric": "f1_macro",
             "min_gain": 0.0,
@@ -43,8 +33,8 @@ def job(tmp_path_factory, prefect_api) -> dict:
             "min_label_support": 5,
         },
     }
-    (root / "job.yaml").write_text(yaml.safe_dump(cfg))
-    return {"root": root, "config": str(root / "job.yaml"), "uri": uri, "labels": labels}
+    config, uri = write_job(root, "flowtest", df.head(1200), test=df.tail(400), edits=edits)
+    return {"root": root, "config": str(config), "uri": uri, "labels": labels}
 
 
 def _table_artifact(c, run_id: str, path: str) -> dict:
@@ -55,29 +45,71 @@ def _table_artifact(c, run_id: str, path: str) -> dict:
     return {col: [row[i] for row in raw["data"]] for i, col in enumerate(raw["columns"])}
 
 
-def _client(uri):
-    from mlflow import MlflowClient
+@pytest.fixture(scope="module")
+def cycle(job) -> dict:
+    """A model's life, once, with what the registry showed at each step: a weak v1 (the first
+    champion), the defaults' v2 promoted over it, the same job again (nothing registered), a
+    weak v3 refused (also by the CLI, exit 4), a rollback to v1, a batch scored by alias."""
+    from typer.testing import CliRunner
 
-    return MlflowClient(uri, registry_uri=uri)
-
-
-def test_train_promote_predict_cycle(job):
+    from labelwise.cli import app
     from labelwise.flows.predict import predict_flow
     from labelwise.flows.promote import promote_flow, rollback_flow
     from labelwise.flows.train import train_flow
 
-    c = _client(job["uri"])
-    # v1: a deliberately weak model (one boosting round, fixed thresholds)
-    weak = {"model.params": {"n_estimators": 1, "cv_folds": None, "validation_fraction": 0.0}}
-    r1 = train_flow(job["config"], overrides=weak)
+    c = client(job["uri"])
+
+    def alias(name: str) -> str:
+        return str(c.get_model_version_by_alias("flowtest", name).version)
+
+    def decision(version: str) -> str:
+        return str(c.get_model_version("flowtest", version).tags["promotion.decision"])
+
+    one_round = {"cv_folds": None, "validation_fraction": 0.0}
+    seen: dict = {}
+    seen["r1"] = train_flow(
+        job["config"], overrides={"model.params": {"n_estimators": 1, **one_round}}
+    )
+    seen["r2"] = train_flow(job["config"])
+    seen["challenger after v2"] = alias("challenger")
+    seen["promoted"] = promote_flow(job["config"])
+    seen["champion after promotion"] = alias("champion")
+    seen["decisions after promotion"] = [decision(v) for v in ("1", "2")]
+    seen["again"] = train_flow(job["config"])
+    seen["versions after again"] = len(c.search_model_versions("name='flowtest'"))
+    seen["r3"] = train_flow(
+        job["config"], overrides={"model.params": {"n_estimators": 2, **one_round}}
+    )
+    seen["refused"] = promote_flow(job["config"])
+    seen["champion after refusal"] = alias("champion")
+    seen["decision of v3"] = decision("3")
+    seen["cli refused"] = CliRunner().invoke(
+        app, ["promote", "-c", job["config"], "--fail-if-refused"]
+    )
+    seen["back"] = rollback_flow(job["config"])
+    seen["champion after rollback"] = alias("champion")
+    seen["scored path"] = job["root"] / "scored.parquet"
+    seen["scored"] = predict_flow(
+        "models:/flowtest@challenger",
+        str(job["root"] / "fresh.parquet"),
+        str(seen["scored path"]),
+        chunk_rows=150,
+        tracking_uri=job["uri"],
+    )
+    return seen
+
+
+def test_the_first_version_is_champion_and_its_run_says_what_it_is(job, cycle):
+    """A run a person can tell apart: FINISHED, named for what it trains, described, the
+    settings that change the model as params and where/when it runs as tags, lineage,
+    per-label results as one table, the evaluation and contract artifacts."""
+    c, r1 = client(job["uri"]), cycle["r1"]
     assert r1.version == RegisteredVersion(name="flowtest", version="1", champion=True)
     run = c.get_run(r1.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["config.digest"] and run.data.tags["data.train.digest"]
     assert "test/f1_macro" in run.data.metrics and "valid/f1_micro" not in run.data.metrics
     assert run.data.params["model.params.n_estimators"] == "1"
-    # a run a person can tell apart: named for what it trains, described, settings that change
-    # the model as params and where/when it runs as tags; per-label results as one table
     assert run.info.run_name.startswith("cv_folds=None n_estimators=1 ")  # what it changes
     assert "f1_macro" in run.data.tags["mlflow.note.content"]
     assert "n_jobs" not in run.data.params and "labelwise.runtime.n_jobs" in run.data.tags
@@ -104,74 +136,61 @@ def test_train_promote_predict_cycle(job):
     }
     assert run.inputs.dataset_inputs, "dataset lineage missing"
 
-    # v2: the real defaults -> challenger; the gate must accept it over the weak champion
-    r2 = train_flow(job["config"])
-    # the per-label work is visible in Prefect: one task run per chunk of labels and fold
+
+def test_the_per_label_work_is_visible_in_prefect(cycle):
+    """One task run per chunk of labels and fold, all completed."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[cycle["r2"].flow_run_id]))
     with get_client(sync_client=True) as pc:
-        runs = pc.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r2.flow_run_id])), limit=200
-        )
+        runs = pc.read_task_runs(flow_run_filter=flow_run, limit=200)
     chunks = [t for t in runs if t.name.startswith("train-labels-")]
     assert {t.name.split("-chunk")[0] for t in chunks} >= {f"train-labels-L1m{i}" for i in range(5)}
     assert all(t.state.is_completed() for t in chunks)
+
+
+def test_a_better_challenger_is_promoted(job, cycle):
+    """v2 is challenger, compared with the champion in its description, better, promoted."""
+    c, r1, r2 = client(job["uri"]), cycle["r1"], cycle["r2"]
     assert r2.version is not None and r2.version.version == "2" and not r2.version.champion
     assert "valid/f1_micro" in c.get_run(r2.run_id).data.metrics
-    # the second run's description compares it with the champion (v1)
     assert "champion v1" in c.get_run(r2.run_id).data.tags["mlflow.note.content"]
-    assert str(c.get_model_version_by_alias("flowtest", "challenger").version) == "2"
+    assert cycle["challenger after v2"] == "2"
     assert r2.metrics["f1_macro"] > r1.metrics["f1_macro"]
-    decision = promote_flow(job["config"])
-    assert decision.promote is True and decision.champion == "2"
-    assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
-    for v in ("1", "2"):
-        assert (
-            "promoted v2 over v1" in c.get_model_version("flowtest", v).tags["promotion.decision"]
-        )
+    assert cycle["promoted"].promote is True and cycle["promoted"].champion == "2"
+    assert cycle["champion after promotion"] == "2"
+    assert all("promoted v2 over v1" in d for d in cycle["decisions after promotion"])
 
-    # the same job on the same data again: identical to v2, nothing registered
-    again = train_flow(job["config"])
+
+def test_the_same_job_on_the_same_data_registers_nothing(cycle):
+    again = cycle["again"]
     assert again.version is None and again.skipped and again.skipped.version == "2"
     assert again.skipped.reason == "identical"
-    assert len(c.search_model_versions("name='flowtest'")) == 2
+    assert cycle["versions after again"] == 2
 
-    # v3: weak again (a config of its own) -> the gate refuses; champion stays
-    weak3 = {"model.params": {"n_estimators": 2, "cv_folds": None, "validation_fraction": 0.0}}
-    r3 = train_flow(job["config"], overrides=weak3)
+
+def test_a_worse_challenger_is_refused_and_the_refusal_can_fail_a_ci_job(job, cycle):
+    """The gate keeps v2; the promotion run shows the rule as params; --fail-if-refused
+    exits 4."""
+    r3, refused = cycle["r3"], cycle["refused"]
     assert r3.version is not None and r3.version.version == "3"
-    refused = promote_flow(job["config"])
     assert refused.promote is False and refused.champion == "2"
-    assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "2"
-    assert "refused" in c.get_model_version("flowtest", "3").tags["promotion.decision"]
-    # the promotion run shows the gate's rule as params
-    promo = c.get_run(refused.run_id)
+    assert cycle["champion after refusal"] == "2" and "refused" in cycle["decision of v3"]
+    promo = client(job["uri"]).get_run(refused.run_id)
     assert promo.data.params["rule.metric"] == "f1_macro" and "rule.min_gain" in promo.data.params
-    # a CI job can fail on a refused promotion
-    from typer.testing import CliRunner
+    assert cycle["cli refused"].exit_code == 4, cycle["cli refused"].output
 
-    from labelwise.cli import app
 
-    res = CliRunner().invoke(app, ["promote", "-c", job["config"], "--fail-if-refused"])
-    assert res.exit_code == 4, res.output
+def test_rollback_restores_the_previous_champion(cycle):
+    assert cycle["back"] == Rollback(champion="1", previous="2")
+    assert cycle["champion after rollback"] == "1"
 
-    # rollback restores v1, the champion before the last promotion
-    back = rollback_flow(job["config"])
-    assert back == Rollback(champion="1", previous="2")
-    assert str(c.get_model_version_by_alias("flowtest", "champion").version) == "1"
 
-    # batch prediction with the registry alias, in small chunks
-    out = job["root"] / "scored.parquet"
-    res = predict_flow(
-        "models:/flowtest@challenger",
-        str(job["root"] / "fresh.parquet"),
-        str(out),
-        chunk_rows=150,
-        tracking_uri=job["uri"],
-    )
-    scored = pl.read_parquet(out)
-    assert res.rows == scored.height == 400
+def test_a_batch_is_scored_by_alias_in_chunks(job, cycle):
+    """Every row, in order, a probability column per label and the predicted label set."""
+    scored = pl.read_parquet(cycle["scored path"])
+    assert cycle["scored"].rows == scored.height == 400
     assert [f"p:{lab}" for lab in job["labels"]] == [
         c for c in scored.columns if c.startswith("p:")
     ]
@@ -284,7 +303,7 @@ def test_failing_contract_registers_nothing(job, tmp_path: Path):
     with pytest.raises(ContractError, match="label_03") as info:
         train_flow(str(tmp_path / "bad.yaml"))
     assert any(f["column"] == "label_03" for f in info.value.report["failures"])
-    c = _client(job["uri"])
+    c = client(job["uri"])
     assert not c.search_model_versions("name='badjob'")
     exp = c.get_experiment_by_name("badjob")
     runs = c.search_runs([exp.experiment_id])
@@ -333,7 +352,7 @@ def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
     ok = train_flow(job["config"], register_version=False)
     [inspect] = _task_runs(ok.flow_run_id, "snapshot-data")
     assert inspect.run_count == 2 and inspect.state.is_completed()
-    assert _client(job["uri"]).get_run(ok.run_id).info.status == "FINISHED"
+    assert client(job["uri"]).get_run(ok.run_id).info.status == "FINISHED"
 
     def broken(path):
         calls.append(path)
@@ -383,7 +402,7 @@ def test_racing_promotions_leave_one_consistent_decision(job, tmp_path: Path):
     assert said.count("promoted v2 over v1") == 1, said
     assert "already the champion" in said, said
 
-    c = _client(job["uri"])
+    c = client(job["uri"])
     assert str(c.get_model_version_by_alias("race", "champion").version) == "2"
     for v in ("1", "2"):
         assert "promoted v2 over v1" in c.get_model_version("race", v).tags["promotion.decision"]
@@ -402,7 +421,7 @@ def test_rollback_sticks_and_the_limit_is_created_once(job, capfd):
     from labelwise.flows.train import train_flow
     from labelwise.tasks.promotion import REJECTED_TAG
 
-    c, name = _client(job["uri"]), "sticky"
+    c, name = client(job["uri"]), "sticky"
     over = {"tracking.registered_model": name}
     weak = {"model.params": {"n_estimators": 1, "cv_folds": None, "validation_fraction": 0.0}}
     train_flow(job["config"], overrides=over | weak)

@@ -10,21 +10,16 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
 
 from labelwise.pipeline.examples import write_day
+from tests.helpers import pid_alive
 from tests.servers import labelwise, write_job
 
 pytestmark = pytest.mark.slow
 _cli = labelwise
-
-
-def _alive(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 _job = write_job
@@ -57,11 +52,11 @@ def test_commands_share_the_local_server_and_stop_ends_it(tmp_path):
         with urllib.request.urlopen(req, timeout=30) as r:
             runs = json.loads(r.read())
         assert [x["state"]["type"] for x in runs] == ["COMPLETED"]
-        assert _alive(info["pid"])  # the command's watchdog spared the shared server
+        assert pid_alive(info["pid"])  # the command's watchdog spared the shared server
     finally:
         stopped = _cli(tmp_path, "server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert not _alive(info["pid"]) and not (tmp_path / "prefect-server.json").exists()
+    assert not pid_alive(info["pid"]) and not (tmp_path / "prefect-server.json").exists()
     assert _cli(tmp_path, "server", "status").returncode == 1
 
 
@@ -91,7 +86,7 @@ def test_stop_never_kills_a_process_that_reused_the_servers_pid(tmp_path, starte
         res = _cli(tmp_path, "server", "stop")
         assert res.returncode == 0, res.stdout + res.stderr
         assert "had already ended" in res.stdout and "left alone" in res.stdout
-        assert _alive(other.pid) and not (tmp_path / "prefect-server.json").exists()
+        assert pid_alive(other.pid) and not (tmp_path / "prefect-server.json").exists()
     finally:
         other.kill()
         other.wait()
@@ -195,4 +190,4 @@ def test_the_scheduled_retraining_journey(tmp_path):
         assert not (tmp_path / "user" / ".prefect").exists()  # nothing in ~/.prefect
     finally:
         stopped = cli("server", "stop")
-    assert stopped.returncode == 0 and not _alive(info["pid"])
+    assert stopped.returncode == 0 and not pid_alive(info["pid"])

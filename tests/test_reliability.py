@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from labelwise.cli import app
 from labelwise.engine.synthetic import make_multilabel_table
+from tests.helpers import pid_alive, write_job
 from tests.store import client as _client
 from tests.store import runs as _runs
 
@@ -35,24 +35,7 @@ def table() -> pl.DataFrame:
 
 def _job(tmp: Path, df: pl.DataFrame, name: str, **edits: object) -> tuple[Path, str]:
     """A config (fast preset, SQLite store in ``tmp``) for ``df`` written as its train table."""
-    df.write_parquet(tmp / "train.parquet")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    cfg: dict = {
-        "name": name,
-        "data": {"train": "train.parquet", "labels": {"prefix": "label_"}, "exclude": ["id"]},
-        "model": {"preset": "fast"},
-        "contract": {"min_rows": 20},
-        "tracking": {"tracking_uri": uri},
-    }
-    for key, value in edits.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path, uri
+    return write_job(tmp, name, df, config=f"{name}.yaml", edits=edits)
 
 
 def _workdir(name: str) -> Path:
@@ -344,9 +327,9 @@ def test_a_killed_command_leaves_no_server_behind(tmp_path, table):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30
-    while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in servers) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not any(_alive(p) for p in servers)
+    assert not any(pid_alive(p) for p in servers)
     if _group_alive(proc.pid):  # nothing should be left; if it is, do not leak it
         os.killpg(proc.pid, signal.SIGKILL)
 
@@ -373,14 +356,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _group_alive(pgid: int) -> bool:

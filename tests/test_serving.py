@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ import pytest
 import yaml
 
 from labelwise.engine.synthetic import make_multilabel_table
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, payload: dict) -> tuple[int, dict]:
@@ -60,7 +54,7 @@ def test_mlflow_serves_the_champion(tmp_path: Path, prefect_api):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
     train_flow(str(tmp_path / "job.yaml"))
 
-    port = _free_port()
+    port = free_port()
     # mlflow.set_tracking_uri / set_registry_uri (used by earlier tests in this process) export
     # MLFLOW_*_URI to child processes: name both explicitly
     env = {

@@ -14,30 +14,18 @@ import pytest
 import yaml
 
 from labelwise.engine.synthetic import make_multilabel_table
+from tests.helpers import write_job
 from tests.servers import Stack, http
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 
 def _job(tmp: Path, name: str, seed: int = 3, rows: int = 600) -> Path:
+    """A job for the servers' store (none of its own): a scheduled config, a test table."""
     df = make_multilabel_table(n_rows=rows, n_labels=4, seed=seed)
-    df.head(rows * 4 // 5).write_parquet(tmp / "train.parquet")
-    df.tail(rows // 5).write_parquet(tmp / "test.parquet")
-    cfg = {
-        "name": name,
-        "data": {
-            "train": "train.parquet",
-            "test": "test.parquet",
-            "labels": {"prefix": "label_"},
-            "exclude": ["id"],
-        },
-        "model": {"preset": "fast"},
-        "contract": {"min_rows": 50},
-        "schedule": {"cron": "0 4 * * *"},
-    }
-    path = tmp / "job.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    edits = {"contract.min_rows": 50, "schedule": {"cron": "0 4 * * *"}}
+    train, test = df.head(rows * 4 // 5), df.tail(rows // 5)
+    return write_job(tmp, name, train, test=test, store=False, edits=edits)[0]
 
 
 def test_servers_refuse_anonymous_clients(stack: Stack):

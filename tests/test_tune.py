@@ -27,6 +27,7 @@ from labelwise.engine.synthetic import make_multilabel_table
 from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
 from labelwise.pipeline.config import load_config
 from labelwise.tasks.tune import chosen_trial
+from tests.helpers import write_job
 from tests.store import client, runs
 
 runner = CliRunner()
@@ -76,24 +77,9 @@ def test_a_fit_tells_its_held_out_rows(cv_folds):
 def _job(tmp: Path, name: str, rows: int = 600, preset: str = "fast") -> tuple[Path, str, Path]:
     """A config with a separate test table; returns (config, tracking URI, test table)."""
     df = make_multilabel_table(n_rows=rows + 200, n_labels=4, seed=11)
-    df.head(rows).write_parquet(tmp / "train.parquet")
-    df.tail(200).write_parquet(tmp / "test.parquet")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    cfg = {
-        "name": name,
-        "data": {
-            "train": "train.parquet",
-            "test": "test.parquet",
-            "labels": {"prefix": "label_"},
-            "exclude": ["id"],
-        },
-        "model": {"preset": preset},
-        "contract": {"min_rows": 20},
-        "tracking": {"tracking_uri": uri},
-        "n_jobs": 1,
-    }
-    config = tmp / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    edits = {"model.preset": preset, "n_jobs": 1}
+    train, test = df.head(rows), df.tail(200)
+    config, uri = write_job(tmp, name, train, test=test, config=f"{name}.yaml", edits=edits)
     return config, uri, tmp / "test.parquet"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from labelwise.engine.synthetic import make_multilabel_table
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +38,6 @@ def _browser() -> str:
             "(.ci/run installs both; apt-get install chromium)"
         )
     return exe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -82,7 +76,7 @@ def ui(tmp_path, prefect_api):
     tune_flow(str(tuned), trials=2, budget_seconds=300)
     with contextlib.suppress(DriftError):  # a drifted batch is shown as well as a quiet one
         monitor_flow(str(config), str(tmp_path / "test.parquet"))
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -33,7 +33,8 @@ from labelwise.engine.text import TextSettings
 from labelwise.engine.thresholds import ThresholdPolicy
 from labelwise.engine.weights import Weighting
 from labelwise.pipeline.environment import redact
-from labelwise.pipeline.sources import check_spec, is_glob, local_matches, parse_duration, scheme
+from labelwise.pipeline.source_kinds import check_source
+from labelwise.pipeline.sources import is_glob, local_matches, parse_duration, scheme
 
 if TYPE_CHECKING:
     from labelwise.engine.classifier import LabelwiseClassifier
@@ -52,7 +53,7 @@ def _duration(text: str) -> str:
 # a span of time written as a number and a unit: 90d, 12h, 2w (see sources.parse_duration)
 Duration = Annotated[str, AfterValidator(_duration)]
 # a table file, a folder or glob of parquet files, or an object-store URI
-SourceSpec = Annotated[str, AfterValidator(check_spec)]
+SourceSpec = Annotated[str, AfterValidator(check_source)]
 
 
 class SqlSource(_Section):

@@ -14,11 +14,12 @@ import polars as pl
 from labelwise.engine.errors import DataError
 from labelwise.pipeline.records import Database
 from labelwise.pipeline.sources import (
+    OBJECT_STORES,
     SqlQuery,
     Window,
-    check_spec,
     is_glob,
     local_matches,
+    local_path,
     read_sql,
     scheme,
     server_of,
@@ -72,19 +73,39 @@ def register(
 
 
 def source_for(spec: SourceSpec) -> Source:
-    """The registered kind that reads ``spec``."""
+    """The registered kind that reads ``spec``; a ValueError naming what can be read when
+    none does (an unknown URI scheme)."""
     for handles, kind in KINDS:
         if handles(spec):
             return kind(spec)
-    raise ValueError(f"no source kind reads {spec!r}")
+    what = f"{scheme(spec)}://" if isinstance(spec, str) else type(spec).__name__
+    raise ValueError(
+        f"unknown source kind {what!r} in {spec!r}; give a local path, folder or glob, "
+        f"an object-store URI ({', '.join(x + '://' for x in ('s3', 'gs', 'az'))}), "
+        "or a data.sql query"
+    )
+
+
+def check_source(spec: str) -> str:
+    """A config's source string, refused unless a registered kind reads it (the config's
+    validator: an unknown kind is an error when the config is loaded, not when it runs)."""
+    source_for(spec)
+    return local_path(spec) if _local(spec) else spec
 
 
 def _uri(spec: SourceSpec) -> bool:
-    return isinstance(spec, str) and scheme(spec) is not None
+    return isinstance(spec, str) and scheme(spec) in OBJECT_STORES
+
+
+def _local(spec: SourceSpec) -> bool:
+    return isinstance(spec, str) and scheme(spec) in (None, "file")
 
 
 def _local_files(spec: SourceSpec) -> bool:
-    return isinstance(spec, str) and (is_glob(spec) or Path(spec).is_dir())
+    if not _local(spec):
+        return False
+    path = local_path(str(spec))
+    return is_glob(path) or Path(path).is_dir()
 
 
 @register(lambda spec: not isinstance(spec, str))
@@ -126,7 +147,7 @@ class _Parquet:
     def __init__(self, spec: SourceSpec) -> None:
         if not isinstance(spec, str):
             raise TypeError(f"a path or URI, not {spec!r}")
-        self.spec = check_spec(spec)
+        self.spec = local_path(spec)
 
     def describe(self) -> str:
         return self.spec
@@ -185,7 +206,7 @@ class LocalFiles(_Parquet):
         return local_matches(self.spec)[0]
 
 
-@register(lambda spec: isinstance(spec, str))
+@register(_local)
 class TableFile(_Parquet):
     """One table file (parquet, CSV, JSON lines...: whatever ``scan_table`` reads)."""
 

@@ -48,15 +48,8 @@ def scheme(spec: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def check_spec(spec: str) -> str:
-    """A source string that names a kind labelwise reads (a path, a glob, an object-store URI)."""
-    s = scheme(spec)
-    if s is not None and s not in (*OBJECT_STORES, "file"):
-        raise ValueError(
-            f"unknown source kind {s + '://'!r} in {spec!r}; give a local path, folder or glob, "
-            f"an object-store URI ({', '.join(x + '://' for x in ('s3', 'gs', 'az'))}), "
-            "or a data.sql query"
-        )
+def local_path(spec: str) -> str:
+    """A local source's path (a ``file://`` URI as a path)."""
     return spec.removeprefix("file://")
 
 
