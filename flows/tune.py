@@ -7,18 +7,52 @@ spent -> best config written as YAML -> the test table scored once, for the best
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import yaml
+from optuna.trial import TrialState
 from prefect import flow
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from labelwise.pipeline.config import Config, load_config
-from labelwise.pipeline.environment import configure_environment
+from labelwise.engine.errors import ConfigError, LabelwiseError
+from labelwise.pipeline.config import Config, _yaml, load_config, set_keys, with_settings
+from labelwise.pipeline.environment import configure_environment, redact
 from labelwise.pipeline.records import Setting, Snapshot, TrialResult, TuneResult
-from labelwise.tasks.progress import say
+from labelwise.pipeline.search_space import check_metric, objective_value, search_space, suggest
+from labelwise.pipeline.sources import scheme
+from labelwise.pipeline.tables import has_text, label_count
+from labelwise.tasks.contract import validate_contract
+from labelwise.tasks.data import (
+    SourceNames,
+    scheduled_start,
+    snapshot_data,
+    split_data,
+    test_only_labels,
+    workdir_for,
+)
+from labelwise.tasks.progress import say, stage
+from labelwise.tasks.runs import repair_abandoned_runs, tracked_run
+from labelwise.tasks.tracking import client, log_metrics
+from labelwise.tasks.trials import TrialTooSlow, run_trial, trial_limit
+from labelwise.tasks.tune import (
+    attach_run,
+    chosen_trial,
+    claim,
+    end_trial_run,
+    first_trial,
+    open_study,
+    parent_run,
+    reclaim_abandoned,
+    score_best,
+    start_trial_run,
+    study_storage,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from prefect.futures import PrefectFuture
@@ -48,9 +82,6 @@ def tune_flow(
     to the config (or to ``output``); scores the test table once, for the best config; with
     ``register_best`` trains that config through the train flow (contract, tracking,
     challenger alias)."""
-    from labelwise.pipeline.search_space import check_metric
-    from labelwise.tasks.data import scheduled_start
-    from labelwise.tasks.runs import tracked_run
 
     configure_environment()
     cfg = load_config(config_path)
@@ -91,8 +122,6 @@ def tune_flow(
 def _training_part(cfg: Config, when: str | None) -> tuple[str, Snapshot]:
     """The rows the search may see: the training snapshot, contract-checked, and -- with no
     data.test -- its training part after the usual split (the test part is never read)."""
-    from labelwise.tasks.contract import validate_contract
-    from labelwise.tasks.data import SourceNames, snapshot_data, split_data, workdir_for
 
     info = snapshot_data(cfg, when, parts=("train",))
     with SourceNames() as names:
@@ -106,14 +135,6 @@ def _training_part(cfg: Config, when: str | None) -> tuple[str, Snapshot]:
 
 def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, float]:
     """The test table, read for the first time: snapshot (data.test) or the split's test part."""
-    from labelwise.tasks.data import (
-        SourceNames,
-        snapshot_data,
-        split_data,
-        test_only_labels,
-        workdir_for,
-    )
-    from labelwise.tasks.tune import score_best
 
     info = snapshot_data(cfg, when)
     with SourceNames() as names:
@@ -129,9 +150,6 @@ def write_tuned_config(
 ) -> Path:
     """``<name>.tuned.yaml`` next to the config (or ``output``): the config's own YAML with the
     best settings; relative data paths are made absolute when it is written elsewhere."""
-    import yaml
-
-    from labelwise.pipeline.config import _yaml, set_keys
 
     data = set_keys(_yaml(path.read_text()), overrides)
     out = tuned_config_path(path, output)
@@ -152,7 +170,6 @@ def tuned_config_path(config: Path, output: str | None) -> Path:
     """Where the best config goes: ``output``, else ``<name>.tuned.yaml`` next to the config.
     A directory, a device or a file labelwise tune did not write (the input config, a file
     of the user's) is refused: a search never ends by destroying a user's file."""
-    from labelwise.engine.errors import ConfigError
 
     out = Path(output) if output is not None else None
     out = out or config.with_name(f"{config.stem.removesuffix('.tuned')}.tuned.yaml")
@@ -172,7 +189,6 @@ def tuned_config_path(config: Path, output: str | None) -> Path:
 
 def _absolute_paths(data: dict[str, Any], base: Path) -> dict[str, str]:
     """Dotted keys of the config's relative local paths, made absolute against ``base``."""
-    from labelwise.pipeline.sources import scheme
 
     keys = ("data.train", "data.test", "contract.suite", "monitoring.batch")
     out = {}
@@ -203,18 +219,6 @@ class _Search:
         trials: int | None,
         parallel: int,
     ) -> None:
-        from labelwise.pipeline.environment import redact
-        from labelwise.pipeline.search_space import search_space
-        from labelwise.pipeline.tables import has_text, label_count
-        from labelwise.tasks.progress import say
-        from labelwise.tasks.runs import repair_abandoned_runs
-        from labelwise.tasks.tune import (
-            first_trial,
-            open_study,
-            parent_run,
-            reclaim_abandoned,
-            study_storage,
-        )
 
         self.cfg, self.metric, self.parallel = cfg, metric, parallel
         self.deadline = time.monotonic() + budget
@@ -241,7 +245,6 @@ class _Search:
         self.running: dict[Any, tuple[Any, str, dict[str, Setting]]] = {}
 
     def finished(self) -> int:
-        from optuna.trial import TrialState
 
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
@@ -252,7 +255,6 @@ class _Search:
 
     def run(self, train_path: str) -> None:
         """Start trials while the budget lasts; each ends in the study and in MLflow."""
-        from prefect.futures import as_completed
 
         running = self.running
         while True:
@@ -267,16 +269,11 @@ class _Search:
             future = next(as_completed(list(running)))
             self._tell(future, *running.pop(future))
         if self.finished() == 0:
-            from labelwise.engine.errors import LabelwiseError
-
             why = "; ".join(self.failures[-3:]) or "the budget ended before the first trial did"
             raise LabelwiseError(f"no trial of the search finished: {why}")
 
     def _limit(self) -> float | None:
         """The next trial's time limit, from the finished trials and the budget left."""
-        from optuna.trial import TrialState
-
-        from labelwise.tasks.trials import trial_limit
 
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         known = [float(s) for t in done if (s := t.user_attrs.get("fit_seconds")) is not None]
@@ -285,9 +282,6 @@ class _Search:
     def abandon_trials(self, exc: BaseException) -> None:
         """The tune failed or was interrupted: its running trials end FAILED (its own run
         ends FAILED with it, see ``tracked_run``)."""
-        from optuna.trial import TrialState
-
-        from labelwise.tasks.tune import end_trial_run
 
         error = f"{type(exc).__name__}: {exc}"
         for trial, run_id, _ in self.running.values():
@@ -296,9 +290,6 @@ class _Search:
         self.running.clear()
 
     def _ask(self) -> tuple[Any, str, dict[str, Setting]]:
-        from labelwise.pipeline.search_space import suggest
-        from labelwise.tasks.progress import stage
-        from labelwise.tasks.tune import attach_run, claim, start_trial_run
 
         trial = self.study.ask()
         claim(trial)
@@ -311,14 +302,6 @@ class _Search:
         return trial, run_id, overrides
 
     def _tell(self, future: Any, trial: Any, run_id: str, overrides: dict[str, Setting]) -> None:
-        import json
-
-        from optuna.trial import TrialState
-
-        from labelwise.pipeline.search_space import objective_value
-        from labelwise.tasks.progress import say
-        from labelwise.tasks.trials import TrialTooSlow
-        from labelwise.tasks.tune import end_trial_run
 
         try:
             result: TrialResult = future.result()
@@ -350,19 +333,16 @@ class _Search:
         )
 
     def chosen(self) -> Any:
-        from labelwise.tasks.tune import chosen_trial
 
         return chosen_trial(self.study, self.metric)
 
     def best_overrides(self) -> dict[str, Setting]:
-        import json
 
         overrides: dict[str, Setting] = json.loads(self.chosen().user_attrs["overrides"])
         overrides.pop("n_jobs", None)  # how this search ran, not part of the model
         return overrides
 
     def best_config(self) -> Config:
-        from labelwise.pipeline.config import with_settings
 
         return with_settings(self.cfg, self.best_overrides(), source="best trial")
 
@@ -380,18 +360,15 @@ class _Search:
         )
 
     def summarise(self, best_yaml: Path) -> None:
-        from labelwise.tasks.tune import summarise
 
         summarise(self.cfg, self.run_id, self.study, self.metric, best_yaml)
 
     def log_test(self, test: dict[str, float] | None) -> None:
-        from labelwise.tasks.tracking import client, log_metrics
 
         if test:
             log_metrics(client(self.cfg), self.run_id, {f"test/{k}": v for k, v in test.items()})
 
 
 def _trial_task() -> Any:
-    from labelwise.tasks.trials import run_trial
 
     return run_trial

@@ -336,7 +336,7 @@ def _task_runs(flow_run_id: str, prefix: str) -> list:
 def test_transient_io_failure_is_retried_not_labelwise_errors(job, monkeypatch):
     """Fault injection: the first read of the table fails like a flaky network disk; Prefect
     retries the task and the run completes. A labelwise error is never retried."""
-    import labelwise.pipeline.sources as sources
+    import labelwise.pipeline.snapshot as sources
     from labelwise.engine.errors import DataError
     from labelwise.flows.train import train_flow
 
