@@ -155,7 +155,9 @@ def repair_abandoned_runs(cfg: Config) -> list[str]:
         run_id = r.info.run_id
         orphans = [mv.version for mv in _versions_of(c, cfg, run_id)]
         why = f"abandoned: process {pid} on {host} ended without finishing the run"
-        end_run(cfg, run_id, "FAILED", error=why, patience_s=0.0)
+        if not end_run(cfg, run_id, "FAILED", error=why, patience_s=0.0):
+            repaired.append(f"run {run_id} ({why}) could not be marked FAILED: try again")
+            continue
         gone = f"; deleted its version(s) {orphans}" if orphans else ""
         repaired.append(f"repaired run {run_id} ({why}): marked FAILED{gone}")
     return repaired
