@@ -24,7 +24,8 @@ class LabelwisePyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         from labelwise.engine.classifier import LabelwiseClassifier
 
-        self.model = LabelwiseClassifier.load(context.artifacts["model_dir"])
+        # the merged forests now, so the first request is as fast as the next
+        self.model = LabelwiseClassifier.load(context.artifacts["model_dir"]).warm_up()
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd

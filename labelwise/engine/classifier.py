@@ -29,6 +29,7 @@ Every strategy ends in per-label decision thresholds chosen on held-out probabil
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ from labelwise.engine.callbacks import FitCallback
 from labelwise.engine.data import FLOAT32_MAX, FeatureEncoder
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError, NotFittedError
 from labelwise.engine.executors import Executor, ThreadExecutor, n_workers
+from labelwise.engine.forest import MergedForest
 from labelwise.engine.label_model import LabelModel
 from labelwise.engine.label_tree import (
     LabelTree,
@@ -59,7 +61,13 @@ from labelwise.engine.metrics import (
     per_label_table,
 )
 from labelwise.engine.params import Constraint, Interval, Options, Parameters, check_params
-from labelwise.engine.per_label import LabelJob, Rounds, predict_per_label, train_per_label
+from labelwise.engine.per_label import (
+    THREADED_PREDICT_ROWS,
+    LabelJob,
+    Rounds,
+    predict_per_label,
+    train_per_label,
+)
 from labelwise.engine.split import iterative_stratification, stratified_kfold
 from labelwise.engine.text import TextSettings, hstack
 from labelwise.engine.thresholds import ThresholdPolicy, apply_thresholds, fit_thresholds
@@ -75,6 +83,8 @@ AUTO_LABEL_TREE_LABELS = 1000
 # the strategies that model label dependencies with a second level of per-label boosters
 DEPENDENCY_STRATEGIES = ("stacking", "chain", "chain_ensemble")
 AUTO_CV_MAX_ROWS = 10_000
+# one build of a merged forest at a time (a server may score its first requests in parallel)
+_MERGE_LOCK = threading.Lock()
 MAX_INT32 = 2**31 - 1  # LightGBM reads integer parameters as C ints
 # LightGBM parameters with one entry per feature (or naming features): not dry-run checkable
 PER_FEATURE = (
@@ -966,13 +976,48 @@ class LabelwiseClassifier(Parameters):
         P = None
         if self.level1_:
             Xt = self._tree_matrix(Xa)
-            P = _mean_proba(self.level1_, Xt, workers)
+            P = self._level_proba(self.level1_, Xt, workers)
             if self.level2_:
-                P = _mean_proba(self.level2_, _hstack(Xt, P), workers)
+                P = self._level_proba(self.level2_, _hstack(Xt, P), workers)
         if self.linear_ is not None:
             P = _blend(P, self.linear_.predict_proba(self._linear_matrix(Xa)), self.linear_weight_)
         assert P is not None
         return self._calibrate(P)
+
+    def _level_proba(self, members: list[list[LabelModel]], X: Matrix, workers: int) -> np.ndarray:
+        """A level's mean probabilities: a small batch (a served request) through the level's
+        merged forest, a few LightGBM calls instead of one per booster; a large batch label by
+        label on ``workers`` threads, where the trees, not the calls, are the cost."""
+        if X.shape[0] < THREADED_PREDICT_ROWS:
+            forest = self._merged(members)
+            if forest is not None:
+                return forest.predict_proba(X)
+        return _mean_proba(members, X, workers)
+
+    def _merged(self, members: list[list[LabelModel]]) -> MergedForest | None:
+        """The merged forest of a level's members, built on first use (None: boosters
+        LightGBM cannot merge, scored one by one)."""
+        with _MERGE_LOCK:
+            cache: dict[int, tuple[object, MergedForest | None]] = self.__dict__.setdefault(
+                "_merged_forests", {}
+            )
+            known = cache.get(id(members))
+            if known is None or known[0] is not members:  # a refit made new members
+                try:
+                    forest: MergedForest | None = MergedForest(members)
+                except ValueError:
+                    forest = None
+                cache[id(members)] = (members, forest)
+            return cache[id(members)][1]
+
+    def warm_up(self) -> LabelwiseClassifier:
+        """Build what scoring a small batch uses (the merged forests) now, not on the first
+        request: a server calls this once after loading."""
+        self._check_fitted()
+        for members in (self.level1_, self.level2_):
+            if members:
+                self._merged(members)
+        return self
 
     def predict_from_proba(self, P: np.ndarray) -> np.ndarray:
         """0/1 label matrix (uint8) of probabilities ``P`` under the fitted thresholds."""
