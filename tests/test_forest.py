@@ -78,3 +78,15 @@ def test_first_requests_in_parallel_build_one_forest(data):
     np.testing.assert_allclose(np.vstack(got), _both_paths(clf, Xt.head(16))[1], atol=1e-12)
     assert len(clf.__dict__["_merged_forests"]) == 1
     assert clf.warm_up() is clf
+
+
+def test_a_warmed_up_model_splits_a_large_batch_over_threads_alike(data):
+    """After ``warm_up`` (a server's load), a large batch goes through the forest with its
+    rows on threads: the same probabilities as label by label."""
+    X, Y, Xt = data
+    clf = LabelwiseClassifier(n_estimators=30, n_jobs=2).fit(X, Y)
+    big = pl.concat([Xt] * 2)
+    by_label = clf.predict_proba(big)  # no forest built yet: label by label
+    assert clf._merged(clf.level1_, build=False) is None
+    assert clf.warm_up()._merged(clf.level1_, build=False) is not None
+    np.testing.assert_allclose(clf.predict_proba(big), by_label, rtol=0, atol=1e-12)

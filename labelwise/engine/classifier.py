@@ -986,23 +986,30 @@ class LabelwiseClassifier(Parameters):
 
     def _level_proba(self, members: list[list[LabelModel]], X: Matrix, workers: int) -> np.ndarray:
         """A level's mean probabilities: a small batch (a served request) through the level's
-        merged forest, a few LightGBM calls instead of one per booster; a large batch label by
-        label on ``workers`` threads, where the trees, not the calls, are the cost."""
-        if X.shape[0] < THREADED_PREDICT_ROWS:
+        merged forest, a few LightGBM calls instead of one per booster (built on first use);
+        a large batch label by label on ``workers`` threads, where the trees, not the calls,
+        are the cost, unless the forest is built (a server's, see :meth:`warm_up`) and has
+        threads to split the rows over: then LightGBM does, at half the loop's time."""
+        small = X.shape[0] < THREADED_PREDICT_ROWS
+        if small or (workers > 1 and self._merged(members, build=False) is not None):
             forest = self._merged(members)
             if forest is not None:
-                return forest.predict_proba(X)
+                return forest.predict_proba(X, num_threads=1 if small else workers)
         return _mean_proba(members, X, workers)
 
-    def _merged(self, members: list[list[LabelModel]]) -> MergedForest | None:
-        """The merged forest of a level's members, built on first use (None: boosters
-        LightGBM cannot merge, scored one by one)."""
+    def _merged(self, members: list[list[LabelModel]], build: bool = True) -> MergedForest | None:
+        """The merged forest of a level's members, built on first use unless not ``build``
+        (None: not built, or boosters LightGBM cannot merge, scored one by one)."""
         with _MERGE_LOCK:
             cache: dict[int, tuple[object, MergedForest | None]] = self.__dict__.setdefault(
                 "_merged_forests", {}
             )
             known = cache.get(id(members))
-            if known is None or known[0] is not members:  # a refit made new members
+            if known is not None and known[0] is not members:  # a refit made new members
+                known = None
+            if known is None and not build:
+                return None
+            if known is None:
                 try:
                     forest: MergedForest | None = MergedForest(members)
                 except ValueError:
