@@ -134,7 +134,7 @@ def test_runs_are_readable_in_the_mlflow_ui(ui):
         table = page.inner_text("body")
         assert "Sort: test/f1_macro" in table and "test/f1_micro" in table
         # a run's page: the description renders (markdown table against the champion)
-        page.goto(f"{ui['base']}/#/experiments/{exp.experiment_id}/runs/{ui['runs'][1]['run_id']}")
+        page.goto(f"{ui['base']}/#/experiments/{exp.experiment_id}/runs/{ui['runs'][1].run_id}")
         page.get_by_text("Description").first.wait_for(timeout=120_000)
         page.get_by_text("champion v1").first.wait_for(timeout=30_000)
         page.screenshot(path=str(SHOTS / "run-page.png"))
