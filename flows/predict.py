@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
 
 from labelwise.pipeline.records import BatchPrediction
-from labelwise.tasks.scoring import score_chunks
+from labelwise.tasks.scoring import score_file
+
+# the flow's one task; the plain function is what `labelwise predict` calls without a server
+score_chunks = task(name="score-chunks")(score_file)
 
 
 @flow(name="labelwise-predict", log_prints=True)

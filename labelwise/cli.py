@@ -597,9 +597,9 @@ def predict(
         if not os.environ.get("PREFECT_API_URL"):
             # no server to record a flow run on: score here, without starting Prefect's
             # ephemeral API for it (~6 s); with one (`server start`), a tracked flow run
-            from labelwise.tasks.scoring import score_chunks
+            from labelwise.tasks.scoring import score_file
 
-            return score_chunks.fn(*args)
+            return score_file(*args)
         from labelwise.flows.predict import predict_flow
 
         return predict_flow(*args)

@@ -9,6 +9,8 @@ import re
 from contextlib import AbstractContextManager
 from typing import Any
 
+from prefect import task
+
 from labelwise.engine.promotion import Decision, Evaluation
 from labelwise.pipeline.config import Config
 from labelwise.pipeline.records import PromotionRecord, Rollback
@@ -17,7 +19,7 @@ from labelwise.tasks.registry import (
     CHAMPION,
     HISTORY_TAG,
     champion_history,
-    move_champion,
+    mlflow_client,
     resolve_version,
 )
 from labelwise.tasks.run_views import promotion_view
@@ -25,6 +27,27 @@ from labelwise.tasks.runs import create_run, tracked_run
 from labelwise.tasks.tracking import client, experiment_id, log_metrics, tracking_uri
 
 REJECTED_TAG = "promotion.rejected"  # a rolled-back version: never promoted again unasked
+
+
+@task(name="move-champion", retries=2, retry_delay_seconds=1)
+def move_champion(
+    tracking_uri: str, name: str, new_version: str, expected_current: str, reason: str
+) -> bool:
+    """Point ``champion`` at ``new_version`` if it still points at ``expected_current``.
+
+    The registry has no compare-and-set, so this re-reads the alias right before moving it: a
+    promotion that lost a race to another one refuses to move (and says so) instead of
+    overwriting the other's decision.
+    """
+    c = mlflow_client(tracking_uri)
+    current = c.get_model_version_by_alias(name, CHAMPION).version
+    if str(current) != str(expected_current):
+        return False
+    history = [*champion_history(tracking_uri, name), str(current)]
+    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-50:]))
+    c.set_registered_model_alias(name, CHAMPION, new_version)
+    c.set_model_version_tag(name, new_version, "promotion.champion_since_reason", reason)
+    return True
 
 
 def registry_lock(name: str, timeout_s: float = 900) -> AbstractContextManager[Any]:

@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prefect import task
-
 from labelwise.engine.errors import RegistryError
 from labelwise.pipeline.records import Snapshot
 
@@ -223,24 +221,3 @@ def champion_history(tracking_uri: str, name: str) -> list[str]:
         return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))
     except json.JSONDecodeError:
         return []
-
-
-@task(name="move-champion", retries=2, retry_delay_seconds=1)
-def move_champion(
-    tracking_uri: str, name: str, new_version: str, expected_current: str, reason: str
-) -> bool:
-    """Point ``champion`` at ``new_version`` if it still points at ``expected_current``.
-
-    The registry has no compare-and-set, so this re-reads the alias right before moving it: a
-    promotion that lost a race to another one refuses to move (and says so) instead of
-    overwriting the other's decision.
-    """
-    c = mlflow_client(tracking_uri)
-    current = c.get_model_version_by_alias(name, CHAMPION).version
-    if str(current) != str(expected_current):
-        return False
-    history = [*champion_history(tracking_uri, name), str(current)]
-    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-50:]))
-    c.set_registered_model_alias(name, CHAMPION, new_version)
-    c.set_model_version_tag(name, new_version, "promotion.champion_since_reason", reason)
-    return True

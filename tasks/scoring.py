@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prefect import task
 
 from labelwise.pipeline.records import BatchPrediction
 
@@ -46,8 +45,7 @@ def scored_frame(clf: LabelwiseClassifier, S: np.ndarray, top: int | None = None
     )
 
 
-@task(name="score-chunks")
-def score_chunks(
+def score_file(
     model: str,
     input_path: str,
     output_path: str,
