@@ -104,6 +104,16 @@ def test_help_is_instant_and_lazy():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_predict_without_a_server_needs_no_prefect():
+    """`labelwise predict` with no Prefect server scores in process: the registry reads and
+    the scoring it uses import no prefect (importing it cost about a second)."""
+    code = (
+        "import sys; import labelwise.tasks.registry, labelwise.tasks.scoring; "
+        "assert 'prefect' not in sys.modules, 'prefect imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 def test_weighting_beta_reaches_the_fitted_weights(tmp_path):
     """`weighting.beta` was once accepted and then dropped (effective weights always used
     0.999); the config's weighting section now reaches the estimator as one object."""
