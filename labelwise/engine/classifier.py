@@ -632,6 +632,7 @@ class LabelwiseClassifier(Parameters):
         (``n_jobs``), Prefect tasks or a Dask cluster in the pipeline; the models are the same.
         """
         self.validate_params()
+        self.__dict__.pop("_merged_forests", None)  # the levels a refit makes merge anew
         Xa, Ya = self._prepare(X, Y, labels)
         Xa, Ya, splits, refit = self._plan(Xa, Ya, eval_set)
         self.strategy_ = self._resolve_strategy(Ya.shape[1])
@@ -989,7 +990,7 @@ class LabelwiseClassifier(Parameters):
         merged forest, a few LightGBM calls instead of one per booster (built on first use);
         a large batch label by label on ``workers`` threads, where the trees, not the calls,
         are the cost, unless the forest is built (a server's, see :meth:`warm_up`) and has
-        threads to split the rows over: then LightGBM does, at half the loop's time."""
+        threads to split the rows over: then LightGBM splits them."""
         small = X.shape[0] < THREADED_PREDICT_ROWS
         if small or (workers > 1 and self._merged(members, build=False) is not None):
             forest = self._merged(members)
@@ -1000,22 +1001,16 @@ class LabelwiseClassifier(Parameters):
     def _merged(self, members: list[list[LabelModel]], build: bool = True) -> MergedForest | None:
         """The merged forest of a level's members, built on first use unless not ``build``
         (None: not built, or boosters LightGBM cannot merge, scored one by one)."""
-        with _MERGE_LOCK:
-            cache: dict[int, tuple[object, MergedForest | None]] = self.__dict__.setdefault(
-                "_merged_forests", {}
-            )
-            known = cache.get(id(members))
-            if known is not None and known[0] is not members:  # a refit made new members
-                known = None
-            if known is None and not build:
-                return None
-            if known is None:
+        with _MERGE_LOCK:  # fit empties the cache: a level's list is the fitted one
+            cache: dict[int, MergedForest | None] = self.__dict__.setdefault("_merged_forests", {})
+            if id(members) not in cache:
+                if not build:
+                    return None
                 try:
-                    forest: MergedForest | None = MergedForest(members)
+                    cache[id(members)] = MergedForest(members)
                 except ValueError:
-                    forest = None
-                cache[id(members)] = (members, forest)
-            return cache[id(members)][1]
+                    cache[id(members)] = None
+            return cache[id(members)]
 
     def warm_up(self) -> LabelwiseClassifier:
         """Build what scoring a small batch uses (the merged forests) now, not on the first

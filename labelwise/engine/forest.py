@@ -1,6 +1,6 @@
 """The boosters of one level (labels x cross-fit members) as a few LightGBM models, so that
 one call scores many boosters: what a served row costs is LightGBM's per-call overhead
-(about 90 us) times the calls, not the trees.
+times the calls, not the trees.
 
 Each booster becomes one class of a ``multiclassova`` model: LightGBM adds up a class's trees
 in the booster's own order and applies the same sigmoid a binary booster does, so each

@@ -13,7 +13,7 @@ import polars as pl
 
 from labelwise.engine.errors import DataError
 from labelwise.pipeline.records import TablePart
-from labelwise.pipeline.source_kinds import SourceSpec, source_for
+from labelwise.pipeline.source_kinds import SourceRef, source_for
 from labelwise.pipeline.sources import Window, apply_window, utc_time
 
 
@@ -57,7 +57,7 @@ def file_digest(path: str | Path) -> str:
 
 
 def materialise(
-    source: SourceSpec,
+    source: SourceRef,
     dest: Path,
     key: str,
     window: Window | None = None,

@@ -25,7 +25,8 @@ from labelwise.pipeline.sources import (
     server_of,
 )
 
-SourceSpec = str | SqlQuery
+# what a config names as a source: a path, folder, glob or URI, or a SQL query
+SourceRef = str | SqlQuery
 
 
 class Source(Protocol):
@@ -56,23 +57,23 @@ class Source(Protocol):
         ...
 
 
-KINDS: list[tuple[Callable[[SourceSpec], bool], Callable[[SourceSpec], Source]]] = []
+KINDS: list[tuple[Callable[[SourceRef], bool], Callable[[SourceRef], Source]]] = []
 
 
 def register(
-    handles: Callable[[SourceSpec], bool],
-) -> Callable[[Callable[[SourceSpec], Source]], Callable[[SourceSpec], Source]]:
+    handles: Callable[[SourceRef], bool],
+) -> Callable[[Callable[[SourceRef], Source]], Callable[[SourceRef], Source]]:
     """Register a source kind for the specs ``handles`` accepts (tried in registration order,
     the first that accepts a spec reads it)."""
 
-    def add(kind: Callable[[SourceSpec], Source]) -> Callable[[SourceSpec], Source]:
+    def add(kind: Callable[[SourceRef], Source]) -> Callable[[SourceRef], Source]:
         KINDS.append((handles, kind))
         return kind
 
     return add
 
 
-def source_for(spec: SourceSpec) -> Source:
+def source_for(spec: SourceRef) -> Source:
     """The registered kind that reads ``spec``; a ValueError naming what can be read when
     none does (an unknown URI scheme)."""
     for handles, kind in KINDS:
@@ -93,15 +94,15 @@ def check_source(spec: str) -> str:
     return local_path(spec) if _local(spec) else spec
 
 
-def _uri(spec: SourceSpec) -> bool:
+def _uri(spec: SourceRef) -> bool:
     return isinstance(spec, str) and scheme(spec) in OBJECT_STORES
 
 
-def _local(spec: SourceSpec) -> bool:
+def _local(spec: SourceRef) -> bool:
     return isinstance(spec, str) and scheme(spec) in (None, "file")
 
 
-def _local_files(spec: SourceSpec) -> bool:
+def _local_files(spec: SourceRef) -> bool:
     if not _local(spec):
         return False
     path = local_path(str(spec))
@@ -115,7 +116,7 @@ class SqlSource:
 
     kind: ClassVar[str] = "sql"
 
-    def __init__(self, spec: SourceSpec) -> None:
+    def __init__(self, spec: SourceRef) -> None:
         if isinstance(spec, str):
             raise TypeError(f"a SQL source is a query, not {spec!r}")
         self.spec = spec
@@ -144,7 +145,7 @@ class _Parquet:
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, spec: SourceSpec) -> None:
+    def __init__(self, spec: SourceRef) -> None:
         if not isinstance(spec, str):
             raise TypeError(f"a path or URI, not {spec!r}")
         self.spec = local_path(spec)
