@@ -3,6 +3,7 @@
     python -m benchmarks.label_tree [--datasets delicious] [--generated 100000x20000]
                                     [--systems labelwise,labelwise-label_tree,napkinxc,omikuji]
                                     [--json OUT]
+    python -m benchmarks.label_tree --train 100000x20000 [--json OUT]
 
 Each (dataset, system) runs in its own process (``--one``), so its peak RSS (sampled every
 20 ms) is its own. Systems:
@@ -18,6 +19,14 @@ Each (dataset, system) runs in its own process (``--one``), so its peak RSS (sam
 
 Generated sets (``<rows>x<labels>``): :func:`labelwise.engine.synthetic_xc.make_extreme_multilabel`
 with 80% of the rows for training; nothing is written to the repository.
+
+``--train <rows>x<labels>``: the same data as a user's tag table
+(:func:`~labelwise.engine.synthetic_xc.make_tag_table`: a text column and a label-set column,
+first 80% the train file, the rest the test file, in a temporary folder) through the real
+``labelwise train`` (``model.strategy: label_tree``, a fresh state directory: SQLite MLflow and
+the ephemeral Prefect API), its wall time and the peak RSS of the command's process tree,
+sampled every 50 ms; ``--timeline`` writes the (seconds, MB) samples with the command's output
+lines, to see which step holds the peak.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,6 +169,91 @@ def run_one(root: Path, dataset: str, system: str) -> dict[str, Any]:
     }
 
 
+def run_train(size: str, timeline: Path | None = None) -> dict[str, Any]:
+    """``labelwise train`` of a generated ``<rows>x<labels>`` tag table: wall, peak RSS, test
+    metrics (read back from the run)."""
+    import psutil
+    import yaml
+
+    from labelwise.engine.synthetic_xc import make_tag_table
+
+    rows, labels = (int(v) for v in size.split("x"))
+    with tempfile.TemporaryDirectory(prefix="labelwise-tags-") as tmp:
+        folder = Path(tmp)
+        table = make_tag_table(rows, labels)
+        cut = int(rows * 0.8)
+        table.head(cut).write_parquet(folder / "train.parquet")
+        table.slice(cut).write_parquet(folder / "test.parquet")
+        del table
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        cfg = {
+            "name": f"tags-{size}",
+            "data": {
+                "train": "train.parquet",
+                "test": "test.parquet",
+                "labels": {"set_column": "tags", "separator": "|"},
+                "text": ["doc"],
+            },
+            "model": {"strategy": "label_tree"},
+            "contract": {"min_rows": 50, "min_positives_per_label": 0},
+            "tracking": {"tracking_uri": uri},
+        }
+        (folder / "job.yaml").write_text(yaml.safe_dump(cfg))
+        env = dict(os.environ, LABELWISE_HOME=str(folder / "state"))
+        cmd = [sys.executable, "-m", "labelwise.cli", "train", "-c", str(folder / "job.yaml")]
+        samples: list[tuple[float, float, str]] = []
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        lines: list[str] = []
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line.rstrip())
+                samples.append((time.perf_counter() - t0, -1.0, line.rstrip()))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        peak = 0
+        parent = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in tree)
+            except psutil.Error:
+                rss = 0
+            peak = max(peak, rss)
+            samples.append((time.perf_counter() - t0, rss / 2**20, ""))
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        reader.join()
+        if timeline is not None:
+            timeline.write_text(
+                "\n".join(f"{t:.2f}\t{mb:.0f}\t{line}" for t, mb, line in samples) + "\n"
+            )
+        if proc.returncode != 0:
+            raise SystemExit(f"labelwise train failed ({proc.returncode}):\n" + "\n".join(lines))
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri, registry_uri=uri)
+        run = client.search_runs(
+            [client.get_experiment_by_name(cfg["name"]).experiment_id], max_results=1
+        )[0]
+        m = run.data.metrics
+        return {
+            "dataset": f"tags-{size}",
+            "system": "labelwise train (label_tree)",
+            "wall_seconds": round(wall, 1),
+            "peak_rss_mb": round(peak / 2**20),
+            **{
+                k: m[f"test/{k}"]
+                for k in ("precision_at_1", "precision_at_5", "f1_micro", "f1_macro")
+            },
+        }
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     out = [
         "| dataset | system | fit+predict s | x labelwise | peak RSS MB | P@1 | P@3 | P@5 "
@@ -185,10 +280,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generated", default="", help="e.g. 20000x2000,100000x20000")
     ap.add_argument("--systems", default=",".join(s for s in SYSTEMS if not s.endswith("threads")))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--train", default="", help="e.g. 100000x20000: through `labelwise train`")
+    ap.add_argument("--timeline", type=Path, help="with --train: RSS samples and output lines")
     ap.add_argument("--one", nargs=2, metavar=("DATASET", "SYSTEM"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(args.data_root, *args.one)))
+        return 0
+    if args.train:
+        result = run_train(args.train, args.timeline)
+        print(json.dumps(result))
+        if args.json:
+            args.json.write_text(json.dumps([result], indent=1))
         return 0
     rows = []
     names = [d for d in [*args.datasets.split(","), *args.generated.split(",")] if d]

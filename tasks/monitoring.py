@@ -55,7 +55,7 @@ def measure_drift(
         if all(c in df.columns for c in scored):  # already scored by the predict flow
             S = df.select(scored).to_numpy().astype("float64")
         else:
-            S = clf.predict_proba(df.select(feats))
+            S = clf.predict_proba(df.select(feats), sparse=clf.sparse_proba)
     P = clf.predict_from_proba(S)
     spec = cfg.data.labels
     try:  # ground truth, when the batch has the label columns

@@ -204,7 +204,7 @@ def evaluate_model(
 
         top_terms(clf).write_csv(Path(out_dir) / "top_terms.csv", float_precision=4)
     if scores_path is not None:  # the profile step reuses them instead of scoring again
-        np.save(scores_path, S)
+        _save_scores(scores_path, S)
     return rep["metrics"], prediction_warnings(Y, P, clf.labels_)
 
 
@@ -236,10 +236,10 @@ def profile_model(
         # text statistics from held-out rows: on its own training rows every word is known
         text_columns, text_stats = clf.encoder_.text_profile(X_ref)
         if scores_path is not None and Path(scores_path).is_file():
-            S = np.load(scores_path)
+            S = _load_scores(scores_path)
         else:
             with named_errors(reference_path):
-                S = clf.predict_proba(X_ref.select(clf.encoder_.features))
+                S = clf.predict_proba(X_ref.select(clf.encoder_.features), sparse=clf.sparse_proba)
     P = clf.predict_from_proba(S)
     importance = clf.feature_importance()
     # a text column's statistics rank with the column's own importance
@@ -259,3 +259,24 @@ def profile_model(
         held_out=dict(zip(text_columns, text_stats.T, strict=True)),
     )
     (Path(model_dir) / PROFILE_FILE).write_text(json.dumps(prof))
+
+
+def _save_scores(path: str, S: Any) -> None:
+    """Probabilities as .npy, or (sparse: a label tree's) as scipy's .npz, at ``path``."""
+    import scipy.sparse as sp
+
+    with open(path, "wb") as fh:
+        if sp.issparse(S):
+            sp.save_npz(fh, S)
+        else:
+            np.save(fh, S, allow_pickle=False)
+
+
+def _load_scores(path: str) -> Any:
+    import scipy.sparse as sp
+
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    loaded.close()
+    return sp.load_npz(path)

@@ -59,6 +59,30 @@ def test_ranks_far_above_frequency(extreme, tree):
     assert pred.mean(axis=0).max() < 0.5
 
 
+def test_sparse_probabilities_are_the_dense_ones_without_the_zeros(extreme, tree):
+    """At thousands of labels the probabilities stay sparse: the labels the tree searched,
+    equal to the dense matrix, the predictions and metrics the same, and the held-out score
+    (labelwise tune's) the same from sparse held-out probabilities as from dense ones."""
+    import scipy.sparse as sp
+
+    from labelwise.engine.held_out import HeldOutScore
+    from labelwise.engine.metrics import evaluate
+
+    _, _, Xt, Yt = extreme
+    S, Ss = tree.predict_proba(Xt), tree.predict_proba(Xt, sparse=True)
+    assert sp.issparse(Ss) and tree.sparse_proba
+    assert Ss.nnz == np.count_nonzero(S) < S.size / 20
+    np.testing.assert_array_equal(Ss.toarray(), S)
+    P, Ps = tree.predict(Xt), tree.predict(Xt, sparse=True)
+    np.testing.assert_array_equal(Ps.toarray(), P)
+    assert evaluate(Yt, Ps, Ss) == pytest.approx(evaluate(Yt, P, S), nan_ok=True)
+    folds = [np.arange(0, 400), np.arange(400, 1000)]
+    dense, sparse = HeldOutScore(tree.policy), HeldOutScore(tree.policy)
+    dense.held_out(Yt, S, folds, tree.tree_.min_proba)
+    sparse.held_out(Yt, Ss, folds, tree.tree_.min_proba)
+    assert sparse.metrics_ == pytest.approx(dense.metrics_)
+
+
 def test_save_load_same_probabilities(extreme, tree, tmp_path):
     _, _, Xt, _ = extreme
     tree.save(tmp_path / "m")
@@ -107,6 +131,7 @@ def test_dense_tabular_features():
     [
         ({"strategy": "label_tree", "weighting": "balanced"}, "weighting"),
         ({"strategy": "label_tree", "linear_weight": 0.5}, "linear_weight"),
+        ({"strategy": "label_tree", "calibration": "isotonic"}, "calibration"),
         ({"strategy": "binary_relevance", "label_tree": LabelTreeSettings()}, "label_tree"),
     ],
 )

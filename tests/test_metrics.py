@@ -185,3 +185,46 @@ def test_most_frequent_labels_first_with_uint8_labels():
     Y = np.array([[0, 1, 0, 1], [0, 1, 1, 0], [0, 1, 0, 0]], dtype=np.uint8)
     assert most_frequent(Y).tolist() == [1, 2, 3, 0]
     assert most_frequent(Y, 2).tolist() == [1, 2]
+
+
+@st.composite
+def mostly_zero_scores(draw):
+    """Labels, 0/1 predictions and scores where most scores are 0: what a label tree gives."""
+    n, n_labels = draw(shapes)
+    Y = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
+    P = draw(arrays(np.uint8, (n, n_labels), elements=st.integers(0, 1)))
+    S = draw(
+        arrays(
+            np.float64,
+            (n, n_labels),
+            elements=st.sampled_from([0.0, 0.0, 0.0, 0.3, 0.5]) | st.floats(0.01, 1),
+        )
+    )
+    return Y, P, S
+
+
+@settings(max_examples=200, deadline=None)
+@given(mostly_zero_scores(), st.sampled_from(["csr", "csc"]))
+def test_sparse_labels_predictions_and_scores_give_the_dense_metrics(triple, form):
+    """Every metric, the per-label table and the prediction warnings read scipy sparse inputs
+    (a label tree's) exactly as their dense equivalents (themselves equal to scikit-learn's)."""
+    import scipy.sparse as sp
+
+    from labelwise.engine.quality import prediction_warnings
+
+    Y, P, S = triple
+    Ys, Ps, Ss = (sp.csr_matrix(A).asformat(form) for A in (Y, P, S))
+    dense = lm.evaluate(Y, P, S)
+    for args in ((Y, Ps, Ss), (Ys, Ps, Ss), (Ys, P, S)):
+        got = lm.evaluate(*args)
+        assert got.keys() == dense.keys()
+        for k, v in dense.items():
+            assert got[k] == pytest.approx(v, nan_ok=True), k
+    labels = [f"L{j}" for j in range(Y.shape[1])]
+    for got_row, row in zip(
+        lm.per_label_table(Y, Ps, Ss, labels), lm.per_label_table(Y, P, S, labels), strict=True
+    ):
+        assert got_row.pop("label") == row.pop("label")
+        assert got_row == pytest.approx(row, nan_ok=True)
+    assert prediction_warnings(Ys, Ps, labels) == prediction_warnings(Y, P, labels)
+    assert lm.most_frequent(Ys).tolist() == lm.most_frequent(Y).tolist()

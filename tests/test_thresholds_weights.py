@@ -151,3 +151,49 @@ def test_label_cuts_with_mostly_zero_scores_are_the_best_cut(Y, data):
             continue
         best = max(f1_score(y, p >= c, zero_division=0) for c in np.unique(p))
         assert f1_score(y, p >= own[j], zero_division=0) == pytest.approx(best)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 6)), elements=st.integers(0, 1)),
+    st.data(),
+)
+def test_sparse_scores_give_the_dense_cuts_and_predictions(Y, data):
+    """A label tree's held-out probabilities stay sparse (the labels it did not search are
+    absent, read as 0): every policy's cuts and the predictions they give are those of the
+    same scores dense."""
+    import scipy.sparse as sp
+
+    P = data.draw(arrays(np.float64, Y.shape, elements=st.sampled_from([0.0, 0.0, 0.0, 0.4])
+                         | st.floats(0.01, 1)))  # fmt: skip
+    policies = [
+        ThresholdPolicy(),
+        ThresholdPolicy(shrinkage=0),
+        ThresholdPolicy(shrink_to="rate", shrinkage=5),
+        ThresholdPolicy(mode="global"),
+        ThresholdPolicy(objective="precision", target=0.7),
+        ThresholdPolicy(objective="recall", target=0.6, at_least_one=True),
+    ]
+    for policy in policies:
+        dense = fit_thresholds(Y, P, policy)
+        for Ys in (Y, sp.csr_matrix(Y)):
+            cuts = fit_thresholds(Ys, sp.csr_matrix(P), policy)
+            np.testing.assert_allclose(cuts, dense, rtol=0, atol=1e-12)
+        for t in (dense, np.maximum(dense, 1e-3), np.zeros_like(dense)):  # a cut at 0 too
+            pred = apply_thresholds(sp.csr_matrix(P), t, policy.at_least_one)
+            assert sp.issparse(pred)
+            np.testing.assert_array_equal(
+                pred.toarray(), apply_thresholds(P, t, policy.at_least_one)
+            )
+
+
+def test_at_least_one_never_gives_a_row_a_label_it_scored_0():
+    """An empty row gets its best label relative to the threshold, but a row whose every
+    probability is 0 (nothing searched) gets none, dense or sparse alike."""
+    import scipy.sparse as sp
+
+    P = np.array([[0.2, 0.0, 0.1], [0.0, 0.0, 0.0], [0.9, 0.0, 0.0]])
+    t = np.array([0.5, 0.5, 0.15])
+    want = [[0, 0, 1], [0, 0, 0], [1, 0, 0]]
+    assert apply_thresholds(P, t, at_least_one=True).tolist() == want
+    assert apply_thresholds(sp.csr_matrix(P), t, at_least_one=True).toarray().tolist() == want

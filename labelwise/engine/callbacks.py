@@ -16,6 +16,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +41,13 @@ class FitCallback:
     ) -> None:
         """Called (from worker threads) as each per-label model is ready."""
 
-    def held_out(self, Y: np.ndarray, P: np.ndarray, folds: list[np.ndarray]) -> None:
+    def held_out(self, Y: np.ndarray, P: Any, folds: list[np.ndarray], floor: float = 0.0) -> None:
         """Called once, before calibration and thresholds are fitted, with the labels ``Y`` and
-        uncalibrated probabilities ``P`` of the held-out rows (out-of-fold with cross-fitting),
-        and ``folds``: positions into them of the rows each member held out."""
+        uncalibrated probabilities ``P`` of the held-out rows (out-of-fold with cross-fitting;
+        a scipy CSR matrix for a label tree, see ``predict_proba(sparse=True)``), ``folds``:
+        positions into them of the rows each member held out, and ``floor``: the lowest
+        threshold the model sets (a label tree's ``min_proba``: below it nothing is
+        searched)."""
 
 
 class Progress(FitCallback):

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from labelwise.engine.calibration import LabelCalibrator
 from labelwise.engine.callbacks import FitCallback
@@ -369,6 +370,13 @@ class LabelwiseClassifier(Parameters):
                 "per-label heads to blend); leave it at 'auto'",
                 param="linear_weight",
             )
+        if self.calibration not in (None, "none"):
+            raise ConfigError(
+                f"{chosen}calibration does not apply to strategy 'label_tree' (it leaves the "
+                "probabilities below label_tree.min_proba unsearched, so there is no score "
+                "to calibrate); set it to 'none' or choose a per-label strategy",
+                param="calibration",
+            )
 
     def _resolve_strategy(self, n_labels: int) -> str:
         """The strategy a fit uses: ``auto`` chooses by the label count."""
@@ -519,8 +527,6 @@ class LabelwiseClassifier(Parameters):
     def _sparse_matrix(self, X: Any, fitting: bool, source: str) -> Matrix:
         """A scipy sparse matrix as float32 CSR, refused with NaN, infinite or too-large values
         or a non-numeric dtype, naming the column."""
-        import scipy.sparse as sp
-
         if X.dtype.kind not in "biuf":
             raise DataError(f"{source}: a sparse matrix of dtype {X.dtype}; it must be numeric")
         A = sp.csr_matrix(X, dtype=np.float64)
@@ -558,9 +564,9 @@ class LabelwiseClassifier(Parameters):
             raise DataError(f"{source} must be 2-D (rows x labels), got shape {A.shape}")
         if A.shape[0] != n_rows:
             raise DataError(f"{source} has {A.shape[0]} rows, X has {n_rows}")
-        if not np.isin(A, (0, 1)).all():
+        if not _zeros_and_ones(A):
             raise DataError(f"{source} must hold only 0 and 1")
-        return A.astype(np.uint8), names or [f"label_{j}" for j in range(A.shape[1])]
+        return A.astype(np.uint8, copy=False), names or [f"label_{j}" for j in range(A.shape[1])]
 
     def _prepare(self, X: Any, Y: Any, labels: Sequence[str] | None) -> tuple[Matrix, np.ndarray]:
         """Matrices of the training data; ``labels_`` and ``warnings_`` set."""
@@ -642,7 +648,9 @@ class LabelwiseClassifier(Parameters):
             else self.encoder_.categorical_indices
         )
         train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
-        self.label_weights_ = Weighting.coerce(self.weighting).weights(Ya[train_rows], self.labels_)
+        # the training rows' labels without a dense copy of them (gigabytes at 20,000 labels)
+        Y_train = Ya if len(train_rows) == Ya.shape[0] else sp.csr_matrix(Ya)[train_rows]
+        self.label_weights_ = Weighting.coerce(self.weighting).weights(Y_train, self.labels_)
         self.orders_ = self._chain_orders(Ya) if self.strategy_ in DEPENDENCY_STRATEGIES else []
         tree = self.strategy_ == "label_tree"
         weight = 0.0 if tree else self._resolve_linear_weight(Xa)
@@ -661,7 +669,8 @@ class LabelwiseClassifier(Parameters):
             cb.begin(self._planned(trees, Ya.shape[1], splits), self.labels_)
         valid_rows, P_valid = self._fit_heads(ctx, Xa, Ya, splits, refit, weight)
         self.best_iterations_ = _mean_rounds(self.level1_, Ya.shape[1])
-        _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits)
+        floor = 0.0 if self.tree_ is None else self.tree_.min_proba
+        _tell_held_out(ctx.callbacks, Ya, valid_rows, P_valid, splits, floor)
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
@@ -789,15 +798,17 @@ class LabelwiseClassifier(Parameters):
             )
         settings = self.label_tree or LabelTreeSettings()
         threads = n_workers(self.n_jobs)
+        Ys = sp.csr_matrix(Ya)  # each fit's label lists, read once
 
         def fit(rows: np.ndarray) -> LabelTree:
-            return fit_label_tree(XL, Ya, rows, settings, self.random_state, threads)
+            return fit_label_tree(XL, Ys, rows, settings, self.random_state, threads)
 
         held = [(tr, va) for tr, va in splits if va is not None]
-        P = [fit(tr).predict_proba(XL[va]) for tr, va in held]
+        # sparse: the held-out rows' searched labels (a dense matrix is rows x labels)
+        P = [fit(tr).predict_proba(XL[va], sparse=True) for tr, va in held]
         everything = refit or len(splits) > 1 or not held
         self.tree_ = fit(np.arange(Ya.shape[0]) if everything else splits[0][0])
-        return np.vstack(P) if P else None
+        return sp.vstack(P, format="csr") if P else None
 
     def _needs_oof(self, splits: Splits) -> bool:
         """Dependency strategies on one validation part need out-of-fold level-1 inputs."""
@@ -967,12 +978,23 @@ class LabelwiseClassifier(Parameters):
                 "this LabelwiseClassifier is not fitted yet: call fit() or load a saved model"
             )
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Probability of each label (n x L, float64), each label independently."""
+    def predict_proba(self, X: Any, *, sparse: bool = False) -> Any:
+        """Probability of each label (n x L, float64), each label independently.
+
+        ``sparse=True``: a CSR matrix. A label tree's leaves out the labels it did not search
+        (below ``label_tree.min_proba``, which read as 0): at thousands of labels that is what
+        fits in memory; any other model's is its dense matrix converted."""
         self._check_fitted()
         Xa = self._to_matrix(X, fitting=False)
         workers = n_workers(self.n_jobs)
-        if self.tree_ is not None:
+        if self.tree_ is not None and not self.calibrators_:  # see _check_label_tree
+            return self.tree_.predict_proba(self._linear_matrix(Xa), sparse=sparse)
+        P = self._dense_proba(Xa, workers)
+        return sp.csr_matrix(P) if sparse else P
+
+    def _dense_proba(self, Xa: Matrix, workers: int) -> np.ndarray:
+        """Every head's probabilities, blended and calibrated."""
+        if self.tree_ is not None:  # a tree saved calibrated, before that was refused
             return self._calibrate(self.tree_.predict_proba(self._linear_matrix(Xa)))
         P = None
         if self.level1_:
@@ -1021,14 +1043,23 @@ class LabelwiseClassifier(Parameters):
                 self._merged(members)
         return self
 
-    def predict_from_proba(self, P: np.ndarray) -> np.ndarray:
-        """0/1 label matrix (uint8) of probabilities ``P`` under the fitted thresholds."""
+    def predict_from_proba(self, P: Any) -> Any:
+        """0/1 label matrix (uint8) of probabilities ``P`` under the fitted thresholds (CSR
+        for a sparse ``P``)."""
         self._check_fitted()
         return apply_thresholds(P, self.thresholds_, self.policy.at_least_one)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """0/1 label matrix (n x L, uint8) using the calibrated per-label thresholds."""
-        return self.predict_from_proba(self.predict_proba(X))
+    def predict(self, X: Any, *, sparse: bool = False) -> Any:
+        """0/1 label matrix (n x L, uint8) using the calibrated per-label thresholds (CSR with
+        ``sparse=True``, see :meth:`predict_proba`)."""
+        return self.predict_from_proba(self.predict_proba(X, sparse=sparse))
+
+    @property
+    def sparse_proba(self) -> bool:
+        """Whether this model's probabilities are best kept sparse (a label tree's: most of
+        its labels are unsearched zeros)."""
+        self._check_fitted()
+        return self.tree_ is not None
 
     def feature_importance(self) -> dict[str, float]:
         """Each feature's share of the total split gain over every per-label booster (sums to
@@ -1225,9 +1256,20 @@ def _from_pandas(X: Any, source: str) -> pl.DataFrame:
         raise DataError(f"{source}: cannot read the pandas frame ({exc})") from None
 
 
-def _is_sparse(X: Any) -> bool:
-    import scipy.sparse as sp
+def _zeros_and_ones(A: np.ndarray) -> bool:
+    """Whether ``A`` holds only 0 and 1, with no temporary larger than a bool copy of it
+    (``np.isin`` on a uint8 matrix made an int64 one: 12 GB for an 80,000 x 18,607 label
+    matrix)."""
+    if A.size == 0 or A.dtype == np.bool_:
+        return True
+    if A.dtype.kind in "ui":
+        return bool(A.min() >= 0 and A.max() <= 1)
+    if A.dtype.kind == "f":
+        return not bool(((A != 0) & (A != 1)).any())
+    return bool(np.isin(A, (0, 1)).all())
 
+
+def _is_sparse(X: Any) -> bool:
     return bool(sp.issparse(X))
 
 
@@ -1238,8 +1280,6 @@ def _hstack(X: Matrix, P: np.ndarray) -> Matrix:
 
 
 def _vstack(A: Matrix, B: Matrix) -> Matrix:
-    import scipy.sparse as sp
-
     if _is_sparse(A) or _is_sparse(B):
         return sp.vstack([sp.csr_matrix(A), sp.csr_matrix(B)], format="csr")
     return np.vstack([A, B])
@@ -1302,8 +1342,9 @@ def _tell_held_out(
     callbacks: Sequence[FitCallback],
     Ya: np.ndarray,
     valid_rows: np.ndarray | None,
-    P_valid: np.ndarray | None,
+    P_valid: Any,
     splits: Splits,
+    floor: float,
 ) -> None:
     """Hand the held-out rows to the callbacks, with where each member's rows sit in them."""
     if valid_rows is None or P_valid is None:
@@ -1312,4 +1353,4 @@ def _tell_held_out(
     ends = np.cumsum(sizes)
     folds = [np.arange(end - size, end) for size, end in zip(sizes, ends, strict=True)]
     for cb in callbacks:
-        cb.held_out(Ya[valid_rows], P_valid, folds)
+        cb.held_out(Ya[valid_rows], P_valid, folds, floor)

@@ -20,6 +20,8 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
+from labelwise.engine.sparse import by_columns, column_means, dense_column
+
 EPS = 1e-4  # share given to an empty bin so that ln(q/p) stays finite
 PROFILE_FILE = "reference.json"
 
@@ -75,8 +77,8 @@ def reference_profile(
     features: Sequence[str],
     X_train: np.ndarray,
     Y_train: np.ndarray,
-    S_ref: np.ndarray,
-    P_ref: np.ndarray,
+    S_ref: Any,
+    P_ref: Any,
     f1_ref: Sequence[float],
     importance: dict[str, float],
     categorical: Sequence[str] = (),
@@ -92,6 +94,7 @@ def reference_profile(
     ranked = sorted([*features, *extra], key=lambda f: -importance.get(f, 0.0))[:top_features]
     col = {f: i for i, f in enumerate(features)}
     cat = set(categorical)
+    S_cols = by_columns(S_ref)  # a label tree's scores are sparse: one column at a time
 
     def values(f: str) -> np.ndarray:
         return extra[f] if f in extra else X_train[:, col[f]]
@@ -100,10 +103,10 @@ def reference_profile(
         "labels": list(labels),
         "n_train": int(X_train.shape[0]),
         "n_reference": int(S_ref.shape[0]),
-        "train_prevalence": Y_train.mean(axis=0).tolist(),
-        "predicted_prevalence": P_ref.mean(axis=0).tolist(),
+        "train_prevalence": column_means(Y_train).tolist(),
+        "predicted_prevalence": column_means(P_ref).tolist(),
         "f1": [float(x) for x in f1_ref],
-        "scores": [histogram(S_ref[:, j], bins) for j in range(len(labels))],
+        "scores": [histogram(dense_column(S_cols, j), bins) for j in range(len(labels))],
         "features": {
             f: histogram(values(f), bins, discrete=f in cat)
             | {"importance": float(importance.get(f, 0.0))}
@@ -159,26 +162,28 @@ def drift_report(
     profile: dict[str, Any],
     features: Sequence[str],
     X: np.ndarray,
-    S: np.ndarray,
-    P: np.ndarray,
-    Y: np.ndarray | None = None,
+    S: Any,
+    P: Any,
+    Y: Any = None,
     rules: DriftRules = DriftRules(),
 ) -> DriftReport:
     """Per-label and per-feature drift of a batch (encoded ``X``, scores ``S``, predictions
-    ``P``, optional truth ``Y``) against ``profile``; ``alerts`` lists what crossed ``rules``."""
+    ``P``, optional truth ``Y``; each dense or scipy sparse) against ``profile``; ``alerts``
+    lists what crossed ``rules``."""
     from labelwise.engine.metrics import per_label_table
 
     labels = profile["labels"]
     if S.shape[1] != len(labels):
         raise ValueError(f"{S.shape[1]} score columns for {len(labels)} labels")
     truth = per_label_table(Y, P, S, labels) if Y is not None else None
+    S, P, Y = by_columns(S), by_columns(P), None if Y is None else by_columns(Y)
     rows = [
         _label_drift(
             profile,
             j,
-            S[:, j],
-            P[:, j],
-            None if Y is None else Y[:, j],
+            dense_column(S, j),
+            dense_column(P, j),
+            None if Y is None else dense_column(Y, j),
             None if truth is None else truth[j],
             rules,
         )

@@ -21,8 +21,10 @@ the best policy of its grid, and the test table never takes part::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from labelwise.engine.calibration import LabelCalibrator
 from labelwise.engine.callbacks import FitCallback
@@ -81,27 +83,28 @@ class HeldOutScore(FitCallback):
         self.fold_scores_: list[list[float]] = []
         self.n_rows_ = 0
 
-    def held_out(self, Y: np.ndarray, P: np.ndarray, folds: list[np.ndarray]) -> None:
+    def held_out(self, Y: np.ndarray, P: Any, folds: list[np.ndarray], floor: float = 0.0) -> None:
         if len(folds) < 2:
             folds = [te for _, te in stratified_kfold(Y, self.n_splits, self.seed)]
         policies = [self.policy, *self.grid]
-        preds = [np.zeros(Y.shape, dtype=np.uint8) for _ in policies]
+        parts: list[list[tuple[np.ndarray, Any]]] = [[] for _ in policies]
         everything = np.arange(Y.shape[0])
         for rows in folds:
             rest = np.setdiff1d(everything, rows)
-            for pred, fold_pred in zip(
-                preds, self._predict(Y[rest], P[rest], P[rows]), strict=True
+            for part, fold_pred in zip(
+                parts, self._predict(Y[rest], P[rest], P[rows], floor), strict=True
             ):
-                pred[rows] = fold_pred
+                part.append((rows, fold_pred))
+        preds = [_assemble(part, Y.shape) for part in parts]
         self.metrics_, *self.grid_metrics_ = [classification_metrics(Y, p) for p in preds]
         if self.fold_score is not None:
             score = self.fold_score
             self.fold_scores_ = [[score(Y[rows], p[rows]) for rows in folds] for p in preds]
         self.n_rows_ = int(Y.shape[0])
 
-    def _predict(self, Y_fit: np.ndarray, P_fit: np.ndarray, P: np.ndarray) -> list[np.ndarray]:
+    def _predict(self, Y_fit: np.ndarray, P_fit: Any, P: Any, floor: float) -> list[Any]:
         """0/1 predictions of ``P`` under each policy, with calibrators and thresholds fitted on
-        the other rows."""
+        the other rows (never below ``floor``, as the model's)."""
         if self.calibration not in (None, "none"):
             method = str(self.calibration)
             cals = [
@@ -112,9 +115,32 @@ class HeldOutScore(FitCallback):
         policies = [self.policy, *self.grid]
         cuts = fit_thresholds_many(Y_fit, P_fit, policies)
         return [
-            apply_thresholds(P, t, policy.at_least_one)
+            apply_thresholds(P, np.maximum(t, floor), policy.at_least_one)
             for t, policy in zip(cuts, policies, strict=True)
         ]
+
+
+def _assemble(parts: list[tuple[np.ndarray, Any]], shape: tuple[int, int]) -> Any:
+    """One n x L prediction from each fold's (rows, predictions of those rows): sparse when
+    they are (a label tree's), else dense uint8."""
+    if parts and sp.issparse(parts[0][1]):
+        blocks = [sp.coo_matrix(pred) for _, pred in parts]
+        return sp.csr_matrix(
+            (
+                np.concatenate([b.data for b in blocks]),
+                (
+                    np.concatenate(
+                        [rows[b.row] for (rows, _), b in zip(parts, blocks, strict=True)]
+                    ),
+                    np.concatenate([b.col for b in blocks]),
+                ),
+            ),
+            shape=shape,
+        )
+    out = np.zeros(shape, dtype=np.uint8)
+    for rows, pred in parts:
+        out[rows] = pred
+    return out
 
 
 def clear_gain(differences: Sequence[float]) -> bool:

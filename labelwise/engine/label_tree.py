@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
 from labelwise.engine.params import Constraint, Interval, check_params
@@ -112,14 +113,18 @@ class LabelTree:
             out = self._model.predict_proba(Xs, threshold=self.min_proba)
         return out
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """n x L probabilities (0 where below ``min_proba``)."""
-        P = np.zeros((X.shape[0], self.n_labels))
-        for i, row in enumerate(self.candidates(X)):
-            if row:
-                labels, probs = zip(*row, strict=True)
-                P[i, list(labels)] = probs
-        return P
+    def predict_proba(self, X: Any, sparse: bool = False) -> Any:
+        """n x L probabilities (0 where below ``min_proba``); ``sparse``: a CSR matrix of the
+        searched labels alone."""
+        rows = self.candidates(X)
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        pairs = np.array([lp for r in rows for lp in r], dtype=np.float64).reshape(-1, 2)
+        P = sp.csr_matrix(
+            (pairs[:, 1], pairs[:, 0].astype(np.int64), indptr), shape=(len(rows), self.n_labels)
+        )
+        P.sort_indices()
+        return P if sparse else P.toarray()
 
     def top_k(self, X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most probable labels of each row, best first (label indices, n x k, -1
@@ -165,10 +170,13 @@ class LabelTree:
 def fit_label_tree(
     X: Any, Y: np.ndarray, rows: np.ndarray, settings: LabelTreeSettings, seed: int, threads: int
 ) -> LabelTree:
-    """A label tree fitted on ``X[rows]`` and ``Y[rows]`` (0/1, n x L); a missing value
-    reads as 0, as an absent entry of a sparse matrix (:func:`missing_columns` names them)."""
-    Xr, Yr = X[rows], Y[rows]
-    if not Yr.any():  # napkinXC crashes (SIGSEGV) on rows that hold no label at all
+    """A label tree fitted on ``X[rows]`` and ``Y[rows]`` (0/1, n x L, dense or scipy sparse);
+    a missing value reads as 0, as an absent entry of a sparse matrix (:func:`missing_columns`
+    names them)."""
+    Xr = X[rows]
+    Yr = sp.csr_matrix(Y)[rows]  # the rows' label lists, without a dense copy of their rows
+    Yr.eliminate_zeros()
+    if not Yr.nnz:  # napkinXC crashes (SIGSEGV) on rows that hold no label at all
         raise DataError(
             f"the {len(rows)} training rows hold no label at all: a label tree needs positive "
             "rows; check the label columns"
@@ -181,7 +189,9 @@ def fit_label_tree(
         threads = 1
         _seed_c_rand(seed)
     model = _plt(folder.name, settings, seed=seed, threads=threads)
-    model.fit(_scale(Xr, scale), [np.flatnonzero(y).tolist() for y in Yr])
+    Yr.sort_indices()
+    lists = np.split(Yr.indices.astype(np.int64), Yr.indptr[1:-1])
+    model.fit(_scale(Xr, scale), [a.tolist() for a in lists])
     return LabelTree(model, folder, scale, Y.shape[1], settings.min_proba)
 
 
@@ -243,8 +253,6 @@ def _column_scale(X: Any) -> np.ndarray:
 def _scale(X: Any, scale: np.ndarray) -> Any:
     """``X`` times the column scale, float32, missing values as 0."""
     if hasattr(X, "multiply"):
-        import scipy.sparse as sp
-
         A = sp.csr_matrix(X.multiply(scale.reshape(1, -1)), dtype=np.float32)
         A.data = np.nan_to_num(A.data, nan=0.0)
         return A

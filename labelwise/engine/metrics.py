@@ -9,6 +9,10 @@ Conventions for 0/0 (the same as scikit-learn with ``zero_division=0``):
   as 0; coverage error of a row with no true label is 0;
 * per-label ROC-AUC is NaN when the label has only one class in ``y_true``; PR-AUC (average
   precision) is NaN when it has no positive.
+
+Labels, predictions and scores may each be dense or scipy sparse (a label tree's scores and
+predictions at 20,000 labels are; an absent score is 0): the counts are taken on the sparse
+matrices, the rankings on dense blocks of rows, the per-label curves one dense column at a time.
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from labelwise.engine.errors import DataError
+from labelwise.engine.sparse import by_columns, dense_column, dense_rows
 
 
 class MulticlassWarning(UserWarning):
     """Every row carries exactly one label: the problem is multi-class, not multi-label."""
 
 
-def _check(Y: np.ndarray, Z: np.ndarray, what: str = "predictions") -> tuple[np.ndarray, ...]:
-    Y = np.asarray(Y)
-    Z = np.asarray(Z)
+def _check(Y: Any, Z: Any, what: str = "predictions") -> tuple[Any, ...]:
+    Y = Y if sp.issparse(Y) else np.asarray(Y)
+    Z = Z if sp.issparse(Z) else np.asarray(Z)
     if Y.ndim != 2 or Y.shape != Z.shape:
         raise DataError(f"y_true {Y.shape} and {what} {Z.shape} must be 2-D and of equal shape")
     return Y, Z
@@ -39,7 +45,23 @@ def _div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
 
 
-def _counts(Y: np.ndarray, P: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
+def _binary(A: Any) -> sp.csr_matrix:
+    """A 0/1 float CSR copy of ``A`` (its nonzeros as 1)."""
+    B = sp.csr_matrix(A, dtype=np.float64)
+    B.eliminate_zeros()
+    B.data[:] = 1.0
+    return B
+
+
+def _counts(Y: Any, P: Any, axis: int) -> tuple[np.ndarray, ...]:
+    if sp.issparse(Y) or sp.issparse(P):
+        Yb, Pb = _binary(Y), _binary(P)
+        tp = np.asarray(Yb.multiply(Pb).sum(axis=axis)).ravel()
+        return (
+            tp,
+            np.asarray(Pb.sum(axis=axis)).ravel() - tp,
+            np.asarray(Yb.sum(axis=axis)).ravel() - tp,
+        )
     Yb, Pb = Y.astype(bool), P.astype(bool)
     tp = (Yb & Pb).sum(axis=axis, dtype=np.float64)
     fp = (~Yb & Pb).sum(axis=axis, dtype=np.float64)
@@ -56,18 +78,21 @@ def _prfj(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-def classification_metrics(Y: np.ndarray, P: np.ndarray) -> dict[str, float]:
+def classification_metrics(Y: Any, P: Any) -> dict[str, float]:
     """Threshold metrics of 0/1 predictions ``P`` against ``Y`` (both n x L)."""
     Y, P = _check(Y, P)
-    out: dict[str, float] = {
-        "hamming_loss": float(np.mean(Y.astype(bool) != P.astype(bool))) if Y.size else 0.0,
-        "subset_accuracy": float(np.mean(np.all(Y.astype(bool) == P.astype(bool), axis=1))),
-    }
+    n, n_labels = Y.shape
     tp, fp, fn = _counts(Y, P, axis=0)
+    row_counts = _counts(Y, P, axis=1)
+    wrong = row_counts[1] + row_counts[2]
+    out: dict[str, float] = {
+        "hamming_loss": float(wrong.sum() / (n * n_labels)) if n * n_labels else 0.0,
+        "subset_accuracy": float(np.mean(wrong == 0)),
+    }
     per_label = _prfj(tp, fp, fn)
     micro = _prfj(tp.sum(), fp.sum(), fn.sum())
     support = tp + fn
-    per_row = _prfj(*_counts(Y, P, axis=1))
+    per_row = _prfj(*row_counts)
     for name in ("precision", "recall", "f1", "jaccard"):
         out[f"{name}_micro"] = float(micro[name])
         out[f"{name}_macro"] = float(per_label[name].mean())
@@ -97,38 +122,46 @@ def _row_chunks(n: int, n_labels: int, cells: int = 2_000_000) -> range:
     return range(0, n, max(1, cells // max(n_labels, 1)))
 
 
-def label_ranking_average_precision(Y: np.ndarray, S: np.ndarray) -> float:
+def label_ranking_average_precision(Y: Any, S: Any) -> float:
     """LRAP, as ``sklearn.metrics.label_ranking_average_precision_score``."""
     Y, S = _check(Y, S, "scores")
     n, n_labels = Y.shape
     step = _row_chunks(n, n_labels).step
     total = 0.0
     for i in _row_chunks(n, n_labels):
-        y, above_all, above_true = _rank_counts(Y[i : i + step], S[i : i + step])
+        y, above_all, above_true = _rank_counts(
+            dense_rows(Y, i, i + step), dense_rows(S, i, i + step)
+        )
         n_true = y.sum(axis=1)
         row = _div(np.where(y, above_true / above_all, 0.0).sum(axis=1), n_true)
         total += float(np.where((n_true == 0) | (n_true == n_labels), 1.0, row).sum())
     return total / n if n else 0.0
 
 
-def coverage_error(Y: np.ndarray, S: np.ndarray) -> float:
+def coverage_error(Y: Any, S: Any) -> float:
     """Average depth of the ranking needed to cover all true labels (sklearn's definition)."""
     Y, S = _check(Y, S, "scores")
-    Sm = np.ma.masked_array(S, mask=~Y.astype(bool))
-    min_rel = Sm.min(axis=1).filled(np.inf)[:, None]
-    cov = (min_rel <= S).sum(axis=1).astype(np.float64)
-    cov[~Y.astype(bool).any(axis=1)] = 0.0
-    return float(cov.mean()) if len(cov) else 0.0
+    n, n_labels = Y.shape
+    step = _row_chunks(n, n_labels).step
+    total = 0.0
+    for i in _row_chunks(n, n_labels):
+        y, s = dense_rows(Y, i, i + step).astype(bool), dense_rows(S, i, i + step)
+        min_rel = np.where(y, s, np.inf).min(axis=1, initial=np.inf)[:, None]
+        cov = (min_rel <= s).sum(axis=1).astype(np.float64)
+        total += float(np.where(y.any(axis=1), cov, 0.0).sum())
+    return total / n if n else 0.0
 
 
-def label_ranking_loss(Y: np.ndarray, S: np.ndarray) -> float:
+def label_ranking_loss(Y: Any, S: Any) -> float:
     """Share of (true, false) label pairs ranked wrongly (ties count as wrong), per row."""
     Y, S = _check(Y, S, "scores")
     n, n_labels = Y.shape
     step = _row_chunks(n, n_labels).step
     total = 0.0
     for i in _row_chunks(n, n_labels):
-        y, above_all, above_true = _rank_counts(Y[i : i + step], S[i : i + step])
+        y, above_all, above_true = _rank_counts(
+            dense_rows(Y, i, i + step), dense_rows(S, i, i + step)
+        )
         n_true = y.sum(axis=1)
         wrong = np.where(y, above_all - above_true, 0.0).sum(axis=1)
         total += float(_div(wrong, n_true * (n_labels - n_true)).sum())
@@ -138,9 +171,7 @@ def label_ranking_loss(Y: np.ndarray, S: np.ndarray) -> float:
 TOP_K = (1, 3, 5)
 
 
-def precision_ndcg_at_k(
-    Y: np.ndarray, S: np.ndarray, ks: tuple[int, ...] = TOP_K
-) -> dict[str, float]:
+def precision_ndcg_at_k(Y: Any, S: Any, ks: tuple[int, ...] = TOP_K) -> dict[str, float]:
     """``precision_at_k`` (true labels among the k best-scored, over k) and ``ndcg_at_k``
     (their discounted gain over the best possible, 0 for a row without a true label: as
     ``sklearn.metrics.ndcg_score(k=k)`` with binary relevance), averaged over rows: the
@@ -153,7 +184,7 @@ def precision_ndcg_at_k(
     ndcg_sum = {k: 0.0 for k in ks}
     step = _row_chunks(n, n_labels).step
     for i in _row_chunks(n, n_labels):
-        s, y = S[i : i + step], Y[i : i + step].astype(bool)
+        s, y = dense_rows(S, i, i + step), dense_rows(Y, i, i + step).astype(bool)
         if kmax < n_labels:
             part = np.argpartition(-s, kmax - 1, axis=1)[:, :kmax]
             # the k best in score order, ties by label index (a stable sort of the candidates)
@@ -180,7 +211,7 @@ def precision_ndcg_at_k(
     return out
 
 
-def ranking_metrics(Y: np.ndarray, S: np.ndarray) -> dict[str, float]:
+def ranking_metrics(Y: Any, S: Any) -> dict[str, float]:
     return {
         "lrap": label_ranking_average_precision(Y, S),
         "coverage_error": coverage_error(Y, S),
@@ -223,13 +254,15 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def per_label_table(
-    Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None, labels: list[str] | None = None
+    Y: Any, P: Any, S: Any = None, labels: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """One row per label: precision, recall, f1, support, predicted, (roc_auc, pr_auc)."""
     Y, P = _check(Y, P)
     tp, fp, fn = _counts(Y, P, axis=0)
     prf = _prfj(tp, fp, fn)
     names = labels or [str(j) for j in range(Y.shape[1])]
+    if S is not None:
+        Y, S = by_columns(Y), by_columns(S)
     rows = []
     for j, name in enumerate(names):
         row: dict[str, Any] = {
@@ -241,17 +274,19 @@ def per_label_table(
             "predicted": int(tp[j] + fp[j]),
         }
         if S is not None:
-            row["roc_auc"] = roc_auc(Y[:, j], S[:, j])
-            row["pr_auc"] = average_precision(Y[:, j], S[:, j])
+            y, s = dense_column(Y, j), dense_column(S, j)
+            row["roc_auc"] = roc_auc(y, s)
+            row["pr_auc"] = average_precision(y, s)
         rows.append(row)
     return rows
 
 
-def most_frequent(Y: np.ndarray, k: int | None = None) -> np.ndarray:
+def most_frequent(Y: Any, k: int | None = None) -> np.ndarray:
     """Label indices by positives, most first (ties by index); the first ``k``. Counted in
     int64: a uint8 label matrix sums to uint64, whose negation wraps and sorted labels
     without positives first."""
-    return np.argsort(-Y.sum(axis=0, dtype=np.int64), kind="stable")[:k]
+    counts = np.asarray(Y.sum(axis=0, dtype=np.int64)).ravel()
+    return np.argsort(-counts, kind="stable")[:k]
 
 
 def label_statistics(Y: np.ndarray) -> dict[str, Any]:
@@ -294,14 +329,18 @@ def check_multiclass(Y: np.ndarray) -> bool:
     return False
 
 
-def evaluate(Y: np.ndarray, P: np.ndarray, S: np.ndarray | None = None) -> dict[str, float]:
+def evaluate(Y: Any, P: Any, S: Any = None) -> dict[str, float]:
     """All aggregate metrics: threshold metrics of ``P``; with scores ``S``, ranking metrics and
     macro ROC-AUC / PR-AUC over the labels where they are defined."""
     out = classification_metrics(Y, P)
     if S is not None:
         out.update(ranking_metrics(Y, S))
-        aucs = [roc_auc(Y[:, j], S[:, j]) for j in range(Y.shape[1])]
-        aps = [average_precision(Y[:, j], S[:, j]) for j in range(Y.shape[1])]
+        Yc, Sc = by_columns(Y), by_columns(S)
+        aucs, aps = [], []
+        for j in range(Y.shape[1]):  # one dense column at a time
+            y, s = dense_column(Yc, j), dense_column(Sc, j)
+            aucs.append(roc_auc(y, s))
+            aps.append(average_precision(y, s))
         out["roc_auc_macro"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
         out["pr_auc_macro"] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
     return out

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from labelwise.engine.metrics import (
     cooccurrence,
@@ -24,14 +25,15 @@ from labelwise.engine.metrics import (
 def write_report(
     out: Path,
     Y: np.ndarray,
-    S: np.ndarray,
+    S: Any,
     thresholds: np.ndarray,
     labels: list[str],
     at_least_one: bool = False,
     prefix: str = "test",
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate probabilities ``S`` against ``Y``; write files into ``out``; return metrics."""
+    """Evaluate probabilities ``S`` (dense or scipy sparse) against ``Y``; write files into
+    ``out``; return metrics."""
     from labelwise.engine.thresholds import apply_thresholds
 
     out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +59,7 @@ def write_report(
 def write_plots(
     out: Path,
     Y: np.ndarray,
-    S: np.ndarray,
+    S: Any,
     table: pl.DataFrame,
     labels: list[str],
     prefix: str,
@@ -99,7 +101,9 @@ def write_plots(
         [f"{n}" for n in support],
     )
     thr = table.get_column("threshold").to_numpy()[order]
-    _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y[:, order], S[:, order], names, thr)
+    S_shown = S[:, order]  # a few columns: dense even when the scores are sparse
+    S_shown = S_shown.toarray() if sp.issparse(S_shown) else S_shown
+    _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y[:, order], S_shown, names, thr)
     _cooccurrence(out / f"{prefix}_label_cooccurrence.png", cooccurrence(Y[:, order]), names)
 
 

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from labelwise.engine.errors import ConfigError
 from labelwise.engine.params import Constraint, Interval, Options, check_params
@@ -113,11 +114,18 @@ class _Ranked:
         leaves most of 20,000 labels at 0, unsearched) are one run, counted, not sorted:
         sorting them cost gigabytes."""
         n_pos, n = int(y.sum()), len(y)
-        if n_pos == 0 or n_pos == n:
-            return None
         zero = p == 0
         if zero.any() and (p >= 0).all():
             y, p = y[~zero], p[~zero]
+        return cls.scored(y, p, n, n_pos)
+
+    @classmethod
+    def scored(cls, y: np.ndarray, p: np.ndarray, n: int, n_pos: int) -> _Ranked | None:
+        """The same from the scored rows alone (``y`` and ``p`` of the rows a sparse score
+        matrix stores): the other ``n - len(p)`` rows score 0, ``n_pos`` rows in all are
+        positive."""
+        if n_pos == 0 or n_pos == n:
+            return None
         order = np.argsort(-p, kind="stable")
         ps = p[order]
         last = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True]) if len(ps) else np.zeros(0, np.int64)
@@ -177,31 +185,26 @@ def _between(hi: float, lo: float) -> float:
     return mid if mid > lo else float(hi)
 
 
-def fit_thresholds(
-    Y: np.ndarray, P: np.ndarray, policy: ThresholdPolicy | None = None
-) -> np.ndarray:
-    """Thresholds (float64, length L) from held-out labels ``Y`` and probabilities ``P``."""
+def fit_thresholds(Y: Any, P: Any, policy: ThresholdPolicy | None = None) -> np.ndarray:
+    """Thresholds (float64, length L) from held-out labels ``Y`` and probabilities ``P`` (each
+    dense or scipy sparse; a sparse ``P``'s absent entries score 0)."""
     return fit_thresholds_many(Y, P, [policy or ThresholdPolicy()])[0]
 
 
-def fit_thresholds_many(
-    Y: np.ndarray, P: np.ndarray, policies: Sequence[ThresholdPolicy]
-) -> list[np.ndarray]:
+def fit_thresholds_many(Y: Any, P: Any, policies: Sequence[ThresholdPolicy]) -> list[np.ndarray]:
     """:func:`fit_thresholds` of each policy. Each label's scores are sorted once for all
     policies, and policies that differ only in ``shrinkage``, ``shrink_to`` or
     ``at_least_one`` share one cut per label (a grid of policies, as ``labelwise tune``
     scores, costs little more than one)."""
-    Y = np.asarray(Y)
-    P = np.asarray(P, dtype=np.float64)
+    scores = _Scores(Y, P)
     per_label = [p for p in policies if p.mode == "per_label"]
-    cuts = _label_cuts(Y, P, {_cut_key(p): p for p in per_label}) if per_label else {}
+    cuts = _label_cuts(scores, {_cut_key(p): p for p in per_label}) if per_label else {}
     out = []
     for policy in policies:
         if policy.mode != "per_label":
-            cut = (
-                policy.fixed if policy.mode == "fixed" else _sweep(Y.ravel(), P.ravel(), policy)[0]
-            )
-            out.append(np.full(Y.shape[1], cut))
+            pooled = scores.pooled() if policy.mode == "global" else None
+            cut = policy.fixed if pooled is None else _best(pooled, policy)[0]
+            out.append(np.full(scores.n_labels, cut))
             continue
         t_global, t_label, t_rate, positives = cuts[_cut_key(policy)]
         target: np.ndarray | float = t_global
@@ -224,19 +227,68 @@ def _cut_key(policy: ThresholdPolicy) -> tuple[object, ...]:
 Cuts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 
 
+class _Scores:
+    """Held-out labels and scores, each dense or scipy sparse, read label by label or pooled.
+
+    A sparse score matrix (a label tree's: the labels it did not search are absent) is never
+    made dense: its stored entries are the scored rows, every other row scores 0."""
+
+    def __init__(self, Y: Any, P: Any) -> None:
+        self.sparse = sp.issparse(P)
+        self.n_rows, self.n_labels = P.shape
+        if Y.shape != P.shape:
+            raise ValueError(f"labels {Y.shape} and scores {P.shape} differ in shape")
+        if not self.sparse:
+            self.Y = np.asarray(Y.toarray() if sp.issparse(Y) else Y)
+            self.P = np.asarray(P, dtype=np.float64)
+            return
+        S = sp.csc_matrix(P, dtype=np.float64)
+        S.eliminate_zeros()
+        S.sort_indices()
+        T = sp.csc_matrix(Y, dtype=np.int8)
+        T.eliminate_zeros()
+        T.sort_indices()
+        self.S, self.positives = S, np.diff(T.indptr).astype(np.int64)
+        # y at each stored score: (column, row) keys of both, sorted, matched by binary search
+        key_s = np.repeat(np.arange(self.n_labels, dtype=np.int64), np.diff(S.indptr))
+        key_s = key_s * self.n_rows + S.indices
+        key_t = np.repeat(np.arange(self.n_labels, dtype=np.int64), self.positives)
+        key_t = key_t * self.n_rows + T.indices
+        at = np.minimum(np.searchsorted(key_t, key_s), max(len(key_t) - 1, 0))
+        self.y = (key_t[at] == key_s) if len(key_t) else np.zeros(len(key_s), dtype=bool)
+
+    def positives_per_label(self) -> np.ndarray:
+        if self.sparse:
+            return self.positives.astype(np.float64)
+        return self.Y.sum(axis=0, dtype=np.float64)
+
+    def label(self, j: int) -> _Ranked | None:
+        if not self.sparse:
+            return _Ranked.of(self.Y[:, j], self.P[:, j])
+        s = slice(self.S.indptr[j], self.S.indptr[j + 1])
+        return _Ranked.scored(self.y[s], self.S.data[s], self.n_rows, int(self.positives[j]))
+
+    def pooled(self) -> _Ranked | None:
+        if not self.sparse:
+            return _Ranked.of(self.Y.ravel(), self.P.ravel())
+        n = self.n_rows * self.n_labels
+        return _Ranked.scored(self.y, self.S.data, n, int(self.positives.sum()))
+
+
 def _label_cuts(
-    Y: np.ndarray, P: np.ndarray, policies: dict[tuple[object, ...], ThresholdPolicy]
+    scores: _Scores, policies: dict[tuple[object, ...], ThresholdPolicy]
 ) -> dict[tuple[object, ...], Cuts]:
     """Per cut key: (global cut, each label's own cut and rate cut -- NaN where it has none
     --, positives per label)."""
-    pooled = _Ranked.of(Y.ravel(), P.ravel())
-    positives = Y.sum(axis=0).astype(np.float64)
+    pooled = scores.pooled()
+    positives = scores.positives_per_label()
+    L = scores.n_labels
     out: dict[tuple[object, ...], Cuts] = {}
     for key, policy in policies.items():
         t_global = policy.fixed if pooled is None else _best(pooled, policy)[0]
-        out[key] = (t_global, np.full(Y.shape[1], np.nan), np.full(Y.shape[1], np.nan), positives)
-    for j in range(Y.shape[1]):
-        ranked = _Ranked.of(Y[:, j], P[:, j])
+        out[key] = (t_global, np.full(L, np.nan), np.full(L, np.nan), positives)
+    for j in range(L):
+        ranked = scores.label(j)
         if ranked is None:
             continue
         rate = ranked.rate_cut()
@@ -248,17 +300,46 @@ def _label_cuts(
     return out
 
 
-def apply_thresholds(
-    P: np.ndarray, thresholds: np.ndarray, at_least_one: bool = False
-) -> np.ndarray:
-    """0/1 predictions (uint8). With ``at_least_one``, an empty row gets the label whose
-    probability is highest relative to its threshold."""
-    P = np.asarray(P)
+def apply_thresholds(P: Any, thresholds: np.ndarray, at_least_one: bool = False) -> Any:
+    """0/1 predictions (uint8; a CSR matrix for sparse ``P``, whose absent entries score 0: a
+    label with a threshold above 0 never predicts them). With ``at_least_one``, an empty row
+    gets the label whose probability is highest relative to its threshold (none if every
+    probability of the row is 0)."""
     t = np.asarray(thresholds)
+    if sp.issparse(P):
+        return _apply_sparse(sp.csr_matrix(P), t, at_least_one)
+    P = np.asarray(P)
     pred = (t <= P).astype(np.uint8)
     if at_least_one and P.shape[1]:
-        empty = pred.sum(axis=1) == 0
-        if empty.any():
+        empty = np.flatnonzero(pred.sum(axis=1) == 0)
+        if empty.size:
             rel = P[empty] / np.maximum(t, 1e-12)
-            pred[np.flatnonzero(empty), np.argmax(rel, axis=1)] = 1
+            best = np.argmax(rel, axis=1)
+            some = rel[np.arange(len(empty)), best] > 0
+            pred[empty[some], best[some]] = 1
+    return pred
+
+
+def _apply_sparse(P: sp.csr_matrix, t: np.ndarray, at_least_one: bool) -> sp.csr_matrix:
+    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
+    keep = (P.data >= t[P.indices]) & (P.data > 0)
+    if at_least_one and P.nnz:
+        hit = np.bincount(rows[keep], minlength=P.shape[0])
+        candidate = (hit[rows] == 0) & (P.data > 0)
+        if candidate.any():
+            rel = np.where(candidate, P.data / np.maximum(t[P.indices], 1e-12), -1.0)
+            # per row, the stored entry of highest ``rel`` (the lowest label on ties)
+            order = np.lexsort((P.indices, -rel, rows))
+            first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+            keep[first[candidate[first]]] = True
+    pred = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.uint8), (rows[keep], P.indices[keep])),
+        shape=P.shape,
+    )
+    everyone = np.flatnonzero(t <= 0)  # a cut at 0 predicts the absent entries too
+    if everyone.size:
+        n = P.shape[0]
+        cells = (np.repeat(np.arange(n), everyone.size), np.tile(everyone, n))
+        every = sp.csr_matrix((np.ones(len(cells[0]), dtype=np.uint8), cells), shape=P.shape)
+        pred = pred.maximum(every).astype(np.uint8).tocsr()
     return pred

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from labelwise.engine.errors import ConfigError
 from labelwise.engine.params import Constraint, Interval, Options, check_params
@@ -73,16 +74,17 @@ class Weighting:
             return cls(scheme=dict(value))
         return cls(scheme=value)
 
-    def weights(self, Y: np.ndarray, labels: Sequence[str] | None = None) -> np.ndarray:
-        """Positive-class weight per label (float64, length L) for 0/1 labels ``Y``."""
-        Y = np.asarray(Y)
+    def weights(self, Y: Any, labels: Sequence[str] | None = None) -> np.ndarray:
+        """Positive-class weight per label (float64, length L) for 0/1 labels ``Y`` (dense or
+        scipy sparse)."""
+        Y = Y if sp.issparse(Y) else np.asarray(Y)
         n_labels = Y.shape[1]
         if isinstance(self.scheme, dict):
             w = self._explicit(
                 list(labels) if labels is not None else [str(i) for i in range(n_labels)]
             )
         else:
-            pos = Y.sum(axis=0, dtype=np.float64)
+            pos = np.asarray(Y.sum(axis=0, dtype=np.float64)).ravel()
             neg = Y.shape[0] - pos
             w = _SCHEME_WEIGHTS[self.scheme](pos, neg, self.beta)
         return np.clip(w, 1.0 / self.cap, self.cap)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -95,15 +95,17 @@ def score_table(
     path: str,
     labels: list[str] | None = None,
     others: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model; with
+) -> tuple[np.ndarray, Any, Any]:
+    """(Y, probabilities, 0/1 predictions) of a labelled table under a fitted model (sparse
+    for a label tree, see ``LabelwiseClassifier.sparse_proba``); with
     ``labels`` (some of the model's), on those labels alone (two models with different label
     sets compared on the labels they share); ``others``: labels the model does not know are
     left out (a test part's labels never seen in training), not refused."""
     X, Y, _ = read_xy(cfg, path, labels or clf.labels_, others=others or labels is not None)
     with warnings.catch_warnings(), named_errors(path):
         warnings.simplefilter("ignore")  # unseen categories are counted, not warned about
-        S = clf.predict_proba(X.select(clf.encoder_.features))
+        # a label tree's stay sparse: a dense test table x 20,000 labels is gigabytes
+        S = clf.predict_proba(X.select(clf.encoder_.features), sparse=clf.sparse_proba)
     P = clf.predict_from_proba(S)
     if labels is not None:
         keep = [clf.labels_.index(lab) for lab in labels]

@@ -1,0 +1,40 @@
+"""Dense pieces of a matrix that may be scipy sparse.
+
+At thousands of labels a label tree's probabilities and predictions are kept sparse (rows x
+labels dense would be gigabytes); what needs dense numbers (a ranking, a curve, a histogram)
+takes them a block of rows or one column at a time, so a dense copy of the whole never exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def dense_rows(A: Any, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``A``, dense."""
+    block = A[start:stop]
+    return np.asarray(block.toarray() if sp.issparse(block) else block)
+
+
+def by_columns(A: Any) -> Any:
+    """``A`` in the form whose columns are cheap to take (CSC when sparse, else as it is)."""
+    return sp.csc_matrix(A) if sp.issparse(A) else A
+
+
+def dense_column(A: Any, j: int) -> np.ndarray:
+    """Column ``j`` of ``A`` (see :func:`by_columns`), dense."""
+    if not sp.issparse(A):
+        return np.asarray(A[:, j])
+    A = A if A.format == "csc" else sp.csc_matrix(A)
+    out = np.zeros(A.shape[0], dtype=A.dtype)
+    s = slice(A.indptr[j], A.indptr[j + 1])
+    out[A.indices[s]] = A.data[s]
+    return out
+
+
+def column_means(A: Any) -> np.ndarray:
+    """The mean of each column of ``A`` (float64, length = columns)."""
+    return np.asarray(A.mean(axis=0), dtype=np.float64).ravel()
