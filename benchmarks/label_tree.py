@@ -57,14 +57,14 @@ SYSTEMS = [
 
 
 def load(root: Path, name: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
-    """(X train, Y train, X test, Y test): X sparse float32 for the generated sets (text-like
-    counts), dense for the shared ones."""
+    """(X train, Y train, X test, Y test): X and Y sparse for the generated sets (text-like
+    counts; 100,000 labels do not fit dense), dense for the shared ones."""
     if "x" in name and name.replace("x", "").isdigit():
         from labelwise.engine.synthetic_xc import make_extreme_multilabel
 
         rows, labels = (int(v) for v in name.split("x"))
         X, Y = make_extreme_multilabel(
-            n_rows=rows, n_labels=labels, n_features=max(5000, labels), seed=0
+            n_rows=rows, n_labels=labels, n_features=max(5000, labels), seed=0, sparse_labels=True
         )
         cut = int(rows * 0.8)
         return X[:cut], Y[:cut], X[cut:], Y[cut:]
@@ -82,17 +82,17 @@ def load(root: Path, name: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
     )
 
 
-def _dense(pairs: list[list[tuple[int, float]]], n_labels: int) -> np.ndarray:
-    P = np.zeros((len(pairs), n_labels))
-    for i, row in enumerate(pairs):
-        if row:
-            labels, probs = zip(*row, strict=True)
-            P[i, list(labels)] = probs
-    return P
+def _sparse(pairs: list[list[tuple[int, float]]], n_labels: int) -> sp.csr_matrix:
+    indptr = np.cumsum([0, *(len(row) for row in pairs)])
+    flat = np.array([lp for row in pairs for lp in row], dtype=np.float64).reshape(-1, 2)
+    return sp.csr_matrix(
+        (flat[:, 1], flat[:, 0].astype(np.int64), indptr), shape=(len(pairs), n_labels)
+    )
 
 
-def fit_predict(system: str, X: Any, Y: np.ndarray, Xt: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, 0/1 predictions) of the test rows."""
+def fit_predict(system: str, X: Any, Y: Any, Xt: Any) -> tuple[Any, Any]:
+    """(probabilities, 0/1 predictions) of the test rows, sparse (the labels searched) for
+    the trees."""
     n_labels = Y.shape[1]
     if system.startswith("labelwise"):
         from labelwise.engine.classifier import LabelwiseClassifier
@@ -103,9 +103,10 @@ def fit_predict(system: str, X: Any, Y: np.ndarray, Xt: Any) -> tuple[np.ndarray
         if strategy == "label_tree-threads":  # n_jobs threads, not repeatable
             strategy, settings = "label_tree", LabelTreeSettings(deterministic=False)
         clf = LabelwiseClassifier(strategy=strategy, label_tree=settings).fit(X, Y)
-        S = clf.predict_proba(Xt)
+        S = clf.predict_proba(Xt, sparse=clf.sparse_proba)
         return S, clf.predict_from_proba(S)
-    lists = [np.flatnonzero(y).tolist() for y in Y]
+    Yr = sp.csr_matrix(Y)
+    lists = [Yr.indices[Yr.indptr[i] : Yr.indptr[i + 1]].tolist() for i in range(Yr.shape[0])]
     X, Xt = sp.csr_matrix(X), sp.csr_matrix(Xt)
     if system == "napkinxc":
         from napkinxc.models import PLT
@@ -113,7 +114,7 @@ def fit_predict(system: str, X: Any, Y: np.ndarray, Xt: Any) -> tuple[np.ndarray
         with tempfile.TemporaryDirectory() as folder:
             model = PLT(folder, threads=os.cpu_count() or 1)
             model.fit(X, lists)
-            S = _dense(model.predict_proba(Xt, threshold=0.01), n_labels)
+            S = _sparse(model.predict_proba(Xt, threshold=0.01), n_labels)
         return S, (S >= 0.5).astype(np.uint8)
     if system == "omikuji":
         import omikuji
@@ -141,7 +142,7 @@ def fit_predict(system: str, X: Any, Y: np.ndarray, Xt: Any) -> tuple[np.ndarray
             )
             for i in range(Xt.shape[0])
         ]
-        S = _dense(pairs_t, n_labels)
+        S = _sparse(pairs_t, n_labels)
         return S, (S >= 0.5).astype(np.uint8)
     raise SystemExit(f"unknown system {system!r}; choose from {SYSTEMS}")
 

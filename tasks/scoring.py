@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from labelwise.pipeline.records import BatchPrediction
+
+# the most probability cells a chunk of batch predict holds (float64: 160 MB)
+CHUNK_CELLS = 20_000_000
 
 if TYPE_CHECKING:
     import polars as pl
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from labelwise.engine.classifier import LabelwiseClassifier
 
 
-def scored_frame(clf: LabelwiseClassifier, S: np.ndarray, top: int | None = None) -> pl.DataFrame:
+def scored_frame(clf: LabelwiseClassifier, S: Any, top: int | None = None) -> pl.DataFrame:
     """The scored columns of probabilities ``S``: ``p:<label>`` (or, with ``top``, the
     ``top_labels`` and ``top_scores`` of the ``top`` most probable labels) and the label set."""
     import polars as pl
@@ -39,7 +40,8 @@ def scored_frame(clf: LabelwiseClassifier, S: np.ndarray, top: int | None = None
             pl.Series(TOP_SCORES, scores, dtype=pl.List(pl.Float64)),
         ]
     else:
-        columns = [pl.Series(c, S[:, j]) for j, c in enumerate(proba_columns(clf.labels_))]
+        dense = S.toarray() if hasattr(S, "toarray") else S
+        columns = [pl.Series(c, dense[:, j]) for j, c in enumerate(proba_columns(clf.labels_))]
     return pl.DataFrame(
         [*columns, pl.Series(LABELS_COLUMN, label_sets(P, clf.labels_), dtype=pl.List(pl.String))]
     )
@@ -76,8 +78,11 @@ def score_file(
     n_rows, writer = 0, None
     unseen: dict[str, int] = {}
     try:
-        for chunk in _chunks(lf, chunk_rows):
-            S = clf.predict_proba(chunk.select(clf.encoder_.features))
+        # a chunk's probabilities stay within CHUNK_CELLS (100,000 rows x 20,000 labels would
+        # be 16 GB); a label tree's are sparse until a column per label is asked for
+        rows = max(1, min(chunk_rows, CHUNK_CELLS // max(len(clf.labels_), 1)))
+        for chunk in _chunks(lf, rows):
+            S = clf.predict_proba(chunk.select(clf.encoder_.features), sparse=clf.sparse_proba)
             for k, v in clf.encoder_.unseen_counts.items():
                 unseen[k] = unseen.get(k, 0) + v
             table = pl.concat(

@@ -83,6 +83,25 @@ def test_sparse_probabilities_are_the_dense_ones_without_the_zeros(extreme, tree
     assert sparse.metrics_ == pytest.approx(dense.metrics_)
 
 
+def test_sparse_labels_fit_the_same_model(extreme, tree):
+    """Y may be scipy sparse, as scikit-learn's multi-label estimators take it (100,000 labels
+    do not fit in memory dense): the same tree, thresholds and held-out metrics; a model per
+    label reads it as its columns; anything but 0/1 is refused."""
+    import scipy.sparse as sp
+
+    X, Y, Xt, _ = extreme
+    sparse = LabelwiseClassifier(strategy="label_tree", n_jobs=2).fit(X, sp.csr_matrix(Y))
+    np.testing.assert_array_equal(sparse.thresholds_, tree.thresholds_)
+    assert sparse.validation_metrics_ == pytest.approx(tree.validation_metrics_)
+    np.testing.assert_array_equal(sparse.predict_proba(Xt[:50]), tree.predict_proba(Xt[:50]))
+    per_label = dict(n_estimators=10, cv_folds=None)
+    a = LabelwiseClassifier(**per_label).fit(X[:800], sp.csc_matrix(Y[:800, :5]))
+    b = LabelwiseClassifier(**per_label).fit(X[:800], Y[:800, :5])
+    np.testing.assert_array_equal(a.predict_proba(Xt[:50]), b.predict_proba(Xt[:50]))
+    with pytest.raises(DataError, match="only 0 and 1"):
+        LabelwiseClassifier(strategy="label_tree").fit(X[:50], sp.csr_matrix(Y[:50]) * 2)
+
+
 def test_save_load_same_probabilities(extreme, tree, tmp_path):
     _, _, Xt, _ = extreme
     tree.save(tmp_path / "m")

@@ -228,3 +228,28 @@ def test_sparse_labels_predictions_and_scores_give_the_dense_metrics(triple, for
         assert got_row == pytest.approx(row, nan_ok=True)
     assert prediction_warnings(Ys, Ps, labels) == prediction_warnings(Y, P, labels)
     assert lm.most_frequent(Ys).tolist() == lm.most_frequent(Y).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(mostly_zero_scores(), st.integers(1, 10))
+def test_top_k_and_label_sets_of_sparse_scores_are_the_dense_ones(triple, k):
+    """Batch predict keeps a label tree's scores sparse: its top-k (ties, 0 included, to the
+    lower label index) and predicted label sets are those of the dense matrix."""
+    import scipy.sparse as sp
+
+    from labelwise.engine.scored import label_sets, top_k
+
+    _, P, S = triple
+    labels = [f"l{j}" for j in range(S.shape[1])]
+    assert top_k(sp.csr_matrix(S), labels, k) == top_k(S, labels, k)
+    assert label_sets(sp.csr_matrix(P), labels) == label_sets(P, labels)
+
+
+@settings(max_examples=300, deadline=None)
+@given(score_pair(), st.integers(0, 10))
+def test_best_k_breaks_ties_by_label_index_even_across_the_kth_place(pair, k):
+    """The k best columns equal a stable full sort's first k, ties and all (the ranking
+    metrics and top-k outputs use it: ``np.argpartition`` alone picks any of the tied)."""
+    _, S = pair
+    want = np.argsort(-S, axis=1, kind="stable")[:, : min(k, S.shape[1])]
+    np.testing.assert_array_equal(lm.best_k(S, k), want)

@@ -557,7 +557,11 @@ class LabelwiseClassifier(Parameters):
         return A
 
     @staticmethod
-    def _to_labels(Y: Any, n_rows: int, source: str = "Y") -> tuple[np.ndarray, list[str]]:
+    def _to_labels(Y: Any, n_rows: int, source: str = "Y") -> tuple[Any, list[str]]:
+        """``Y`` as uint8, dense, or CSR when it is scipy sparse (at 100,000 labels the dense
+        matrix would not fit in memory), with its label names."""
+        if sp.issparse(Y):
+            return _sparse_labels(Y, n_rows, source), [f"label_{j}" for j in range(Y.shape[1])]
         names = list(Y.columns) if isinstance(Y, pl.DataFrame) else None
         A = np.asarray(Y.to_numpy() if isinstance(Y, pl.DataFrame) else Y)
         if A.ndim != 2:
@@ -568,7 +572,7 @@ class LabelwiseClassifier(Parameters):
             raise DataError(f"{source} must hold only 0 and 1")
         return A.astype(np.uint8, copy=False), names or [f"label_{j}" for j in range(A.shape[1])]
 
-    def _prepare(self, X: Any, Y: Any, labels: Sequence[str] | None) -> tuple[Matrix, np.ndarray]:
+    def _prepare(self, X: Any, Y: Any, labels: Sequence[str] | None) -> tuple[Matrix, Any]:
         """Matrices of the training data; ``labels_`` and ``warnings_`` set."""
         Xa = self._to_matrix(X, fitting=True)
         Ya, names = self._to_labels(Y, Xa.shape[0])
@@ -591,8 +595,8 @@ class LabelwiseClassifier(Parameters):
         return Xa, Ya
 
     def _plan(
-        self, Xa: Matrix, Ya: np.ndarray, eval_set: tuple[Any, Any] | None
-    ) -> tuple[Matrix, np.ndarray, Splits, bool]:
+        self, Xa: Matrix, Ya: Any, eval_set: tuple[Any, Any] | None
+    ) -> tuple[Matrix, Any, Splits, bool]:
         """(X, Y, the (train rows, held-out rows) of each member, refit?): an explicit
         ``eval_set`` (appended to the rows), k cross-fitting folds, or one validation part."""
         n_folds = self.cv_folds
@@ -603,7 +607,7 @@ class LabelwiseClassifier(Parameters):
             Xv = self._to_matrix(eval_set[0], fitting=False, source="eval_set X")
             Yv, _ = self._to_labels(eval_set[1], Xv.shape[0], source="eval_set Y")
             n = Xa.shape[0]
-            Xa, Ya = _vstack(Xa, Xv), np.vstack([Ya, Yv])
+            Xa, Ya = _vstack(Xa, Xv), _vstack(Ya, Yv)
             return Xa, Ya, [(np.arange(n), np.arange(n, Xa.shape[0]))], False
         if self.cv_folds_used_:
             folds: Splits = list(stratified_kfold(Ya, int(self.cv_folds_used_), self.random_state))
@@ -642,6 +646,8 @@ class LabelwiseClassifier(Parameters):
         Xa, Ya = self._prepare(X, Y, labels)
         Xa, Ya, splits, refit = self._plan(Xa, Ya, eval_set)
         self.strategy_ = self._resolve_strategy(Ya.shape[1])
+        if sp.issparse(Ya) and self.strategy_ != "label_tree":  # a model per label: columns
+            Ya = Ya.toarray()
         self.categorical_features_ = (
             list(categorical_features)
             if categorical_features is not None
@@ -1254,6 +1260,18 @@ def _from_pandas(X: Any, source: str) -> pl.DataFrame:
                     "or all strings"
                 ) from None
         raise DataError(f"{source}: cannot read the pandas frame ({exc})") from None
+
+
+def _sparse_labels(Y: Any, n_rows: int, source: str) -> sp.csr_matrix:
+    A = sp.csr_matrix(Y)
+    if A.shape[0] != n_rows:
+        raise DataError(f"{source} has {A.shape[0]} rows, X has {n_rows}")
+    A.sum_duplicates()
+    A.eliminate_zeros()
+    if A.dtype.kind not in "biuf" or not (A.data == 1).all():
+        raise DataError(f"{source} must hold only 0 and 1")
+    out: sp.csr_matrix = A.astype(np.uint8)
+    return out
 
 
 def _zeros_and_ones(A: np.ndarray) -> bool:

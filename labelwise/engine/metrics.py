@@ -185,16 +185,7 @@ def precision_ndcg_at_k(Y: Any, S: Any, ks: tuple[int, ...] = TOP_K) -> dict[str
     step = _row_chunks(n, n_labels).step
     for i in _row_chunks(n, n_labels):
         s, y = dense_rows(S, i, i + step), dense_rows(Y, i, i + step).astype(bool)
-        if kmax < n_labels:
-            part = np.argpartition(-s, kmax - 1, axis=1)[:, :kmax]
-            # the k best in score order, ties by label index (a stable sort of the candidates)
-            part.sort(axis=1)
-            order = np.take_along_axis(
-                part, np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable"), 1
-            )
-        else:
-            order = np.argsort(-s, axis=1, kind="stable")[:, :kmax]
-        top = np.take_along_axis(y, order, axis=1)
+        top = np.take_along_axis(y, best_k(s, kmax), axis=1)
         n_true = y.sum(axis=1)
         for k in ks:
             kk = min(k, kmax)
@@ -208,6 +199,26 @@ def precision_ndcg_at_k(Y: Any, S: Any, ks: tuple[int, ...] = TOP_K) -> dict[str
     for k in ks:
         out[f"precision_at_{k}"] = hits_sum[k] / n if n else 0.0
         out[f"ndcg_at_{k}"] = ndcg_sum[k] / n if n else 0.0
+    return out
+
+
+def best_k(S: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` best-scored columns in score order (n x k), ties to the lower index,
+    also where a tie straddles the k-th place (``np.argpartition`` alone picks any of them)."""
+    n, n_labels = S.shape
+    k = min(k, n_labels)
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.int64)
+    if k < n_labels:
+        kth = -np.partition(-S, k - 1, axis=1)[:, k - 1 : k]  # the k-th best score of each row
+        above, tie = kth < S, kth == S
+        need = k - above.sum(axis=1, keepdims=True)
+        take = above | (tie & (np.cumsum(tie, axis=1) <= need))
+        part = np.nonzero(take)[1].reshape(n, k)  # k columns per row, in column order
+    else:
+        part = np.tile(np.arange(n_labels), (n, 1))
+    best = np.argsort(-np.take_along_axis(S, part, axis=1), axis=1, kind="stable")
+    out: np.ndarray = np.take_along_axis(part, best, axis=1)
     return out
 
 
@@ -320,10 +331,11 @@ MULTICLASS_MESSAGE = (
 )
 
 
-def check_multiclass(Y: np.ndarray) -> bool:
+def check_multiclass(Y: Any) -> bool:
     """Warn (and return True) when every row has exactly one label."""
-    Y = np.asarray(Y)
-    if Y.shape[0] and Y.shape[1] > 1 and np.all(Y.sum(axis=1) == 1):
+    Y = Y if sp.issparse(Y) else np.asarray(Y)
+    per_row = np.asarray(Y.sum(axis=1)).ravel()
+    if Y.shape[0] and Y.shape[1] > 1 and np.all(per_row == 1):
         warnings.warn(MULTICLASS_MESSAGE, MulticlassWarning, stacklevel=2)
         return True
     return False

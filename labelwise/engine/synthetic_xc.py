@@ -8,6 +8,8 @@ tests and the label-tree and serving benchmarks (nothing is written to disk).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
@@ -24,8 +26,10 @@ def make_extreme_multilabel(
     noise_words: float = 20.0,
     zipf: float = 1.0,
     seed: int = 0,
-) -> tuple[sp.csr_matrix, np.ndarray]:
-    """(X: n_rows x n_features word counts, float32 CSR; Y: n_rows x n_labels 0/1 uint8).
+    sparse_labels: bool = False,
+) -> tuple[sp.csr_matrix, Any]:
+    """(X: n_rows x n_features word counts, float32 CSR; Y: n_rows x n_labels 0/1 uint8, CSR
+    with ``sparse_labels``: the same data, for label counts whose dense matrix is too big).
 
     Label ``j``'s frequency falls as ``1 / (j + 1) ** zipf``; a row holds ``1 + Poisson(
     mean_labels - 1)`` labels (without repeats)."""
@@ -38,12 +42,16 @@ def make_extreme_multilabel(
     # draws with repeats, deduplicated: a row keeps between 1 and ``counts`` distinct labels
     draw_rows = np.repeat(np.arange(n_rows), counts)
     draw_labels = np.minimum(np.searchsorted(cdf, rng.random(len(draw_rows))), n_labels - 1)
-    Y = np.zeros((n_rows, n_labels), dtype=np.uint8)
-    Y[draw_rows, draw_labels] = 1
+    Y = sp.csr_matrix(
+        (np.ones(len(draw_rows), dtype=np.uint8), (draw_rows, draw_labels)),
+        shape=(n_rows, n_labels),
+    )
+    Y.sum_duplicates()  # rows and labels in order, as np.nonzero of the dense matrix
+    Y.data[:] = 1
     signature = np.stack(
         [rng.choice(n_features, words_per_label, replace=False) for _ in range(n_labels)]
     )
-    rows, labels = np.nonzero(Y)
+    rows, labels = Y.nonzero()
     word_rows = np.repeat(rows, words_per_label)
     words = signature[labels].ravel()
     kept = rng.random(len(words)) < word_chance
@@ -57,7 +65,7 @@ def make_extreme_multilabel(
         shape=(n_rows, n_features),
     )
     X.sum_duplicates()
-    return X, Y
+    return X, (Y if sparse_labels else Y.toarray())
 
 
 def make_tag_table(n_rows: int, n_labels: int, seed: int = 0) -> pl.DataFrame:
