@@ -64,7 +64,7 @@ def _tags(rows: int, labels: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     Y, names = encode_labels(table, LabelSpec(set_column="tags", separator="|"), source="tags")
     cut = int(rows * 0.8)
     docs = table.select("doc")
-    return docs.head(cut), pl.DataFrame(Y[:cut], schema=names), docs.tail(rows - cut)
+    return docs.head(cut), pl.DataFrame(Y[:cut].toarray(), schema=names), docs.tail(rows - cut)
 
 
 def _body(frame: pl.DataFrame, params: dict[str, Any] | None = None) -> bytes:

@@ -45,9 +45,10 @@ def load(root: Path, name: str) -> dict[str, Any]:
 
         n_rows, n_labels = int(m.group(1)), int(m.group(2))
         df = make_text_table(n_rows, n_labels, vocabulary=max(5000, n_rows), seed=7)
-        X, Y, labels = table_xy(
+        X, Ys, labels = table_xy(
             df, LabelSpec(set_column="topics", separator="|"), exclude=["doc_id", "published"]
         )
+        Y = Ys.toarray()  # the peers' own metrics read dense labels
         cut = int(0.75 * n_rows)
         return {"name": name, "Xtr": X[:cut], "Xte": X[cut:], "Ytr": Y[:cut], "Yte": Y[cut:],
                 "labels": labels, "indicator": None}  # fmt: skip

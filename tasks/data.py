@@ -203,10 +203,13 @@ def test_only_labels(cfg: Config, train_path: str, test_path: str) -> list[str]:
     """A warning naming the labels of the test part that no training row holds (a long tail
     of tags has them): the model cannot learn them, so they are left out of its test
     metrics; empty when there are none."""
+    import numpy as np
+
     from labelwise.pipeline.tables import read_labels
 
     def present(Y: Any, labels: list[str]) -> set[str]:
-        return {lab for lab, n in zip(labels, Y.sum(axis=0), strict=True) if n}
+        counts = np.asarray(Y.sum(axis=0)).ravel()  # Y may be sparse (a label-set column)
+        return {lab for lab, n in zip(labels, counts, strict=True) if n}
 
     Y, labels = read_labels(cfg, test_path)
     only = sorted(present(Y, labels) - present(*read_labels(cfg, train_path)))

@@ -29,9 +29,10 @@ FAST = {"n_estimators": 60, "cv_folds": 3}
 @pytest.fixture(scope="module")
 def docs():
     df = make_text_table(n_rows=900, n_labels=8, vocabulary=1500, body_words=40, seed=3)
-    X, Y, labels = table_xy(
+    X, Ys, labels = table_xy(
         df, LabelSpec(set_column="topics", separator="|"), exclude=["doc_id", "published"]
     )
+    Y = Ys.toarray()  # a label-set column's matrix is sparse; these tests index it densely
     return X[:700], Y[:700], X[700:], Y[700:], labels
 
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
 from labelwise.engine.text import (
@@ -201,8 +202,9 @@ def encode_labels(
     labels: Sequence[str] | None = None,
     source: str = "table",
     others: bool = False,
-) -> tuple[np.ndarray, list[str]]:
-    """Return ``Y`` (uint8, n x L) and the label names.
+) -> tuple[Any, list[str]]:
+    """Return ``Y`` (uint8, n x L: a scipy CSR matrix for a label-set column, whose labels may
+    number 100,000; dense for indicator columns) and the label names.
 
     ``labels`` fixes the label order (e.g. the trained model's); otherwise indicator columns keep
     table order and label-set names are sorted. With ``labels``, a label of the table outside
@@ -294,7 +296,7 @@ def _encode_label_sets(
                 f"{where} holds no label at all (every row is empty); check the "
                 "column and the separator"
             )
-    _check_label_matrix_size(where, len(s), len(labels))
+    _check_label_count(where, len(s), len(labels))
     index = {lab: j for j, lab in enumerate(labels)}
     unknown = sorted(set(flat.unique().to_list()) - set(index))
     if unknown and not others:
@@ -305,24 +307,25 @@ def _encode_label_sets(
     lengths = s.list.eval(pl.element().filter(pl.element() != "")).list.len().to_numpy()
     rows = np.repeat(np.arange(len(s)), lengths)
     cols = np.fromiter((index[v] for v in flat.to_list()), dtype=np.int64, count=len(flat))
-    Y = np.zeros((len(s), len(labels)), dtype=np.uint8)
-    Y[rows, cols] = 1
+    Y = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.uint8), (rows, cols)), shape=(len(s), len(labels))
+    )
+    Y.sum_duplicates()  # a label named twice in a row is one label
+    Y.data[:] = 1
     return Y, list(labels)
 
 
-# the largest label matrix a label-set column may make (one byte a cell): 1M distinct strings
-# over 100k rows would be 93 GiB, and the process would die without a word
-MAX_LABEL_CELLS = 4 * 2**30
+# the most distinct labels a label-set column may hold: more is a separator that splits
+# nothing (every row one label string) or ids, not labels
+MAX_LABELS = 1_000_000
 
 
-def _check_label_matrix_size(where: str, n_rows: int, n_labels: int) -> None:
-    cells = n_rows * n_labels
-    if cells > MAX_LABEL_CELLS:
+def _check_label_count(where: str, n_rows: int, n_labels: int) -> None:
+    if n_labels > MAX_LABELS:
         raise DataError(
-            f"{where} has {n_labels:,} distinct labels over {n_rows:,} rows: their 0/1 matrix "
-            f"would take {cells / 2**30:.1f} GiB (the limit is {MAX_LABEL_CELLS / 2**30:.0f} GiB); "
-            "keep the labels that can be learned (e.g. those on at least 5 rows) or check the "
-            "separator"
+            f"{where} has {n_labels:,} distinct labels over {n_rows:,} rows (the limit is "
+            f"{MAX_LABELS:,}); keep the labels that can be learned (e.g. those on at least 5 "
+            "rows) or check the separator"
         )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelwise.engine.errors import DataError
-from labelwise.engine.sparse import by_columns, dense_column, dense_rows
+from labelwise.engine.sparse import by_columns, column_means, dense_column, dense_rows
 
 
 class MulticlassWarning(UserWarning):
@@ -300,20 +300,28 @@ def most_frequent(Y: Any, k: int | None = None) -> np.ndarray:
     return np.argsort(-counts, kind="stable")[:k]
 
 
-def label_statistics(Y: np.ndarray) -> dict[str, Any]:
-    """Cardinality, density, distinct label sets and prevalence of a label matrix (no copy of
-    it: at 20,000 labels a float copy and an L x L co-occurrence are gigabytes)."""
-    Y = np.asarray(Y)
+def label_statistics(Y: Any) -> dict[str, Any]:
+    """Cardinality, density, distinct label sets and prevalence of a label matrix, dense or
+    scipy sparse (no dense copy of it: at 20,000 labels a float copy and an L x L
+    co-occurrence are gigabytes)."""
+    Y = Y if sp.issparse(Y) else np.asarray(Y)
     n, n_labels = Y.shape
-    per_row = Y.sum(axis=1, dtype=np.int64)
-    distinct = len(np.unique(np.packbits(Y.astype(bool), axis=1), axis=0)) if n else 0
+    per_row = np.asarray(Y.sum(axis=1, dtype=np.int64)).ravel()
+    if sp.issparse(Y):
+        B = sp.csr_matrix(Y)
+        B.eliminate_zeros()
+        B.sort_indices()
+        rows = np.split(B.indices, B.indptr[1:-1]) if n else []
+        distinct = len({tuple(a.tolist()) for a in rows})
+    else:
+        distinct = len(np.unique(np.packbits(Y.astype(bool), axis=1), axis=0)) if n else 0
     return {
         "n_rows": n,
         "n_labels": n_labels,
         "cardinality": float(per_row.mean()) if n else 0.0,
         "density": float(per_row.mean() / n_labels) if n and n_labels else 0.0,
         "distinct_label_sets": int(distinct),
-        "prevalence": (Y.mean(axis=0) if n else np.zeros(n_labels)).tolist(),
+        "prevalence": (column_means(Y) if n else np.zeros(n_labels)).tolist(),
     }
 
 

@@ -20,11 +20,12 @@ from labelwise.engine.metrics import (
     most_frequent,
     per_label_table,
 )
+from labelwise.engine.sparse import column_means
 
 
 def write_report(
     out: Path,
-    Y: np.ndarray,
+    Y: Any,
     S: Any,
     thresholds: np.ndarray,
     labels: list[str],
@@ -32,8 +33,8 @@ def write_report(
     prefix: str = "test",
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate probabilities ``S`` (dense or scipy sparse) against ``Y``; write files into
-    ``out``; return metrics."""
+    """Evaluate probabilities ``S`` against ``Y`` (each dense or scipy sparse); write files
+    into ``out``; return metrics."""
     from labelwise.engine.thresholds import apply_thresholds
 
     out.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,7 @@ def write_report(
     metrics = evaluate(Y, P, S)
     table = pl.DataFrame(per_label_table(Y, P, S, labels)).with_columns(
         pl.Series("threshold", np.asarray(thresholds, dtype=np.float64)),
-        pl.Series("prevalence", Y.mean(axis=0).astype(np.float64)),
+        pl.Series("prevalence", column_means(Y)),
     )
     table.with_columns(pl.col(pl.Float64).round(4)).write_csv(out / f"{prefix}_per_label.csv")
     stats = label_statistics(Y)
@@ -58,7 +59,7 @@ def write_report(
 
 def write_plots(
     out: Path,
-    Y: np.ndarray,
+    Y: Any,
     S: Any,
     table: pl.DataFrame,
     labels: list[str],
@@ -78,7 +79,9 @@ def write_plots(
         if len(order) == len(labels)
         else f"the {len(order)} most frequent of {len(labels)} labels"
     )
-    support = Y.sum(axis=0)[order]
+    support = np.asarray(Y.sum(axis=0, dtype=np.int64)).ravel()[order]
+    Y_shown = Y[:, order]  # a few columns: dense even when the labels are sparse
+    Y_shown = Y_shown.toarray() if sp.issparse(Y_shown) else np.asarray(Y_shown)
     _bars(
         out / f"{prefix}_per_label_f1.png",
         names,
@@ -89,7 +92,7 @@ def write_plots(
         (0, 1.1),
         [f"{v:.2f}\nn={n}" for v, n in zip(f1, support, strict=True)],
     )
-    share = Y.mean(axis=0)[order]
+    share = column_means(Y)[order]
     _bars(
         out / f"{prefix}_label_frequencies.png",
         names,
@@ -103,8 +106,8 @@ def write_plots(
     thr = table.get_column("threshold").to_numpy()[order]
     S_shown = S[:, order]  # a few columns: dense even when the scores are sparse
     S_shown = S_shown.toarray() if sp.issparse(S_shown) else S_shown
-    _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y[:, order], S_shown, names, thr)
-    _cooccurrence(out / f"{prefix}_label_cooccurrence.png", cooccurrence(Y[:, order]), names)
+    _curves(out / f"{prefix}_pr_and_threshold_curves.png", Y_shown, S_shown, names, thr)
+    _cooccurrence(out / f"{prefix}_label_cooccurrence.png", cooccurrence(Y_shown), names)
 
 
 def _bars(
