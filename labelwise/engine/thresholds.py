@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from labelwise.engine.errors import ConfigError
+from labelwise.engine.errors import ConfigError, DataError
 from labelwise.engine.params import Constraint, Interval, Options, check_params
 
 OBJECTIVES = ("f1", "fbeta", "precision", "recall")
@@ -230,17 +230,18 @@ Cuts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 class _Scores:
     """Held-out labels and scores, each dense or scipy sparse, read label by label or pooled.
 
-    A sparse score matrix (a label tree's: the labels it did not search are absent) is never
-    made dense: its stored entries are the scored rows, every other row scores 0."""
+    A sparse score matrix of probabilities (a label tree's: the labels it did not search are
+    absent) is never made dense: its stored entries are the scored rows, every other row scores
+    0, below them all (a sparse matrix with negative scores is read dense)."""
 
     def __init__(self, Y: Any, P: Any) -> None:
-        self.sparse = sp.issparse(P)
+        self.sparse = sp.issparse(P) and not (P.data < 0).any()
         self.n_rows, self.n_labels = P.shape
         if Y.shape != P.shape:
-            raise ValueError(f"labels {Y.shape} and scores {P.shape} differ in shape")
+            raise DataError(f"labels {Y.shape} and scores {P.shape} differ in shape")
         if not self.sparse:
             self.Y = np.asarray(Y.toarray() if sp.issparse(Y) else Y)
-            self.P = np.asarray(P, dtype=np.float64)
+            self.P = np.asarray(P.toarray() if sp.issparse(P) else P, dtype=np.float64)
             return
         S = sp.csc_matrix(P, dtype=np.float64)
         S.eliminate_zeros()
