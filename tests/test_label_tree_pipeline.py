@@ -69,6 +69,11 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     per_label = c.download_artifacts(run.info.run_id, "evaluation/test_per_label.csv", tmp_path)
     table = pl.read_csv(per_label)
     assert table.height > 1000
+    typed = pl.read_parquet(
+        c.download_artifacts(run.info.run_id, "evaluation/test_per_label.parquet", tmp_path)
+    )
+    assert typed["label"].to_list() == table["label"].cast(pl.String).to_list()
+    assert typed.schema["f1"] == pl.Float64 and typed.schema["support"] == pl.Int64
 
     rows = df.tail(5).drop("tags")
     rows.write_parquet(tmp_path / "rows.parquet")

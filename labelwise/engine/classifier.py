@@ -631,7 +631,8 @@ class LabelwiseClassifier(Parameters):
         callbacks: Sequence[FitCallback] = (),
         executor: Executor | None = None,
     ) -> LabelwiseClassifier:
-        """Fit on features ``X`` (polars/pandas frame or array) and 0/1 labels ``Y`` (n x L).
+        """Fit on features ``X`` (polars/pandas frame or array) and 0/1 labels ``Y`` (n x L:
+        an array, a frame or a scipy sparse matrix).
 
         ``eval_set=(X_valid, Y_valid)`` replaces the internal validation split. ``callbacks``
         (:mod:`labelwise.engine.callbacks`, called in order) hear of every finished per-label

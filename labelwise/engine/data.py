@@ -675,8 +675,9 @@ def table_xy(
     labels: Sequence[str] | None = None,
     source: str = "table",
     others: bool = False,
-) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
-    """A labelled table as (feature columns, Y uint8 n x L, label names): what ``fit`` takes.
+) -> tuple[pl.DataFrame, Any, list[str]]:
+    """A labelled table as (feature columns, Y uint8 n x L -- CSR for a label-set column --,
+    label names): what ``fit`` takes.
 
     ``features`` default to every column that is not a label column or in ``exclude``;
     ``labels`` fixes the label order (a trained model's); ``others``: labels outside them are

@@ -45,6 +45,8 @@ def write_report(
         pl.Series("prevalence", column_means(Y)),
     )
     table.with_columns(pl.col(pl.Float64).round(4)).write_csv(out / f"{prefix}_per_label.csv")
+    # the same at full precision, typed, for tables of 100,000 labels read back by a program
+    table.write_parquet(out / f"{prefix}_per_label.parquet")
     stats = label_statistics(Y)
     (out / f"{prefix}_metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "thresholds.json").write_text(

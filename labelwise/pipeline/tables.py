@@ -30,7 +30,7 @@ def read_xy(
     labels: list[str] | None = None,
     others: bool = False,
     rows: int | None = None,
-) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
+) -> tuple[pl.DataFrame, Any, list[str]]:
     """Features (polars), Y and label names of a table (its first ``rows`` when given);
     ``labels`` fixes the label order (``others``: the table's other labels are left out, not
     refused)."""
@@ -57,7 +57,7 @@ def has_text(cfg: Config, path: str, sample: int = 2000) -> bool:
     return bool(feature_kinds(X, X.columns)["text"])
 
 
-def read_labels(cfg: Config, path: str) -> tuple[np.ndarray, list[str]]:
+def read_labels(cfg: Config, path: str) -> tuple[Any, list[str]]:
     """The 0/1 label matrix and label names of the table at ``path``, its label columns
     alone read."""
     from labelwise.engine.data import encode_labels, read_table, scan_table
