@@ -243,16 +243,38 @@ def run_train(size: str, timeline: Path | None = None) -> dict[str, Any]:
             [client.get_experiment_by_name(cfg["name"]).experiment_id], max_results=1
         )[0]
         m = run.data.metrics
+        sizes = _model_sizes(folder)
         return {
             "dataset": f"tags-{size}",
             "system": "labelwise train (label_tree)",
             "wall_seconds": round(wall, 1),
             "peak_rss_mb": round(peak / 2**20),
+            **sizes,
             **{
                 k: m[f"test/{k}"]
                 for k in ("precision_at_1", "precision_at_5", "f1_micro", "f1_macro")
             },
         }
+
+
+def _model_sizes(folder: Path) -> dict[str, float]:
+    """MB of the registered model directory (the first one under ``folder`` holding a
+    manifest), of its manifest and of its reference (drift) profile."""
+    manifest = next(folder.rglob("manifest.json"), None)
+    if manifest is None:
+        return {}
+    model = manifest.parent
+
+    def mb(path: Path) -> float:
+        return round(path.stat().st_size / 2**20, 2) if path.is_file() else 0.0
+
+    return {
+        "model_dir_mb": round(
+            sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20, 1
+        ),
+        "manifest_mb": mb(manifest),
+        "reference_profile_mb": mb(model / "reference.json"),
+    }
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
