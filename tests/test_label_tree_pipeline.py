@@ -74,6 +74,9 @@ def test_a_tag_table_with_2000_labels(tmp_path: Path, prefect_api):
     )
     assert typed["label"].to_list() == table["label"].cast(pl.String).to_list()
     assert typed.schema["f1"] == pl.Float64 and typed.schema["support"] == pl.Int64
+    # a tree's weights belong to nodes, not labels: no top-terms table (it was labels x terms)
+    terms = c.download_artifacts(run.info.run_id, "evaluation/top_terms.csv", tmp_path)
+    assert pl.read_csv(terms).height == 0
 
     rows = df.tail(5).drop("tags")
     rows.write_parquet(tmp_path / "rows.parquet")

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 def top_terms(clf: LabelwiseClassifier, k: int = 10) -> pl.DataFrame:
     """Per label, its ``k`` terms of largest positive weight: columns ``label``, ``rank``,
     ``column`` (the text column), ``term``, ``weight`` and ``source`` (``linear`` or
-    ``trees``). Empty without text columns."""
+    ``trees``). Empty without text columns, and for a label tree: its weights belong to tree
+    nodes shared by many labels, not to one label (and a labels x terms matrix of it was 37 GB
+    at 50,000 labels)."""
     enc = clf.encoder_
-    if not enc.text:
+    if not enc.text or clf.tree_ is not None:
         return pl.DataFrame(
             schema={
                 "label": pl.String,
