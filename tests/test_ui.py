@@ -210,6 +210,8 @@ def test_flow_runs_are_readable_in_the_prefect_ui(tmp_path):
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{info['ui']}/runs")
             page.get_by_text(run["name"]).first.wait_for(timeout=120_000)
+            # the row's flow name arrives with a second request, after the run's own name
+            page.get_by_text("labelwise-train").first.wait_for(timeout=60_000)
             text = page.inner_text("body")
             assert "labelwise-train" in text and "Completed" in text
             assert "Can't connect" not in text  # the UI reaches this server's API
