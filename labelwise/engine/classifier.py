@@ -654,10 +654,7 @@ class LabelwiseClassifier(Parameters):
             if categorical_features is not None
             else self.encoder_.categorical_indices
         )
-        train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
-        # the training rows' labels without a dense copy of them (gigabytes at 20,000 labels)
-        Y_train = Ya if len(train_rows) == Ya.shape[0] else sp.csr_matrix(Ya)[train_rows]
-        self.label_weights_ = Weighting.coerce(self.weighting).weights(Y_train, self.labels_)
+        self.label_weights_ = self._label_weights(Ya, splits)
         self.orders_ = self._chain_orders(Ya) if self.strategy_ in DEPENDENCY_STRATEGIES else []
         tree = self.strategy_ == "label_tree"
         weight = 0.0 if tree else self._resolve_linear_weight(Xa)
@@ -681,6 +678,13 @@ class LabelwiseClassifier(Parameters):
         self._fit_thresholds(Ya, valid_rows, P_valid)
         self.n_features_in_ = len(self.encoder_.features)
         return self
+
+    def _label_weights(self, Ya: Any, splits: Splits) -> np.ndarray:
+        """Each label's positive-class weight from the rows some member trains on, read
+        without a dense copy of them (gigabytes at 20,000 labels)."""
+        train_rows = np.unique(np.concatenate([tr for tr, _ in splits]))
+        Y_train = Ya if len(train_rows) == Ya.shape[0] else sp.csr_matrix(Ya)[train_rows]
+        return Weighting.coerce(self.weighting).weights(Y_train, self.labels_)
 
     def _planned(self, trees: bool, n_labels: int, splits: Splits) -> int:
         """How many per-label boosters the fit trains (what the callbacks count)."""
