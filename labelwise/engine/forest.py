@@ -80,6 +80,8 @@ class MergedForest:
         """Probabilities (n x labels, float64), the members' mean."""
         n = X.shape[0]
         out = np.tile(self.constants, (n, 1))
+        if n == 0:  # LightGBM's empty answer cannot be reshaped to n x labels
+            return out
         rows = np.arange(n)[:, None]
         for g in self.groups:
             P = np.asarray(g.booster.predict(X, num_threads=num_threads), dtype=np.float64)
