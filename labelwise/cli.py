@@ -793,21 +793,29 @@ def server_start(debug: DebugOpt = False) -> None:
 
 @server_app.command("status")
 def server_status() -> None:
-    """Is the local Prefect server running? Exit 0 if so, 1 if not."""
+    """Is the local Prefect server running (and warm processes)? Exit 0 if so, 1 if not."""
+    from labelwise.pipeline import warm_process
     from labelwise.pipeline.prefect_server import running
 
+    for w in warm_process.running():
+        out.print(f"warm process: pid {w['pid']} waits for the next command", soft_wrap=True)
     info = running()
     if info is None:
         out.print("no local Prefect server: each command starts an ephemeral one")
         raise typer.Exit(1)
-    out.print(f"running: {info['ui']} (pid {info['pid']}, log {info['log']})", soft_wrap=True)
+    how = ", started for the warm process: it stops with it" if info.get("on_demand") else ""
+    out.print(f"running: {info['ui']} (pid {info['pid']}, log {info['log']}{how})", soft_wrap=True)
 
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the local Prefect server (commands go back to an ephemeral API each)."""
+    """Stop the local Prefect server and the warm processes (commands go back to an ephemeral
+    API each, until a command leaves a warm process again)."""
+    from labelwise.pipeline import warm_process
     from labelwise.pipeline.prefect_server import stop
 
+    for pid in warm_process.stop_all():
+        out.print(f"stopped the warm process {pid}")
     info = stop()
     if info is None:
         out.print("no local server was running")

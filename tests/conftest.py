@@ -11,6 +11,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
+# no warm process outlives a test's command (tests/test_warm.py turns it on where it tests it)
+os.environ["LABELWISE_WARM"] = "0"
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402

@@ -83,6 +83,36 @@ def configure_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 
 
+# Started through this launcher, which exits at once: the process is then nobody's child, so
+# the watchdog that ends a killed command's children (reap_children_on_exit) spares it.
+_LAUNCHER = """
+import subprocess, sys
+log = open(sys.argv[1], "ab")
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     start_new_session=True)
+print(p.pid, flush=True)
+"""
+
+
+def start_detached(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: str | None = None
+) -> int:
+    """Start ``cmd`` in a session of its own, its output appended to ``log``, as nobody's
+    child (it outlives this process and its watchdog); its pid."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", _LAUNCHER, str(log), *cmd],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
 
 

@@ -14,14 +14,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from labelwise.engine.errors import LabelwiseError
-from labelwise.pipeline.environment import pid_alive, process_started, state_dir
+from labelwise.pipeline.environment import (
+    pid_alive,
+    process_started,
+    start_detached,
+    state_dir,
+)
 
 FILE = "prefect-server.json"
 
@@ -84,20 +88,11 @@ def use_running_server() -> str | None:
     return str(info["url"])
 
 
-# Started through this launcher, which exits at once: the server is then nobody's child, so the
-# watchdog that ends a killed command's children (environment.reap_children_on_exit) spares it.
-_LAUNCHER = """
-import subprocess, sys
-log = open(sys.argv[1], "ab")
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                     start_new_session=True)
-print(p.pid, flush=True)
-"""
-
-
-def start(timeout: float = 180.0) -> dict[str, Any]:
+def start(timeout: float = 180.0, *, on_demand: bool = False) -> dict[str, Any]:
     """Start the local server (or return the one that runs) and wait until it answers; two
-    starts at once start one server (the second waits for the first and returns it)."""
+    starts at once start one server (the second waits for the first and returns it).
+    ``on_demand``: started by a warm process, which stops it when it stops; a user's
+    ``server start`` of such a server makes it theirs (it then runs until ``server stop``)."""
     import fcntl
 
     lock = state_dir() / "prefect-server.lock"
@@ -112,11 +107,14 @@ def start(timeout: float = 180.0) -> dict[str, Any]:
         fcntl.flock(fh, fcntl.LOCK_EX)
         info = running()
         if info is not None:
+            if info.get("on_demand") and not on_demand:
+                info.pop("on_demand")
+                server_file().write_text(json.dumps(info))
             return info | {"already": True}
-        return _start(timeout)
+        return _start(timeout, on_demand)
 
 
-def _start(timeout: float) -> dict[str, Any]:
+def _start(timeout: float, on_demand: bool) -> dict[str, Any]:
     from labelwise.pipeline.environment import configure_environment
 
     configure_environment()
@@ -134,14 +132,7 @@ def _start(timeout: float) -> dict[str, Any]:
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
     }
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", _LAUNCHER, str(log), *cmd],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    pid = int(out.stdout.strip())
+    pid = start_detached(cmd, log, env)
     deadline = time.monotonic() + timeout
     while not healthy(url, timeout=1.0):
         if not pid_alive(pid) or time.monotonic() > deadline:
@@ -155,7 +146,7 @@ def _start(timeout: float) -> dict[str, Any]:
         "url": url,
         "ui": url.removesuffix("/api"),
         "log": str(log),
-    }
+    } | ({"on_demand": True} if on_demand else {})
     try:
         server_file().write_text(json.dumps(info))
     except OSError as exc:
