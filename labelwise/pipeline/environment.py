@@ -124,7 +124,7 @@ def redact(text: str) -> str:
 
 # Runs in a separate, minimal Python process (`python -I -c`): every second it notes the
 # processes descended from PARENT; once PARENT is gone (killed, even with -9), it sends them
-# SIGTERM, then SIGKILL to what is left after 5 s.
+# SIGTERM, then SIGKILL to what is left after 5 s, and exits once none is left.
 _REAPER = """
 import os, signal, sys, time
 parent, me = int(sys.argv[1]), os.getpid()
@@ -150,12 +150,16 @@ while os.getppid() == parent:
     seen = children() or seen
     time.sleep(1)
 for sig in (signal.SIGTERM, signal.SIGKILL):
-    for pid in seen:
+    for pid in list(seen):
         try:
             os.kill(pid, sig)
         except OSError:
-            pass
-    time.sleep(5)
+            seen.discard(pid)
+    for _ in range(50):
+        if not seen:
+            sys.exit()
+        seen = {p for p in seen if os.path.exists(f'/proc/{p}')}
+        time.sleep(0.1)
 """
 
 
