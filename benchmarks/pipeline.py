@@ -138,8 +138,8 @@ def small_commands(homes: list[Home], emotions: Path, tmp: Path) -> list[dict]:
     for home in homes:
         row: dict = {"home": home.name}
         row["train_s"] = home.run("train", "-c", str(emotions))[0]  # registers the champion
-        row["wait_before_validate_s"] = home.waited
         row["validate_s"] = home.run("validate", "-c", str(emotions))[0]
+        row["wait_before_validate_s"] = home.waited  # for the warm process train left
         model = "models:/emotions@champion"
         scored = str(home.path / "scored.parquet")
         row["predict_1000_s"] = home.run(

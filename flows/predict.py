@@ -27,7 +27,10 @@ def predict_flow(
     result = score_chunks(
         model, input_path, output_path, chunk_rows, tracking_uri, overwrite, top_k
     )
-    msg = f"scored {result.rows} rows with {result.model} -> {result.output}"
+    msg = (
+        f"scored {result.rows} rows with {result.model} -> {result.output} "
+        f"({result.seconds:.1f} s, {result.rows_per_second:,.0f} rows/s)"
+    )
     if result.unseen_categories:
         msg += f"; unseen categories treated as missing: {result.unseen_categories}"
     print(msg)

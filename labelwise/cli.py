@@ -605,7 +605,10 @@ def predict(
         return predict_flow(*args)
 
     res: BatchPrediction = _run(body, debug)
-    out.print(f"[green]scored[/] {res.rows} rows with {res.model} -> {res.output}")
+    out.print(
+        f"[green]scored[/] {res.rows} rows with {res.model} -> {res.output} "
+        f"({res.seconds:.1f} s, {res.rows_per_second:,.0f} rows/s)"
+    )
     if res.unseen_categories:
         out.print(f"[yellow]unseen categories (scored as missing):[/] {res.unseen_categories}")
 

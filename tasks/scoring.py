@@ -4,6 +4,7 @@ bounded-memory chunks to a temporary name and renamed when complete."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,7 @@ def score_file(
     keep = [c for c in names if c not in set(clf.encoder_.features)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    n_rows, writer = 0, None
+    n_rows, writer, started = 0, None, time.perf_counter()
     unseen: dict[str, int] = {}
     try:
         # a chunk's probabilities stay within CHUNK_CELLS (100,000 rows x 20,000 labels would
@@ -101,7 +102,13 @@ def score_file(
         if writer is not None:
             writer.close()
     tmp.replace(out)  # never leave a half-written output under the final name
-    return BatchPrediction(rows=n_rows, output=str(out), model=what, unseen_categories=unseen)
+    return BatchPrediction(
+        rows=n_rows,
+        output=str(out),
+        model=what,
+        unseen_categories=unseen,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _refuse_output_columns(

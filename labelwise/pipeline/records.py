@@ -258,9 +258,15 @@ class TriggeredRun:
 @dataclass(frozen=True)
 class BatchPrediction:
     """A table scored by ``labelwise predict``: its rows, the parquet written, the model that
-    scored it, and the categories it had never seen in training (scored as missing)."""
+    scored it, the categories it had never seen in training (scored as missing), and the
+    seconds from the first chunk read to the output renamed (the model's load not counted)."""
 
     rows: int
     output: str
     model: str
     unseen_categories: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
