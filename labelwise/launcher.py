@@ -155,17 +155,16 @@ def serve(k: str, successor: bool) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | (0 if successor else fcntl.LOCK_NB))
     except BlockingIOError:
-        return  # another warm process serves this key
+        _log("another warm process serves this key")
+        return
     home, base_env = os.getcwd(), dict(os.environ)
     from labelwise.pipeline import prefect_server
 
-    if not os.environ.get("PREFECT_API_URL"):
-        prefect_server.start(on_demand=True)
+    if not os.environ.get("PREFECT_API_URL"):  # the state directory's server, on demand
+        os.environ["PREFECT_API_URL"] = prefect_server.start(on_demand=True)["url"]
     from labelwise import cli
 
     cli._env(False)
-    if not os.environ.get("PREFECT_API_URL"):
-        return  # the server died meanwhile: commands stay cold
     for name in PRELOAD:
         with contextlib.suppress(ImportError):  # an extra that is not installed
             importlib.import_module(name)
@@ -183,15 +182,18 @@ def serve(k: str, successor: bool) -> None:
              "since": time.time()}
         )
     )  # fmt: skip
+    _log(f"ready ({wp.socket_path(k)}, Prefect API {os.environ['PREFECT_API_URL']})")
     listener.settimeout(idle)
     while True:
         try:
             conn, _ = listener.accept()
         except TimeoutError:
+            _log(f"no command for {idle} s: stopping")
             _retire(k, mine)
             return
         taken = _take(conn)
         if taken is False:  # the Prefect server went away: let a new warm process start
+            _log(f"the Prefect server at {os.environ['PREFECT_API_URL']} is gone: stopping")
             _retire(k, mine)
             return
         if isinstance(taken, tuple):
@@ -237,9 +239,11 @@ def _run_command(conn: socket.socket, request: dict[str, Any]) -> int:
     """Run one command line as the client would have: its directory, environment, stdio."""
     from labelwise import cli
 
+    api = os.environ["PREFECT_API_URL"]  # what Prefect was imported with
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    os.environ.setdefault("PREFECT_API_URL", api)
     for i, fd in enumerate(request["fds"]):
         os.dup2(fd, i)
         os.close(fd)
@@ -286,6 +290,12 @@ def _run_command(conn: socket.socket, request: dict[str, Any]) -> int:
             os.dup2(null, i)
         os.close(null)
     return code
+
+
+def _log(message: str) -> None:
+    """A line in ``warm.log`` (this process's stderr), dated."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} warm process {os.getpid()}: {message}",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _unlink_if_mine(path: Path, inode: int) -> None:

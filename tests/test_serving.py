@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -108,6 +109,28 @@ def test_mlflow_serves_the_champion(tmp_path: Path, prefect_api):
         for p in preds:
             assert all(0 <= p[f"p:{lab}"] <= 1 for lab in labels)
             assert set(p["labels"]) <= set(labels)
+
+        # the same probabilities and label sets from the engine and from batch predict
+        from labelwise.tasks.registry import load_model
+        from labelwise.tasks.scoring import score_file
+
+        clf, _ = load_model("models:/served@champion", uri)
+        engine = clf.predict_proba(rows)
+        served = np.array([[p[f"p:{lab}"] for lab in clf.labels_] for p in preds])
+        np.testing.assert_allclose(served, engine, rtol=0, atol=1e-12)
+        rows.write_parquet(tmp_path / "three.parquet")
+        score_file(
+            "models:/served@champion",
+            str(tmp_path / "three.parquet"),
+            str(tmp_path / "scored.parquet"),
+            100_000,
+            uri,
+        )
+        batch = pl.read_parquet(tmp_path / "scored.parquet")
+        np.testing.assert_allclose(
+            batch.select([f"p:{lab}" for lab in clf.labels_]).to_numpy(), engine, rtol=0, atol=0
+        )
+        assert batch["labels"].to_list() == [p["labels"] for p in preds]
 
         missing = {
             "columns": [c for c in split["columns"] if c != "x05"],
