@@ -702,6 +702,16 @@ def _require_server(command: str, what: str) -> None:
         raise ConfigError(
             f"{command} needs {what}: `labelwise server start`, or set PREFECT_API_URL"
         )
+    from labelwise.pipeline import prefect_server
+
+    info = prefect_server.running()
+    if info is not None and info.get("on_demand") and info["url"] == os.environ["PREFECT_API_URL"]:
+        prefect_server.start()  # keep it: schedules must outlive the warm process's idle stop
+        out.print(
+            f"note: the local Prefect server {info['ui']} now runs until `labelwise server "
+            "stop` (it had been started for the warm process, which would stop it)",
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -95,7 +95,7 @@ def _remote(k: str, argv: list[str]) -> int | None:
 def _leave_warm(k: str, idle: int) -> None:
     """After a cold command: start a warm process for the next one, unless one lives."""
     try:
-        if wp.held(wp.lock_path(k)):
+        if len(str(wp.socket_path(k))) > wp.MAX_SOCKET_PATH or wp.held(wp.lock_path(k)):
             return
         wp.spawn(k)
     except (OSError, subprocess.CalledProcessError):

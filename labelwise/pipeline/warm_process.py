@@ -36,23 +36,12 @@ from labelwise.pipeline.environment import (
 
 SETTING = "LABELWISE_WARM"
 DEFAULT_IDLE = 600
-# the commands a warm process runs; `server` and `worker` manage processes themselves
+# the commands a warm process runs; `server`, `worker`, `deploy` and `trigger` are about a
+# Prefect server that outlives commands, not one a warm process started for itself
 COMMANDS = frozenset(
-    {
-        "train",
-        "tune",
-        "validate",
-        "evaluate",
-        "promote",
-        "rollback",
-        "predict",
-        "monitor",
-        "deploy",
-        "trigger",
-        "demo",
-        "config",
-    }
-)
+    {"train", "tune", "validate", "evaluate", "promote", "rollback", "predict", "monitor",
+     "demo", "config"}
+)  # fmt: skip
 # variables a terminal or shell changes between commands, read by nothing at import time
 _VOLATILE = frozenset(
     {"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "TERM", "COLORTERM", "NO_COLOR",
@@ -117,6 +106,10 @@ def _code_stamp() -> str:
                 elif e.name.endswith(".py"):
                     newest = max(newest, e.stat().st_mtime_ns)
     return str(newest)
+
+
+# a Unix socket's path is at most 107 bytes (Linux): a deeper state directory stays cold
+MAX_SOCKET_PATH = 100
 
 
 def socket_path(k: str) -> Path:
