@@ -37,10 +37,11 @@ from labelwise.pipeline.environment import (
 SETTING = "LABELWISE_WARM"
 DEFAULT_IDLE = 600
 # the commands a warm process runs; `server`, `worker`, `deploy` and `trigger` are about a
-# Prefect server that outlives commands, not one a warm process started for itself
+# Prefect server that outlives commands, not one a warm process started for itself, and
+# `demo` is the embedded quickstart: it leaves no server behind
 COMMANDS = frozenset(
     {"train", "tune", "validate", "evaluate", "promote", "rollback", "predict", "monitor",
-     "demo", "config"}
+     "config"}
 )  # fmt: skip
 # variables a terminal or shell changes between commands, read by nothing at import time
 _VOLATILE = frozenset(
