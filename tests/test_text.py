@@ -151,6 +151,54 @@ def test_vocabulary_round_trip_transforms_identically(texts, ngram_max):
     assert counts2.sum() == sum(len(w) for w in words) or ngram_max > 1
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab de\u00e9_1.", min_size=0, max_size=30), min_size=2, max_size=20),
+    st.integers(1, 3),
+    st.integers(0, 2),
+)
+def test_character_ngrams_are_scikit_learns(texts, ngram_min, extra):
+    settings = TextSettings(analyzer="char_wb", ngram_min=ngram_min, ngram_max=ngram_min + extra)
+    column = TextColumn("t", settings)
+    s = pl.Series("t", texts)
+    try:
+        column.fit_transform(s, "table")
+    except DataError:  # no term in any document
+        return
+    again = TextColumn.from_json("t", settings, column.to_json(), "m")
+    ref = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(ngram_min, ngram_min + extra), sublinear_tf=True
+    )
+    np.testing.assert_allclose(
+        again.transform(s, "table")[1].toarray(),
+        ref.fit_transform(texts).toarray(),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    assert again.terms() == list(ref.get_feature_names_out())
+    _, oov = again.statistics(pl.Series("t", ["zzzz", *texts[:1]]), "table")
+    grams = ref.build_analyzer()("zzzz")  # the padding spaces may be known, the z's are not
+    assert oov[0] == np.mean([g not in ref.vocabulary_ for g in grams]) > 0
+
+
+def test_character_ngrams_model_round_trip(docs, tmp_path: Path):
+    X, Y, Xt, _, labels = docs
+    text = TextSettings(analyzer="char_wb", ngram_min=2, ngram_max=4, max_features=5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        clf = LabelwiseClassifier(**FAST, text=text).fit(X, Y, labels=labels)
+    assert clf.encoder_.text[0].n_terms <= 5000
+    assert all(len(t) <= 4 for t in clf.encoder_.text[0].terms())
+    clf.save(tmp_path / "m")
+    again = LabelwiseClassifier.load(tmp_path / "m")
+    assert again.encoder_.text[0].settings == text
+    np.testing.assert_array_equal(again.predict_proba(Xt), clf.predict_proba(Xt))
+    with pytest.raises(ConfigError, match="ngram_min"):
+        TextSettings(ngram_min=3, ngram_max=2)
+    with pytest.raises(ConfigError, match="analyzer"):
+        TextSettings(analyzer="char")
+
+
 def test_bad_text_values(docs, fitted):
     _, _, Xt, _, _ = docs
     odd = Xt.head(3).with_columns(

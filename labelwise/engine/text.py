@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from labelwise.engine.errors import ConfigError, DataError, ModelFormatError
-from labelwise.engine.params import Constraint, Interval, check_params
+from labelwise.engine.params import Constraint, Interval, Options, check_params
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -41,8 +41,12 @@ TOKEN_PATTERN = r"(?u)\b\w+\b"  # one-character words count ("c", "r", "3"): the
 class TextSettings:
     """How each text column becomes tf-idf columns.
 
-    ngram_max : int in [1, 5]
-        Word n-grams of length 1..ngram_max.
+    analyzer : "word" or "char_wb"
+        What a term is: words, or the character n-grams inside each word (padded with a
+        space at both ends, scikit-learn's ``char_wb``): misspellings, inflections and
+        identifiers (``ERR_42``, ``v2.1``) share terms.
+    ngram_min, ngram_max : int in [1, 5]
+        Terms are n-grams of ``ngram_min``..``ngram_max`` words (or characters).
     min_df : int >= 1
         A term needs at least this many training documents.
     max_features : int >= 1 or None
@@ -56,6 +60,8 @@ class TextSettings:
 
     __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
 
+    analyzer: str = "word"
+    ngram_min: int = 1
     ngram_max: int = 1
     min_df: int = 1
     max_features: int | None = 200_000
@@ -63,6 +69,8 @@ class TextSettings:
     lowercase: bool = True
 
     _constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "analyzer": [Options(("word", "char_wb"))],
+        "ngram_min": [Interval(int, 1, 5)],
         "ngram_max": [Interval(int, 1, 5)],
         "min_df": [Interval(int, 1, None)],
         "max_features": [None, Interval(int, 1, None)],
@@ -72,6 +80,12 @@ class TextSettings:
 
     def __post_init__(self) -> None:
         check_params(asdict(self), self._constraints)
+        if self.ngram_min > self.ngram_max:
+            raise ConfigError(
+                f"text.ngram_min ({self.ngram_min}) is above text.ngram_max "
+                f"({self.ngram_max}): terms are n-grams of ngram_min..ngram_max",
+                param="ngram_min",
+            )
 
     @classmethod
     def coerce(cls, value: TextSettings | dict[str, Any] | None) -> TextSettings:
@@ -89,11 +103,12 @@ class TextSettings:
         from sklearn.feature_extraction.text import CountVectorizer
 
         return CountVectorizer(
-            ngram_range=(1, self.ngram_max),
+            analyzer=self.analyzer,
+            ngram_range=(self.ngram_min, self.ngram_max),
             min_df=self.min_df,
             max_features=self.max_features,
             lowercase=self.lowercase,
-            token_pattern=TOKEN_PATTERN,
+            token_pattern=TOKEN_PATTERN if self.analyzer == "word" else None,
             dtype=np.float32,
         )
 
@@ -182,15 +197,20 @@ class TextColumn:
         """Per document: its length in words and the share of its words outside the
         vocabulary (NaN for an empty document): what text drift is watched on."""
         assert self.counter is not None
-        preprocess, tokenize = self.counter.build_preprocessor(), self.counter.build_tokenizer()
+        import re
+
+        preprocess, tokenize = self.counter.build_preprocessor(), re.compile(TOKEN_PATTERN).findall
+        # a character vocabulary is checked on the document's own terms, a word one on words
+        terms = self.counter.build_analyzer() if self.settings.analyzer != "word" else None
         vocab = self.counter.vocabulary_
         words = np.zeros(s.len())
         oov = np.full(s.len(), np.nan)
         for i, doc in enumerate(documents(s, source)):
             tokens = tokenize(preprocess(doc))
             words[i] = len(tokens)
-            if tokens:
-                oov[i] = sum(t not in vocab for t in tokens) / len(tokens)
+            seen = tokens if terms is None else terms(doc)
+            if seen:
+                oov[i] = sum(t not in vocab for t in seen) / len(seen)
         return words, oov
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
