@@ -35,6 +35,8 @@ from benchmarks.quality import DEFAULT_DATA, PeakRSS, _Guarded
 DATASETS = ["enron-text", "bibtex-text", "tmc2007-500-text"]
 SYSTEMS = ["labelwise", "labelwise-linear", "labelwise-indicator", "sklearn-linearsvc",
            "sklearn-logreg"]  # fmt: skip
+# not run by default: the defaults with character 2-4-grams inside words as the text terms
+OPTIONAL = ["labelwise-char"]
 
 
 def load(root: Path, name: str) -> dict[str, Any]:
@@ -89,7 +91,11 @@ def run_one(root: Path, data: dict[str, Any], system: str) -> dict[str, Any] | N
     with PeakRSS() as rss:
         t0 = time.perf_counter()
         if system.startswith("labelwise"):
-            kw = {"linear_weight": 1.0} if system == "labelwise-linear" else {}
+            from labelwise.engine.text import TextSettings
+
+            kw: dict[str, Any] = {"linear_weight": 1.0} if system == "labelwise-linear" else {}
+            if system == "labelwise-char":
+                kw["text"] = TextSettings(analyzer="char_wb", ngram_min=2, ngram_max=4)
             model = LabelwiseClassifier(**kw).fit(Xtr, Ytr, labels=data["labels"])
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
