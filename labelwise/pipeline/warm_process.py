@@ -56,6 +56,8 @@ def idle_seconds(environ: dict[str, str] | None = None) -> int:
     """How long a warm process waits for a command; 0: no warm process."""
     env = os.environ if environ is None else environ
     raw = env.get(SETTING)
+    if sys.platform == "win32":  # Unix sockets passing file descriptors, fcntl locks
+        return 0
     if raw is None:
         return 0 if env.get("CI", "").lower() not in ("", "0", "false", "no") else DEFAULT_IDLE
     try:
