@@ -141,3 +141,20 @@ def test_the_setting():
     base = {"PATH": "/bin", "MLFLOW_TRACKING_URI": "sqlite:///a.db"}
     assert warm_process.key(base) == warm_process.key(base | {"COLUMNS": "200", "PWD": "/x"})
     assert warm_process.key(base) != warm_process.key(base | {"MLFLOW_TRACKING_URI": "b"})
+
+
+def test_deploy_keeps_a_server_started_for_the_warm_process(tmp_path, monkeypatch):
+    from labelwise import cli
+    from labelwise.pipeline import prefect_server
+
+    monkeypatch.setenv("LABELWISE_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    info = prefect_server.start(on_demand=True)
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", info["url"])
+        cli._require_server("deploy", "a Prefect server")
+        kept = json.loads((tmp_path / "prefect-server.json").read_text())
+        assert kept["pid"] == info["pid"] and "on_demand" not in kept  # an idle stop spares it
+    finally:
+        prefect_server.stop()
+    assert _gone(info["pid"])
