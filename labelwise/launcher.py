@@ -194,7 +194,7 @@ def serve(k: str, successor: bool) -> None:
         taken = _take(conn)
         if taken is False:  # the Prefect server went away: let a new warm process start
             _log(f"the Prefect server at {os.environ['PREFECT_API_URL']} is gone: stopping")
-            _retire(k, mine)
+            _retire(k, mine, stop_server=False)
             return
         if isinstance(taken, tuple):
             break
@@ -218,7 +218,7 @@ def _take(conn: socket.socket) -> tuple[socket.socket, dict[str, Any]] | bool | 
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
             raise OSError("another user")
-        if not prefect_server.healthy(os.environ["PREFECT_API_URL"]):
+        if not _server_alive(prefect_server):
             conn.sendall(b"no\n")
             conn.close()
             return False
@@ -306,16 +306,36 @@ def _unlink_if_mine(path: Path, inode: int) -> None:
         pass
 
 
-def _retire(k: str, inode: int) -> None:
-    """Idle for the whole wait: remove the socket and record; stop the Prefect server that a
-    warm process started, unless another warm process of this state directory still lives."""
+def _server_alive(prefect_server: Any) -> bool:
+    """Whether the Prefect API this process was set up with is still there: the state
+    directory's own server while its process lives (an answer slowed by load is no death),
+    any other one while it answers."""
+    url = os.environ["PREFECT_API_URL"]
+    try:
+        info = json.loads(prefect_server.server_file().read_text())
+        if info.get("url") == url:
+            return bool(prefect_server.ours(info))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return bool(prefect_server.healthy(url, timeout=10.0))
+
+
+def _retire(k: str, inode: int, stop_server: bool = True) -> None:
+    """Remove the socket and record; after an idle wait (``stop_server``), also stop the
+    Prefect server a warm process started, unless another warm process of this state
+    directory still lives."""
     from labelwise.pipeline import prefect_server
 
     _unlink_if_mine(wp.socket_path(k), inode)
     wp.info_path(k).unlink(missing_ok=True)
+    if not stop_server:
+        return
     others = [p for p in state_dir().glob("warm-*.lock") if p != wp.lock_path(k)]
-    info = prefect_server.running()
-    if info and info.get("on_demand") and not any(wp.held(p) for p in others):
+    try:
+        info = json.loads(prefect_server.server_file().read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict) and info.get("on_demand") and not any(wp.held(p) for p in others):
         prefect_server.stop()
 
 
