@@ -36,16 +36,20 @@ BIN = Path(sys.executable).parent
 
 
 def labelwise(
-    home: Path, *args: str, timeout: float = 600, state_env: bool = True
+    home: Path, *args: str, timeout: float = 600, state_env: bool = True, warm: str | None = None
 ) -> subprocess.CompletedProcess:
     """The ``labelwise`` command as a user runs it: its own process, state directory ``home``
     (also its working directory; with ``state_env=False`` no LABELWISE_HOME, so the default
-    ``./.labelwise`` of that directory), no Prefect or MLflow settings of the tests."""
+    ``./.labelwise`` of that directory), no Prefect or MLflow settings of the tests; ``warm``:
+    its LABELWISE_WARM, outside CI (the tests' own is 0)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     env.pop("LABELWISE_HOME", None)
     if state_env:
         env["LABELWISE_HOME"] = str(home)
     env["HOME"] = str(home / "user")  # what labelwise writes outside its state directory
+    if warm is not None:
+        env.pop("CI", None)
+        env["LABELWISE_WARM"] = warm
     return subprocess.run(
         [str(Path(sys.executable).parent / "labelwise"), *args],
         env=env,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,17 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _labelwise(home: Path, *args: str, warm: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env |= {"LABELWISE_HOME": str(home), "HOME": str(home / "user"), "LABELWISE_WARM": warm}
-    env.pop("CI", None)
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "labelwise"), *args],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return servers.labelwise(home, *args, warm=warm)
 
 
 def _ready(home: Path, other_than: int | None = None, timeout: float = 180) -> dict:
