@@ -116,6 +116,13 @@ def _processes_mentioning(text: str) -> set[int]:
     return found
 
 
+def test_the_key_ignores_files_written_beside_the_code(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))  # an editable checkout's folder
+    before = warm_process.key({"PATH": "/bin"})
+    (tmp_path / "scored.parquet").write_bytes(b"x")  # a command's output there
+    assert warm_process.key({"PATH": "/bin"}) == before
+
+
 def test_the_setting():
     assert warm_process.idle_seconds({}) == warm_process.DEFAULT_IDLE
     assert warm_process.idle_seconds({"CI": "true"}) == 0

@@ -90,8 +90,9 @@ def key(environ: dict[str, str] | None = None) -> str:
     )
     h = hashlib.sha256(json.dumps([sys.executable, kept]).encode())
     for p in sys.path:  # an installed or removed package changes its folder's mtime
-        with contextlib.suppress(OSError):
-            h.update(f"{p}:{os.stat(p or '.').st_mtime_ns}".encode())
+        if Path(p).name in ("site-packages", "dist-packages"):  # not a checkout's own folder,
+            with contextlib.suppress(OSError):  # where every file written changes it
+                h.update(f"{p}:{os.stat(p).st_mtime_ns}".encode())
     h.update(_code_stamp().encode())
     return h.hexdigest()[:16]
 
