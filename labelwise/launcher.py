@@ -168,6 +168,25 @@ def serve(k: str, successor: bool) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):  # an extra that is not installed
             importlib.import_module(name)
+    listener, mine = _listen(k)
+    taken = _wait_for_command(listener, k, mine, idle)
+    listener.close()
+    if taken is None:
+        return
+    _unlink_if_mine(wp.socket_path(k), mine)
+    wp.info_path(k).unlink(missing_ok=True)
+    conn, request = taken
+    code = _run_command(conn, request)
+    with contextlib.suppress(OSError):
+        conn.sendall(f"exit {code}\n".encode())
+    conn.close()
+    wp.spawn(k, successor=True, env=base_env, cwd=home)
+
+
+def _listen(k: str) -> tuple[socket.socket, int]:
+    """Listen on key ``k``'s socket (bound under a temporary name, renamed when ready: a
+    client never connects to a process still importing) and record this process; the
+    listener and the socket file's inode."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = wp.socket_path(k).with_suffix(f".{os.getpid()}")
     tmp.unlink(missing_ok=True)
@@ -183,6 +202,14 @@ def serve(k: str, successor: bool) -> None:
         )
     )  # fmt: skip
     _log(f"ready ({wp.socket_path(k)}, Prefect API {os.environ['PREFECT_API_URL']})")
+    return listener, mine
+
+
+def _wait_for_command(
+    listener: socket.socket, k: str, mine: int, idle: int
+) -> tuple[socket.socket, dict[str, Any]] | None:
+    """The first client's command; None, retired, after ``idle`` seconds without one or
+    once the Prefect server is gone."""
     listener.settimeout(idle)
     while True:
         try:
@@ -190,35 +217,24 @@ def serve(k: str, successor: bool) -> None:
         except TimeoutError:
             _log(f"no command for {idle} s: stopping")
             _retire(k, mine)
-            return
+            return None
         taken = _take(conn)
         if taken is False:  # the Prefect server went away: let a new warm process start
             _log(f"the Prefect server at {os.environ['PREFECT_API_URL']} is gone: stopping")
             _retire(k, mine, stop_server=False)
-            return
+            return None
         if isinstance(taken, tuple):
-            break
-    listener.close()
-    _unlink_if_mine(wp.socket_path(k), mine)
-    wp.info_path(k).unlink(missing_ok=True)
-    conn, request = taken
-    code = _run_command(conn, request)
-    with contextlib.suppress(OSError):
-        conn.sendall(f"exit {code}\n".encode())
-    conn.close()
-    wp.spawn(k, successor=True, env=base_env, cwd=home)
+            return taken
 
 
 def _take(conn: socket.socket) -> tuple[socket.socket, dict[str, Any]] | bool | None:
     """Greet a client and read its command; None (connection closed) when it is not ours or
     hung up, False when the Prefect server this process was set up for is gone."""
-    from labelwise.pipeline import prefect_server
-
     try:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
             raise OSError("another user")
-        if not _server_alive(prefect_server):
+        if not _server_alive():
             conn.sendall(b"no\n")
             conn.close()
             return False
@@ -306,18 +322,18 @@ def _unlink_if_mine(path: Path, inode: int) -> None:
         pass
 
 
-def _server_alive(prefect_server: Any) -> bool:
+def _server_alive() -> bool:
     """Whether the Prefect API this process was set up with is still there: the state
     directory's own server while its process lives (an answer slowed by load is no death),
     any other one while it answers."""
+    from labelwise.pipeline import prefect_server
+
     url = os.environ["PREFECT_API_URL"]
-    try:
-        info = json.loads(prefect_server.server_file().read_text())
-        if info.get("url") == url:
-            return bool(prefect_server.ours(info))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return bool(prefect_server.healthy(url, timeout=10.0))
+    info = prefect_server.recorded()
+    if info is not None and info.get("url") == url:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return prefect_server.ours(info)
+    return prefect_server.healthy(url, timeout=10.0)
 
 
 def _retire(k: str, inode: int, stop_server: bool = True) -> None:
@@ -331,11 +347,8 @@ def _retire(k: str, inode: int, stop_server: bool = True) -> None:
     if not stop_server:
         return
     others = [p for p in state_dir().glob("warm-*.lock") if p != wp.lock_path(k)]
-    try:
-        info = json.loads(prefect_server.server_file().read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(info, dict) and info.get("on_demand") and not any(wp.held(p) for p in others):
+    info = prefect_server.recorded()
+    if info is not None and info.get("on_demand") and not any(wp.held(p) for p in others):
         prefect_server.stop()
 
 

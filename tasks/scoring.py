@@ -14,6 +14,8 @@ from labelwise.pipeline.records import BatchPrediction
 CHUNK_CELLS = 20_000_000
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import polars as pl
 
     from labelwise.engine.classifier import LabelwiseClassifier
@@ -62,7 +64,6 @@ def score_file(
     itself, a directory or device, or an existing file unless ``overwrite``) and written under
     a temporary name that is removed on failure. ``top``: the most probable labels and their
     probabilities instead of a column per label."""
-    import polars as pl
 
     from labelwise.engine.data import TRAINED_WITH, check_output, require_columns, scan_table
     from labelwise.tasks.registry import load_model
@@ -76,7 +77,35 @@ def score_file(
     keep = [c for c in names if c not in set(clf.encoder_.features)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    n_rows, writer, started = 0, None, time.perf_counter()
+    started = time.perf_counter()
+    try:
+        n_rows, unseen = _write_scored(clf, lf, keep, chunk_rows, top, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)  # never leave a half-written output under the final name
+    return BatchPrediction(
+        rows=n_rows,
+        output=str(out),
+        model=what,
+        unseen_categories=unseen,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_scored(
+    clf: LabelwiseClassifier,
+    lf: pl.LazyFrame,
+    keep: list[str],
+    chunk_rows: int,
+    top: int | None,
+    path: Path,
+) -> tuple[int, dict[str, int]]:
+    """Score ``lf`` chunk by chunk into parquet at ``path`` (the ``keep`` columns, then the
+    scored ones); the rows written and the unseen categories counted."""
+    import polars as pl
+
+    n_rows, writer = 0, None
     unseen: dict[str, int] = {}
     try:
         # a chunk's probabilities stay within CHUNK_CELLS (100,000 rows x 20,000 labels would
@@ -92,23 +121,13 @@ def score_file(
             if writer is None:
                 import pyarrow.parquet as pq
 
-                writer = pq.ParquetWriter(tmp, table.schema)
+                writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
             n_rows += chunk.height
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         if writer is not None:
             writer.close()
-    tmp.replace(out)  # never leave a half-written output under the final name
-    return BatchPrediction(
-        rows=n_rows,
-        output=str(out),
-        model=what,
-        unseen_categories=unseen,
-        seconds=time.perf_counter() - started,
-    )
+    return n_rows, unseen
 
 
 def _refuse_output_columns(

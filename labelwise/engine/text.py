@@ -15,6 +15,7 @@ neither text nor a useful category: the encoder warns, naming it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,6 +36,7 @@ TEXT_MIN_DISTINCT = 0.5
 # ... and a category is suspect (an id, a hash) when most of its many values are distinct
 ID_MIN_VALUES = 50
 TOKEN_PATTERN = r"(?u)\b\w+\b"  # one-character words count ("c", "r", "3"): they carry topics
+_WORDS = re.compile(TOKEN_PATTERN)  # a document's words, whatever the terms are
 
 
 @dataclass(frozen=True)
@@ -197,9 +199,7 @@ class TextColumn:
         """Per document: its length in words and the share of its words outside the
         vocabulary (NaN for an empty document): what text drift is watched on."""
         assert self.counter is not None
-        import re
-
-        preprocess, tokenize = self.counter.build_preprocessor(), re.compile(TOKEN_PATTERN).findall
+        preprocess, tokenize = self.counter.build_preprocessor(), _WORDS.findall
         # a character vocabulary is checked on the document's own terms, a word one on words
         terms = self.counter.build_analyzer() if self.settings.analyzer != "word" else None
         vocab = self.counter.vocabulary_

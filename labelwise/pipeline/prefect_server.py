@@ -38,13 +38,21 @@ def server_file() -> Path:
     return state_dir() / FILE
 
 
+def recorded() -> dict[str, Any] | None:
+    """The state directory's server record as written (alive or not), or None."""
+    try:
+        info = json.loads(server_file().read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def running() -> dict[str, Any] | None:
     """The state directory's local server, when its process lives and its API answers."""
-    f = server_file()
-    if not f.is_file():
+    info = recorded()
+    if info is None:
         return None
     try:
-        info = json.loads(f.read_text())
         alive = ours(info)
     except (ValueError, KeyError, TypeError):
         return None
