@@ -57,8 +57,13 @@ def promotion_view(cfg: Config) -> str:
 
 
 def runs_view_url(ui: str, experiment_id: str) -> str:
-    """The MLflow UI link that opens an experiment's runs in labelwise's view."""
-    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+    """The MLflow UI link that opens an experiment's runs in labelwise's view, in the UI's
+    model-training mode: MLflow 3.18's UI opens in its GenAI mode, and switching over
+    remounts the table and drops the view's columns in most first loads."""
+    return (
+        f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        f"&viewStateShareKey={VIEW_KEY}"
+    )
 
 
 # the sections whose settings make one model differ from another (a run's name shows them)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,26 +62,50 @@ def open_study(cfg: Config, data_digest: str, metric: str, space: list[Any]) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the flow prints its own lines
     url = study_storage(cfg)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    check_sqlite_storage(url)
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        return optuna.create_study(
-            study_name=(
-                f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}-"
-                f"{space_digest(space)[:6]}"
-            ),
-            storage=storage,
-            direction=OBJECTIVES[metric],
-            # 5 random trials, not 10: a 10-minute budget on a mid-size table is 10-20 trials
-            sampler=optuna.samplers.TPESampler(seed=cfg.split.seed, n_startup_trials=5),
-            load_if_exists=True,
-        )
+        with _creating(url):
+            check_sqlite_storage(url)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return optuna.create_study(
+                study_name=(
+                    f"{cfg.name}-{cfg.digest()[:8]}-{data_digest[:12]}-{metric}-"
+                    f"{space_digest(space)[:6]}"
+                ),
+                storage=storage,
+                direction=OBJECTIVES[metric],
+                # 5 random trials, not 10: a 10-minute budget on a mid-size table is 10-20 trials
+                sampler=optuna.samplers.TPESampler(seed=cfg.split.seed, n_startup_trials=5),
+                load_if_exists=True,
+            )
+    except ConfigError:
+        raise
     except Exception as exc:  # SQLAlchemy's and Optuna's storage errors, several types
         first = redact(str(exc)).splitlines()[0][:300] if str(exc) else ""
         raise ConfigError(
             f"the tune's study storage {redact(url)} cannot be used ({type(exc).__name__}: "
             f"{first}); check it, or set {STORAGE_ENV} to another database"
         ) from None
+
+
+@contextlib.contextmanager
+def _creating(url: str) -> Iterator[None]:
+    """Held while a SQLite study file is opened: Optuna creates a new file's tables without a
+    lock, so two tunes starting at once on a new file fail with "table studies already exists"
+    (a server database takes its own locks)."""
+    import fcntl
+
+    fh = None
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        # an unwritable folder gets no lock: Optuna's own error names it
+        with contextlib.suppress(OSError):
+            fh = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 - closed below
+    if fh is None:
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def check_sqlite_storage(url: str) -> None:
