@@ -35,8 +35,9 @@ from benchmarks.quality import DEFAULT_DATA, PeakRSS, _Guarded
 DATASETS = ["enron-text", "bibtex-text", "tmc2007-500-text"]
 SYSTEMS = ["labelwise", "labelwise-linear", "labelwise-indicator", "sklearn-linearsvc",
            "sklearn-logreg"]  # fmt: skip
-# not run by default: the defaults with character 2-4-grams inside words as the text terms
-OPTIONAL = ["labelwise-char"]
+# not run by default: the defaults with character 2-4-grams inside words as the text terms,
+# and with terms hashed into 2**20 buckets instead of a learnt vocabulary
+OPTIONAL = ["labelwise-char", "labelwise-hashing"]
 
 
 def load(root: Path, name: str) -> dict[str, Any]:
@@ -96,6 +97,8 @@ def run_one(root: Path, data: dict[str, Any], system: str) -> dict[str, Any] | N
             kw: dict[str, Any] = {"linear_weight": 1.0} if system == "labelwise-linear" else {}
             if system == "labelwise-char":
                 kw["text"] = TextSettings(analyzer="char_wb", ngram_min=2, ngram_max=4)
+            if system == "labelwise-hashing":
+                kw["text"] = TextSettings(hashing=True)
             model = LabelwiseClassifier(**kw).fit(Xtr, Ytr, labels=data["labels"])
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()

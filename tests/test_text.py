@@ -199,6 +199,69 @@ def test_character_ngrams_model_round_trip(docs, tmp_path: Path):
         TextSettings(analyzer="char")
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="abc de\u00e9\u4e2d1!", min_size=0, max_size=40), min_size=2, max_size=30
+    ),
+    st.integers(1, 2),
+    st.sampled_from(["word", "char_wb"]),
+)
+def test_hashed_terms_are_scikit_learns(texts, ngram_max, analyzer):
+    """Hashing: the kept buckets' tf-idf equals scikit-learn's ``HashingVectorizer`` +
+    ``TfidfTransformer`` on those columns, every other bucket is empty in the training rows,
+    and the saved buckets transform identically."""
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
+    settings = TextSettings(
+        analyzer=analyzer, ngram_max=ngram_max, hashing=True, hash_buckets=2**12
+    )
+    column = TextColumn("t", settings)
+    s = pl.Series("t", texts)
+    try:
+        counts, tfidf = column.fit_transform(s, "table")
+    except DataError:  # no term in any document
+        return
+    pattern = TOKEN_PATTERN if analyzer == "word" else None
+    hashed = HashingVectorizer(
+        analyzer=analyzer, ngram_range=(1, ngram_max), token_pattern=pattern,
+        n_features=2**12, alternate_sign=False, norm=None,
+    ).transform(texts)  # fmt: skip
+    ref = TfidfTransformer(sublinear_tf=True).fit_transform(hashed).toarray()
+    kept = column.buckets
+    assert kept is not None and set(np.flatnonzero(ref.any(axis=0))) == set(kept.tolist())
+    np.testing.assert_allclose(tfidf.toarray(), ref[:, kept], rtol=1e-6, atol=1e-7)
+    assert column.terms() == [f"#{b}" for b in kept]
+    again = TextColumn.from_json("t", settings, column.to_json(), "m")
+    counts2, tfidf2 = again.transform(s, "table")
+    assert abs(counts - counts2).sum() == 0 and abs(tfidf - tfidf2).sum() == 0
+    _, oov = again.statistics(s, "table")  # the training documents' terms are all kept
+    assert np.all((oov == 0) | np.isnan(oov))
+
+
+def test_hashed_text_model_scores_like_the_vocabulary_one(docs, fitted, tmp_path: Path):
+    X, Y, Xt, Yt, labels = docs
+    text = TextSettings(hashing=True, hash_buckets=2**16, max_features=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        clf = LabelwiseClassifier(**FAST, text=text).fit(X, Y, labels=labels)
+    assert all(t.n_terms <= 1000 for t in clf.encoder_.text)
+    micro = f1_score(Yt, clf.predict(Xt), average="micro")
+    assert micro > f1_score(Yt, fitted.predict(Xt), average="micro") - 0.05
+    clf.save(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "text" / "001.json").read_text())
+    assert "vocabulary" not in saved and len(saved["buckets"]) == len(saved["idf"])
+    again = LabelwiseClassifier.load(tmp_path / "m")
+    assert again.encoder_.text[1].settings == text
+    np.testing.assert_array_equal(again.predict_proba(Xt), clf.predict_proba(Xt))
+    # a document of words never seen in training hashes into buckets it did not keep
+    unseen = Xt.head(1).with_columns(body=pl.lit("qqqzz xxyyq wwvvk"))
+    _, stats = again.encoder_.text_profile(unseen)
+    assert stats[0, 3] > 0.5  # body:oov_share
+    with pytest.raises(ConfigError, match="hash_buckets"):
+        TextSettings(hashing=True, hash_buckets=10)
+
+
 def test_bad_text_values(docs, fitted):
     _, _, Xt, _, _ = docs
     odd = Xt.head(3).with_columns(

@@ -26,9 +26,10 @@ from labelwise.engine.errors import ModelFormatError
 FORMAT = "labelwise-model"
 # 2: threshold_policy and weighting are one object each in the params; 3: text columns
 # (encoder.text: vocabulary files) and the linear head (linear: .npy files); 4: the label tree
-# (label_tree: napkinXC's files and a column scale)
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# (label_tree: napkinXC's files and a column scale); 5: hashed text columns (text settings
+# ``hashing``, ``hash_buckets``; their file holds kept buckets, not a vocabulary)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 MANIFEST = "manifest.json"
 
 ToManifest = Callable[[Callable[[str, str | bytes], str]], dict[str, Any]]

@@ -2,10 +2,12 @@
 
 A text column is a feature kind beside numeric and categorical. Each one gets its own
 vocabulary and idf (scikit-learn's ``CountVectorizer`` and ``TfidfTransformer``: word n-grams,
-sublinear tf), fitted on the training rows only;
-the fitted vocabulary and idf are part of the model, saved as JSON (no pickle) and rebuilt at
-load, so serving takes raw text. The matrix stays sparse (scipy CSR) all the way into LightGBM
-and the linear head: a dense copy of a 100k-term matrix is the bug this module exists to avoid.
+sublinear tf), fitted on the training rows only; or, with ``hashing``, its terms hashed into
+buckets (``HashingVectorizer``: no vocabulary in memory however large the corpus) of which the
+ones the training rows use are kept. The fitted vocabulary (or kept buckets) and idf are part
+of the model, saved as JSON (no pickle) and rebuilt at load, so serving takes raw text. The
+matrix stays sparse (scipy CSR) all the way into LightGBM and the linear head: a dense copy of
+a 100k-term matrix is the bug this module exists to avoid.
 
 Which string columns are text (``text_columns="auto"``): values long and mostly distinct
 (:func:`looks_like_text`). A string column with many distinct short values (an id, a hash) is
@@ -28,7 +30,11 @@ from labelwise.engine.params import Constraint, Interval, Options, check_params
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
-    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+    from sklearn.feature_extraction.text import (
+        CountVectorizer,
+        HashingVectorizer,
+        TfidfTransformer,
+    )
 
 # a column is text when its typical value has several words and few values repeat
 TEXT_MIN_WORDS = 3.0
@@ -50,10 +56,17 @@ class TextSettings:
     ngram_min, ngram_max : int in [1, 5]
         Terms are n-grams of ``ngram_min``..``ngram_max`` words (or characters).
     min_df : int >= 1
-        A term needs at least this many training documents.
+        A term (with ``hashing``, a bucket) needs at least this many training documents.
     max_features : int >= 1 or None
-        Keep at most this many terms per column (the most frequent): the vocabulary, the model
-        and the linear head's weights stay bounded whatever the corpus.
+        Keep at most this many terms (buckets) per column, the most frequent: the vocabulary,
+        the model and the linear head's weights stay bounded whatever the corpus.
+    hashing : bool
+        Hash terms into ``hash_buckets`` buckets (scikit-learn's ``HashingVectorizer``, no
+        sign flipping) instead of learning a vocabulary: fitting never holds the corpus's
+        terms, so memory stays bounded on vocabularies of millions of terms; the price is
+        that terms sharing a bucket are one column, named ``#<bucket>`` in explanations.
+    hash_buckets : int in [2**10, 2**26]
+        How many buckets (``n_features`` of ``HashingVectorizer``).
     sublinear_tf : bool
         ``1 + log(tf)`` instead of raw counts (a word repeated ten times is not ten times the
         evidence).
@@ -69,6 +82,8 @@ class TextSettings:
     max_features: int | None = 200_000
     sublinear_tf: bool = True
     lowercase: bool = True
+    hashing: bool = False
+    hash_buckets: int = 2**20
 
     _constraints: ClassVar[dict[str, list[Constraint]]] = {
         "analyzer": [Options(("word", "char_wb"))],
@@ -78,6 +93,8 @@ class TextSettings:
         "max_features": [None, Interval(int, 1, None)],
         "sublinear_tf": [bool],
         "lowercase": [bool],
+        "hashing": [bool],
+        "hash_buckets": [Interval(int, 2**10, 2**26)],
     }
 
     def __post_init__(self) -> None:
@@ -111,6 +128,21 @@ class TextSettings:
             max_features=self.max_features,
             lowercase=self.lowercase,
             token_pattern=TOKEN_PATTERN if self.analyzer == "word" else None,
+            dtype=np.float32,
+        )
+
+    def hasher(self) -> HashingVectorizer:
+        """Term counts by bucket (``hash_buckets`` columns, non-negative)."""
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        return HashingVectorizer(
+            analyzer=self.analyzer,
+            ngram_range=(self.ngram_min, self.ngram_max),
+            lowercase=self.lowercase,
+            token_pattern=TOKEN_PATTERN if self.analyzer == "word" else None,
+            n_features=self.hash_buckets,
+            alternate_sign=False,
+            norm=None,
             dtype=np.float32,
         )
 
@@ -154,50 +186,82 @@ def documents(s: pl.Series, source: str) -> list[str]:
 
 @dataclass
 class TextColumn:
-    """One text column's fitted vocabulary and idf, saved as JSON.
+    """One text column's fitted vocabulary (or kept hash buckets) and idf, saved as JSON.
 
     It gives two views of a document: term counts, for the trees (a split on a count means
     "the word occurs at least k times", whatever the document's length: tf-idf's per-document
     normalisation only blurs that), and tf-idf, for the linear head (scikit-learn's
-    ``TfidfVectorizer`` output, to the bit)."""
+    ``TfidfVectorizer`` output, to the bit, without hashing)."""
 
     name: str
     settings: TextSettings = field(default_factory=TextSettings)
     counter: CountVectorizer | None = None
     weighting: TfidfTransformer | None = None
+    buckets: np.ndarray | None = None  # with hashing: the kept buckets, ascending
 
     @property
     def n_terms(self) -> int:
+        if self.buckets is not None:
+            return len(self.buckets)
         return 0 if self.counter is None else len(self.counter.vocabulary_)
 
     def terms(self) -> list[str]:
-        """The vocabulary in column order."""
+        """The vocabulary in column order (with hashing: ``#<bucket>``)."""
+        if self.buckets is not None:
+            return [f"#{b}" for b in self.buckets.tolist()]
         assert self.counter is not None
         return [str(t) for t in self.counter.get_feature_names_out()]
 
     def fit_transform(self, s: pl.Series, source: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(counts, tf-idf) of the training documents, the vocabulary and idf learnt."""
-        self.counter = self.settings.counter()
         docs = documents(s, source)
-        try:
-            counts = self.counter.fit_transform(docs).tocsr()
-        except ValueError:  # "empty vocabulary": no document has a word
+        if self.settings.hashing:
+            counts = self._fit_buckets(self.settings.hasher().transform(docs).tocsr())
+        else:
+            self.counter = self.settings.counter()
+            try:
+                counts = self.counter.fit_transform(docs).tocsr()
+            except ValueError:  # "empty vocabulary": no document has a word
+                counts = None
+        if counts is None:
             raise DataError(
                 f"{source}: text column {s.name!r} has no word in any training row (after "
                 f"min_df={self.settings.min_df}); drop it or lower text.min_df"
-            ) from None
+            )
         self.weighting = self.settings.weighting().fit(counts)
         return counts, self._tfidf(counts)
 
+    def _fit_buckets(self, hashed: sp.csr_matrix) -> sp.csr_matrix | None:
+        """Keep the buckets of ``min_df`` documents or more, at most ``max_features`` of them
+        (the largest total counts, as ``CountVectorizer`` keeps terms); their counts."""
+        df = np.bincount(hashed.indices, minlength=hashed.shape[1])
+        keep = np.flatnonzero(df >= self.settings.min_df)
+        limit = self.settings.max_features
+        if limit is not None and len(keep) > limit:
+            totals = np.asarray(hashed.sum(axis=0)).ravel()[keep]
+            keep = np.sort(keep[np.argsort(-totals, kind="stable")[:limit]])
+        if len(keep) == 0:
+            return None
+        self.buckets = keep.astype(np.int64)
+        return hashed[:, self.buckets].tocsr()
+
     def transform(self, s: pl.Series, source: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(counts, tf-idf) of documents."""
-        assert self.counter is not None
-        counts = self.counter.transform(documents(s, source)).tocsr()
+        docs = documents(s, source)
+        if self.buckets is not None:
+            counts = self.settings.hasher().transform(docs)[:, self.buckets].tocsr()
+        else:
+            assert self.counter is not None
+            counts = self.counter.transform(docs).tocsr()
         return counts, self._tfidf(counts)
 
     def statistics(self, s: pl.Series, source: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per document: its length in words and the share of its words outside the
-        vocabulary (NaN for an empty document): what text drift is watched on."""
+        """Per document: its length in words and the share of its words (terms, for
+        character n-grams or hashing) outside the vocabulary (NaN for an empty document):
+        what text drift is watched on."""
+        docs = documents(s, source)
+        if self.buckets is not None:
+            return self._bucket_statistics(docs)
         assert self.counter is not None
         preprocess, tokenize = self.counter.build_preprocessor(), _WORDS.findall
         # a character vocabulary is checked on the document's own terms, a word one on words
@@ -205,7 +269,7 @@ class TextColumn:
         vocab = self.counter.vocabulary_
         words = np.zeros(s.len())
         oov = np.full(s.len(), np.nan)
-        for i, doc in enumerate(documents(s, source)):
+        for i, doc in enumerate(docs):
             tokens = tokenize(preprocess(doc))
             words[i] = len(tokens)
             seen = tokens if terms is None else terms(doc)
@@ -213,33 +277,65 @@ class TextColumn:
                 oov[i] = sum(t not in vocab for t in seen) / len(seen)
         return words, oov
 
+    def _bucket_statistics(self, docs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`statistics` with hashing: a term is out of the vocabulary when its bucket
+        is not kept."""
+        assert self.buckets is not None
+        hasher = self.settings.hasher()
+        preprocess = hasher.build_preprocessor()
+        words = np.array([len(_WORDS.findall(preprocess(d))) for d in docs], dtype=np.float64)
+        hashed = hasher.transform(docs).tocsr()
+        total = np.asarray(hashed.sum(axis=1)).ravel().astype(np.float64)
+        kept = np.asarray(hashed[:, self.buckets].sum(axis=1)).ravel()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            oov = np.where(total > 0, 1.0 - kept / total, np.nan)
+        return words, oov
+
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         assert self.weighting is not None
         return self.weighting.transform(counts, copy=True).astype(np.float32).tocsr()
 
     def to_json(self) -> str:
-        """Vocabulary (term -> column) and idf, exact: JSON floats round-trip float64."""
-        assert self.counter is not None and self.weighting is not None
-        vocab = {str(t): int(i) for t, i in self.counter.vocabulary_.items()}
+        """Vocabulary (term -> column) or kept buckets, and idf, exact: JSON floats round-trip
+        float64."""
+        assert self.weighting is not None
         idf = [float(x) for x in self.weighting.idf_]
+        if self.buckets is not None:
+            return json.dumps({"buckets": self.buckets.tolist(), "idf": idf})
+        assert self.counter is not None
+        vocab = {str(t): int(i) for t, i in self.counter.vocabulary_.items()}
         return json.dumps({"vocabulary": vocab, "idf": idf})
 
     @classmethod
     def from_json(cls, name: str, settings: TextSettings, text: str, source: str) -> TextColumn:
         try:
             data = json.loads(text)
-            vocab = {str(t): int(i) for t, i in data["vocabulary"].items()}
             idf = np.asarray(data["idf"], dtype=np.float64)
+            if settings.hashing:
+                buckets = np.asarray(data["buckets"], dtype=np.int64)
+                n, ok = (
+                    len(buckets),
+                    bool(np.all(np.diff(buckets) > 0))
+                    and (
+                        len(buckets) == 0
+                        or (buckets[0] >= 0 and buckets[-1] < settings.hash_buckets)
+                    ),
+                )
+            else:
+                vocab = {str(t): int(i) for t, i in data["vocabulary"].items()}
+                n, ok = len(vocab), sorted(vocab.values()) == list(range(len(vocab)))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(
                 f"{source}: text column {name!r}: bad vocabulary ({exc})"
             ) from None
-        if len(idf) != len(vocab) or sorted(vocab.values()) != list(range(len(vocab))):
+        if len(idf) != n or not ok:
             raise ModelFormatError(f"{source}: text column {name!r}: vocabulary and idf disagree")
-        counter = settings.counter()
-        counter.vocabulary_ = vocab
         weighting = settings.weighting()
         weighting.idf_ = idf
+        if settings.hashing:
+            return cls(name, settings, None, weighting, buckets)
+        counter = settings.counter()
+        counter.vocabulary_ = vocab
         return cls(name, settings, counter, weighting)
 
 
