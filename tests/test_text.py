@@ -258,6 +258,13 @@ def test_hashed_text_model_scores_like_the_vocabulary_one(docs, fitted, tmp_path
     unseen = Xt.head(1).with_columns(body=pl.lit("qqqzz xxyyq wwvvk"))
     _, stats = again.encoder_.text_profile(unseen)
     assert stats[0, 3] > 0.5  # body:oov_share
+    # an edited file is refused naming it; buckets out of order or beyond hash_buckets too
+    (tmp_path / "m" / "text" / "001.json").write_text(json.dumps({**saved, "idf": [1.0]}))
+    with pytest.raises(ModelFormatError, match=r"text/001\.json"):
+        LabelwiseClassifier.load(tmp_path / "m")
+    for bad in (saved["buckets"][::-1], [*saved["buckets"][:-1], 2**16]):
+        with pytest.raises(ModelFormatError, match="'body': vocabulary and idf disagree"):
+            TextColumn.from_json("body", text, json.dumps({**saved, "buckets": bad}), "m")
     with pytest.raises(ConfigError, match="hash_buckets"):
         TextSettings(hashing=True, hash_buckets=10)
 

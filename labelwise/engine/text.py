@@ -313,14 +313,7 @@ class TextColumn:
             idf = np.asarray(data["idf"], dtype=np.float64)
             if settings.hashing:
                 buckets = np.asarray(data["buckets"], dtype=np.int64)
-                n, ok = (
-                    len(buckets),
-                    bool(np.all(np.diff(buckets) > 0))
-                    and (
-                        len(buckets) == 0
-                        or (buckets[0] >= 0 and buckets[-1] < settings.hash_buckets)
-                    ),
-                )
+                n, ok = len(buckets), _ascending_within(buckets, settings.hash_buckets)
             else:
                 vocab = {str(t): int(i) for t, i in data["vocabulary"].items()}
                 n, ok = len(vocab), sorted(vocab.values()) == list(range(len(vocab)))
@@ -337,6 +330,12 @@ class TextColumn:
         counter = settings.counter()
         counter.vocabulary_ = vocab
         return cls(name, settings, counter, weighting)
+
+
+def _ascending_within(buckets: np.ndarray, n_buckets: int) -> bool:
+    """Strictly ascending bucket numbers in ``[0, n_buckets)``."""
+    inside = bool(((buckets >= 0) & (buckets < n_buckets)).all())
+    return buckets.ndim == 1 and inside and bool((np.diff(buckets) > 0).all())
 
 
 def hstack(blocks: Sequence[Any]) -> sp.csr_matrix:
