@@ -231,7 +231,13 @@ def test_hashed_terms_are_scikit_learns(texts, ngram_max, analyzer):
     kept = column.buckets
     assert kept is not None and set(np.flatnonzero(ref.any(axis=0))) == set(kept.tolist())
     np.testing.assert_allclose(tfidf.toarray(), ref[:, kept], rtol=1e-6, atol=1e-7)
-    assert column.terms() == [f"#{b}" for b in kept]
+    # each bucket is named by a term that hashes into it (every document is read to name them)
+    assert column.bucket_names is not None and all(column.bucket_names)
+    assert column.terms() == [f"{n} (#{b})" for n, b in zip(column.bucket_names, kept, strict=True)]
+    named = HashingVectorizer(
+        analyzer=lambda t: [t], n_features=2**12, alternate_sign=False, norm=None
+    ).transform(column.bucket_names)
+    assert named.indices.tolist() == kept.tolist()
     again = TextColumn.from_json("t", settings, column.to_json(), "m")
     counts2, tfidf2 = again.transform(s, "table")
     assert abs(counts - counts2).sum() == 0 and abs(tfidf - tfidf2).sum() == 0
@@ -248,6 +254,13 @@ def test_hashed_text_model_scores_like_the_vocabulary_one(docs, fitted, tmp_path
     assert all(t.n_terms <= 1000 for t in clf.encoder_.text)
     micro = f1_score(Yt, clf.predict(Xt), average="micro")
     assert micro > f1_score(Yt, fitted.predict(Xt), average="micro") - 0.05
+    # the explanation names words, as the vocabulary model's does, and mostly the same ones
+    from labelwise.engine.explain import top_terms
+
+    hashed = top_terms(clf, k=5)
+    assert hashed["term"].str.contains(r"^\w+ \(#\d+\)$").all()
+    words = set(hashed["term"].str.replace(r" \(#\d+\)$", ""))
+    assert len(words & set(top_terms(fitted, k=5)["term"])) >= len(words) / 2
     clf.save(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "text" / "001.json").read_text())
     assert "vocabulary" not in saved and len(saved["buckets"]) == len(saved["idf"])

@@ -43,6 +43,8 @@ TEXT_MIN_DISTINCT = 0.5
 ID_MIN_VALUES = 50
 TOKEN_PATTERN = r"(?u)\b\w+\b"  # one-character words count ("c", "r", "3"): they carry topics
 _WORDS = re.compile(TOKEN_PATTERN)  # a document's words, whatever the terms are
+# training documents read to name hashed buckets: bounded, as hashing is meant to be
+NAMED_FROM_DOCS = 2000
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class TextSettings:
         Hash terms into ``hash_buckets`` buckets (scikit-learn's ``HashingVectorizer``, no
         sign flipping) instead of learning a vocabulary: fitting never holds the corpus's
         terms, so memory stays bounded on vocabularies of millions of terms; the price is
-        that terms sharing a bucket are one column, named ``#<bucket>`` in explanations.
+        that terms sharing a bucket are one column, named in explanations by its most frequent
+        term in the first ``NAMED_FROM_DOCS`` training documents.
     hash_buckets : int in [2**10, 2**26]
         How many buckets (``n_features`` of ``HashingVectorizer``).
     sublinear_tf : bool
@@ -198,6 +201,7 @@ class TextColumn:
     counter: CountVectorizer | None = None
     weighting: TfidfTransformer | None = None
     buckets: np.ndarray | None = None  # with hashing: the kept buckets, ascending
+    bucket_names: list[str] | None = None  # ... and a term of each ("" when none was seen)
 
     @property
     def n_terms(self) -> int:
@@ -206,9 +210,14 @@ class TextColumn:
         return 0 if self.counter is None else len(self.counter.vocabulary_)
 
     def terms(self) -> list[str]:
-        """The vocabulary in column order (with hashing: ``#<bucket>``)."""
+        """The vocabulary in column order (with hashing: ``<term> (#<bucket>)``, the bucket's
+        most frequent term in the first training documents; ``#<bucket>`` without one)."""
         if self.buckets is not None:
-            return [f"#{b}" for b in self.buckets.tolist()]
+            names = self.bucket_names or [""] * len(self.buckets)
+            return [
+                f"{n} (#{b})" if n else f"#{b}"
+                for n, b in zip(names, self.buckets.tolist(), strict=True)
+            ]
         assert self.counter is not None
         return [str(t) for t in self.counter.get_feature_names_out()]
 
@@ -217,6 +226,8 @@ class TextColumn:
         docs = documents(s, source)
         if self.settings.hashing:
             counts = self._fit_buckets(self.settings.hasher().transform(docs).tocsr())
+            if counts is not None:
+                self.bucket_names = self._name_buckets(docs[:NAMED_FROM_DOCS])
         else:
             self.counter = self.settings.counter()
             try:
@@ -244,6 +255,27 @@ class TextColumn:
             return None
         self.buckets = keep.astype(np.int64)
         return hashed[:, self.buckets].tocsr()
+
+    def _name_buckets(self, docs: list[str]) -> list[str]:
+        """Each kept bucket's most frequent term in ``docs`` ("" when none falls in it): what
+        an explanation shows instead of a bare bucket number."""
+        from collections import Counter
+
+        from sklearn.feature_extraction import FeatureHasher
+
+        assert self.buckets is not None
+        analyze = self.settings.hasher().build_analyzer()
+        seen = Counter(t for d in docs for t in analyze(d))
+        terms = sorted(seen, key=lambda t: (-seen[t], t))  # most frequent first, then by text
+        # the hash HashingVectorizer itself applies to a term (its FeatureHasher)
+        hasher = FeatureHasher(
+            self.settings.hash_buckets, input_type="string", alternate_sign=False
+        )
+        where = hasher.transform([t] for t in terms).indices if terms else []
+        first: dict[int, str] = {}
+        for t, b in zip(terms, where, strict=True):
+            first.setdefault(int(b), t)
+        return [first.get(b, "") for b in self.buckets.tolist()]
 
     def transform(self, s: pl.Series, source: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(counts, tf-idf) of documents."""
@@ -301,7 +333,8 @@ class TextColumn:
         assert self.weighting is not None
         idf = [float(x) for x in self.weighting.idf_]
         if self.buckets is not None:
-            return json.dumps({"buckets": self.buckets.tolist(), "idf": idf})
+            names = self.bucket_names
+            return json.dumps({"buckets": self.buckets.tolist(), "idf": idf, "names": names})
         assert self.counter is not None
         vocab = {str(t): int(i) for t, i in self.counter.vocabulary_.items()}
         return json.dumps({"vocabulary": vocab, "idf": idf})
@@ -313,7 +346,11 @@ class TextColumn:
             idf = np.asarray(data["idf"], dtype=np.float64)
             if settings.hashing:
                 buckets = np.asarray(data["buckets"], dtype=np.int64)
+                names = data.get("names") or None
                 n, ok = len(buckets), _ascending_within(buckets, settings.hash_buckets)
+                if names is not None:
+                    names = [str(x) for x in names]
+                    ok = ok and len(names) == n
             else:
                 vocab = {str(t): int(i) for t, i in data["vocabulary"].items()}
                 n, ok = len(vocab), sorted(vocab.values()) == list(range(len(vocab)))
@@ -326,7 +363,7 @@ class TextColumn:
         weighting = settings.weighting()
         weighting.idf_ = idf
         if settings.hashing:
-            return cls(name, settings, None, weighting, buckets)
+            return cls(name, settings, None, weighting, buckets, names)
         counter = settings.counter()
         counter.vocabulary_ = vocab
         return cls(name, settings, counter, weighting)
