@@ -42,8 +42,9 @@ OPTIONAL = ["labelwise-char", "labelwise-hashing"]
 
 def load(root: Path, name: str) -> dict[str, Any]:
     """Train/test frames of text columns, label matrices and label names."""
+    from labelwise.engine.data import LabelSpec, table_xy
+
     if m := re.fullmatch(r"textgen-(\d+)x(\d+)", name):
-        from labelwise.engine.data import LabelSpec, table_xy
         from labelwise.engine.synthetic_text import make_text_table
 
         n_rows, n_labels = int(m.group(1)), int(m.group(2))
@@ -51,8 +52,14 @@ def load(root: Path, name: str) -> dict[str, Any]:
         X, Ys, labels = table_xy(
             df, LabelSpec(set_column="topics", separator="|"), exclude=["doc_id", "published"]
         )
+    elif m := re.fullmatch(r"debtags-(\d+)", name):
+        from benchmarks.debtags import debtags_table
+
+        df = debtags_table(int(m.group(1)))
+        X, Ys, labels = table_xy(df, LabelSpec(set_column="tags"), exclude=["package", "version"])
+    if m:
         Y = Ys.toarray()  # the peers' own metrics read dense labels
-        cut = int(0.75 * n_rows)
+        cut = int(0.75 * X.height)
         return {"name": name, "Xtr": X[:cut], "Xte": X[cut:], "Ytr": Y[:cut], "Yte": Y[cut:],
                 "labels": labels, "indicator": None}  # fmt: skip
     meta = json.loads((root / name / "meta.json").read_text())

@@ -370,7 +370,7 @@ def test_text_and_tabular_columns_side_by_side(docs, tmp_path: Path):
 
 
 def test_tune_searches_text_settings_only_for_text(tmp_path: Path):
-    from labelwise.pipeline.config import parse_config
+    from labelwise.pipeline.config import parse_config, with_settings
     from labelwise.pipeline.search_space import current_values, search_space
 
     cfg = parse_config(
@@ -383,8 +383,27 @@ def test_tune_searches_text_settings_only_for_text(tmp_path: Path):
     )
     plain = {d.key for d in search_space(cfg)}
     text = {d.key: d for d in search_space(cfg, text=True)}
-    assert set(text) - plain == {"text.ngram_max", "text.min_df", "model.params.linear_C"}
+    assert set(text) - plain == {"text.ngram_max", "text.min_df", "text.max_features",
+                                 "model.params.linear_C", "model.params.linear_weight"}  # fmt: skip
     assert text["text.ngram_max"].choices == (1, 2, 3)  # the config's own value is an option
+    assert text["model.params.linear_weight"].choices == ("auto", 1.0)
     own = current_values(cfg, list(text.values()))
     assert own["text.ngram_max"] == 3 and own["text.min_df"] == 1
-    assert own["model.params.linear_C"] == 4.0
+    assert own["model.params.linear_C"] == 4.0 and own["model.params.linear_weight"] == "auto"
+    assert own["text.max_features"] in text["text.max_features"].choices
+    # a user's own head and vocabulary size are options too, and the trials' overrides parse
+    mine = parse_config(
+        {"name": "t", "data": {"train": "t.parquet", "labels": {"prefix": "y_"}},
+         "model": {"params": {"linear_weight": 0.5}}, "text": {"max_features": None}},
+        base_dir=tmp_path,
+    )  # fmt: skip
+    dims = {d.key: d for d in search_space(mine, text=True)}
+    assert 0.5 in dims["model.params.linear_weight"].choices
+    assert None in dims["text.max_features"].choices
+    for head in dims["model.params.linear_weight"].choices:
+        for size in dims["text.max_features"].choices:
+            trial = with_settings(
+                mine, {"model.params.linear_weight": head, "text.max_features": size}
+            )
+            assert trial.estimator().get_params()["linear_weight"] == head
+            assert trial.text.max_features == size

@@ -80,7 +80,8 @@ def check_metric(metric: str) -> str:
 def search_space(cfg: Config, text: bool = False, n_labels: int = 0) -> list[Dimension]:
     """The dimensions searched for ``cfg``; its own choices are always among the options.
     ``text``: the table has text columns, so their n-grams, minimum document frequency and
-    the linear head's regularisation are searched too. A label tree (``label_tree``, or
+    vocabulary size, the linear head's regularisation and the head (the held-out blend, or the
+    linear head alone) are searched too. A label tree (``label_tree``, or
     ``auto`` on ``n_labels`` that make it one) searches its own settings instead."""
     from labelwise.engine.classifier import AUTO_LABEL_TREE_LABELS
 
@@ -103,12 +104,29 @@ def search_space(cfg: Config, text: bool = False, n_labels: int = 0) -> list[Dim
     if isinstance(cfg.weighting.scheme, str):  # explicit per-label weights stay the user's
         space.append(Dimension("weighting.scheme", choices=_with(SCHEMES, cfg.weighting.scheme)))
     if text:
+        head = cfg.model.params.get("linear_weight", "auto")
         space += [
-            Dimension("text.ngram_max", choices=tuple(sorted({1, 2, cfg.text.ngram_max}))),
-            Dimension("text.min_df", 1, 5, integer=True),
+            *_text_space(cfg),
             Dimension(params + "linear_C", 0.25, 64.0, log=True),
+            Dimension(params + "linear_weight", choices=_with(HEADS, head)),
         ]
     return space
+
+
+# the heads a text table is searched over: the blend chosen on held-out rows, or the linear
+# head alone (the fast one: no trees are trained)
+HEADS: list[Any] = ["auto", 1.0]
+# vocabulary sizes searched: the most frequent terms kept (None: all)
+MAX_FEATURES: list[Any] = [20_000, 200_000]
+
+
+def _text_space(cfg: Config) -> list[Dimension]:
+    """Terms: word n-grams up to 1 or 2, the minimum document frequency, the vocabulary size."""
+    return [
+        Dimension("text.ngram_max", choices=tuple(sorted({1, 2, cfg.text.ngram_max}))),
+        Dimension("text.min_df", 1, 5, integer=True),
+        Dimension("text.max_features", choices=_with(MAX_FEATURES, cfg.text.max_features)),
+    ]
 
 
 def _label_tree_space(cfg: Config, text: bool) -> list[Dimension]:
@@ -120,10 +138,7 @@ def _label_tree_space(cfg: Config, text: bool) -> list[Dimension]:
         Dimension("label_tree.C", 0.5, 64.0, log=True),
     ]
     if text:
-        space += [
-            Dimension("text.ngram_max", choices=tuple(sorted({1, 2, cfg.text.ngram_max}))),
-            Dimension("text.min_df", 1, 5, integer=True),
-        ]
+        space += _text_space(cfg)
     return space
 
 
@@ -180,7 +195,7 @@ def space_digest(space: list[Dimension]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _with(options: list[str], current: str) -> tuple[str, ...]:
+def _with(options: list[Any], current: Any) -> tuple[Any, ...]:
     return tuple(options if current in options else [*options, current])
 
 
