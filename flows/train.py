@@ -82,7 +82,7 @@ def _run_job(
     if skipped is not None:
         return TrainResult(skipped=skipped, notes=repaired)
     with tracked_run(cfg, lambda: start_run(cfg, info), on_error=names.rename) as run_id:
-        result = _train_and_track(cfg, info, run_id, register_version)
+        result = _train_and_track(cfg, info, run_id, register_version, names)
     for msg in result.warnings:
         print(f"warning: {msg}")
     m, v = result.metrics, result.version
@@ -129,9 +129,10 @@ def _verified(task: Any, ok: Callable[[Any], bool], notes: list[str], *args: Any
 
 
 def _train_and_track(
-    cfg: Config, info: Snapshot, run_id: str, register_version: bool
+    cfg: Config, info: Snapshot, run_id: str, register_version: bool, names: SourceNames
 ) -> TrainResult:
-    """Contract, split, fit, evaluate, profile, log and register, inside the MLflow run."""
+    """Contract, split, fit, evaluate, profile, log and register, inside the MLflow run. Its
+    warnings name the user's sources, as its errors do."""
     from labelwise.engine.persistence import verify_model_dir
     from labelwise.tasks.contract import validate_contract
     from labelwise.tasks.data import check_evaluable, split_data, test_only_labels, workdir_for
@@ -166,6 +167,7 @@ def _train_and_track(
     stage("evaluate on the test table")
     metrics, warned = _evaluate(cfg, fit.model_dir, paths, workdir)
     fit = fit.warned(*unseen, *warned)
+    fit = dataclasses.replace(fit, warnings=tuple(names.named(w) for w in fit.warnings))
     stage("log to MLflow")
     log_results(cfg, run_id, fit, metrics, str(workdir / "evaluation"), info)
     model_uri = log_model(cfg, run_id, fit.model_dir, paths.test)

@@ -141,7 +141,7 @@ def _score_on_test(cfg: Config, when: str | None, train_path: str) -> dict[str, 
         names.add(cfg, info)
         paths = split_data(cfg, info, str(workdir_for(cfg, info.train.digest)))
         for warning in test_only_labels(cfg, train_path, paths.test):
-            say(f"warning: {warning}")
+            say(f"warning: {names.named(warning)}")
         return score_best(cfg, train_path, paths.test)
 
 

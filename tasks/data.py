@@ -103,17 +103,20 @@ class SourceNames:
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         self.rename(exc)
 
+    def named(self, message: str) -> str:
+        """``message`` with each snapshot or split part's path replaced by its source's name."""
+        # longest first: a split part's path starts with the work directory's path
+        for path in sorted(self.names, key=len, reverse=True):
+            message = message.replace(path, self.names[path])
+        return message
+
     def rename(self, exc: BaseException | None) -> None:
         """Name the user's sources in a labelwise error's message (and contract report)."""
         from labelwise.engine.errors import LabelwiseError
 
         if not isinstance(exc, LabelwiseError) or not exc.args:
             return
-        message = str(exc.args[0])
-        # longest first: a split part's path starts with the work directory's path
-        for path in sorted(self.names, key=len, reverse=True):
-            message = message.replace(path, self.names[path])
-        exc.args = (message, *exc.args[1:])
+        exc.args = (self.named(str(exc.args[0])), *exc.args[1:])
         report = getattr(exc, "report", None)
         if isinstance(report, dict) and report.get("table") in self.names:
             report["table"] = self.names[report["table"]]

@@ -63,7 +63,11 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     run = c.search_runs([c.get_experiment_by_name("tickets").experiment_id])[0]
     assert run.info.status == "FINISHED"
     assert run.data.tags["labelwise.text_columns"] == "title, body"
-    assert "hold free text" in run.data.tags["labelwise.warnings"]
+    warned = run.data.tags["labelwise.warnings"]
+    assert "hold free text" in warned
+    # named by the file the user gave, not by the run's snapshot of it
+    assert f"{tmp_path / 'train.parquet'}: column(s) ['title', 'body']" in warned, warned
+    assert "snapshot" not in warned
     assert run.data.metrics["text/body/vocabulary_size"] > 100
     assert run.data.params["text.ngram_max"] == "1"
     arts = {a.path for a in c.list_artifacts(run.info.run_id, "evaluation")}
