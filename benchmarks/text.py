@@ -4,17 +4,21 @@ models, side by side in one process, and against labelwise on the same rows as w
     python -m benchmarks.text [--data-root DIR] [--datasets a,b] [--systems x,y] [--json OUT]
 
 Datasets: ``enron-text``, ``bibtex-text``, ``tmc2007-500-text`` (shared data: each row's words as
-one ``text`` column, the same rows and split as the indicator versions), and
+one ``text`` column, the same rows and split as the indicator versions),
 ``textgen-<rows>x<labels>`` (:func:`labelwise.engine.synthetic_text.make_text_table`: ``title``
 and ``body`` columns, a ``|``-separated label set, an id and a date column left out; the first
-75% of rows train, the rest test; generated here, never stored).
+75% of rows train, the rest test; generated here, never stored), and ``debtags-<rows>[-s<seed>]``
+(real prose: :func:`benchmarks.debtags.debtags_table`, Debian package descriptions with their
+debtags, built from this machine's apt lists; a seeded sample, the first 75% train).
 
 Systems: ``labelwise`` (defaults, the text columns found, not named), ``labelwise-linear`` (the
-linear head alone), ``labelwise-indicator`` (defaults on the indicator-column version of a
-shared dataset), ``sklearn-linearsvc`` / ``sklearn-logreg`` (``TfidfVectorizer(sublinear_tf=True)``
-+ ``OneVsRestClassifier`` of ``LinearSVC()`` / ``LogisticRegression(max_iter=1000)``, default
-thresholds, as a user calls them; several text columns are joined by a space). Fit time covers
-vectorising; peak RSS is sampled during fit + predict (the process's, data included).
+linear head alone), ``labelwise+key=value+...`` (the defaults with text settings or classifier
+parameters changed, e.g. ``labelwise+ngram_max=2+min_df=2``), ``labelwise-indicator``
+(defaults on the indicator-column version of a shared dataset), ``sklearn-linearsvc`` /
+``sklearn-logreg`` (``TfidfVectorizer(sublinear_tf=True)`` + ``OneVsRestClassifier`` of
+``LinearSVC()`` / ``LogisticRegression(max_iter=1000)``, default thresholds, as a user calls
+them; several text columns are joined by a space). Fit time covers vectorising; peak RSS is
+sampled during fit + predict (the process's, data included).
 """
 
 from __future__ import annotations
@@ -52,10 +56,10 @@ def load(root: Path, name: str) -> dict[str, Any]:
         X, Ys, labels = table_xy(
             df, LabelSpec(set_column="topics", separator="|"), exclude=["doc_id", "published"]
         )
-    elif m := re.fullmatch(r"debtags-(\d+)", name):
+    elif m := re.fullmatch(r"debtags-(\d+)(?:-s(\d+))?", name):
         from benchmarks.debtags import debtags_table
 
-        df = debtags_table(int(m.group(1)))
+        df = debtags_table(int(m.group(1)), seed=int(m.group(2) or 7))
         X, Ys, labels = table_xy(df, LabelSpec(set_column="tags"), exclude=["package", "version"])
     if m:
         Y = Ys.toarray()  # the peers' own metrics read dense labels
@@ -82,6 +86,26 @@ def _joined(X: pl.DataFrame) -> list[str]:
     )
 
 
+def _settings(system: str) -> dict[str, Any]:
+    """``labelwise+ngram_max=2+linear_C=16``: the defaults with these settings, each a
+    :class:`TextSettings` field or a ``LabelwiseClassifier`` parameter (values read as JSON)."""
+    from dataclasses import fields
+
+    from labelwise.engine.text import TextSettings
+
+    text_keys = {f.name for f in fields(TextSettings)}
+    kw: dict[str, Any] = {}
+    text: dict[str, Any] = {}
+    for pair in system.split("+")[1:]:
+        key, _, raw = pair.partition("=")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        (text if key in text_keys else kw)[key] = value
+    return {**kw, "text": TextSettings(**text)} if text else kw
+
+
 def run_one(root: Path, data: dict[str, Any], system: str) -> dict[str, Any] | None:
     from labelwise import LabelwiseClassifier
     from labelwise.engine.metrics import classification_metrics
@@ -106,6 +130,8 @@ def run_one(root: Path, data: dict[str, Any], system: str) -> dict[str, Any] | N
                 kw["text"] = TextSettings(analyzer="char_wb", ngram_min=2, ngram_max=4)
             if system == "labelwise-hashing":
                 kw["text"] = TextSettings(hashing=True)
+            if system.startswith("labelwise+"):
+                kw = _settings(system)
             model = LabelwiseClassifier(**kw).fit(Xtr, Ytr, labels=data["labels"])
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
