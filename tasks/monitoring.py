@@ -50,7 +50,8 @@ def measure_drift(
     require_columns(df.columns, feats, src, why=TRAINED_WITH)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        columns, Xa = clf.encoder_.profile_columns(df.select(feats), source=src)
+        terms = profile.get("terms", [])  # a profile from before terms were profiled: none
+        columns, Xa = clf.encoder_.profile_columns(df.select(feats), source=src, terms=terms)
         scored = proba_columns(clf.labels_)
         if all(c in df.columns for c in scored):  # already scored by the predict flow
             S = df.select(scored).to_numpy().astype("float64")
@@ -65,7 +66,8 @@ def measure_drift(
     Y = None
     if has_truth:
         Y, _ = encode_labels(df, spec, labels=clf.labels_, source=src)
-    # tabular features, and each text column's document length and out-of-vocabulary share
+    # tabular features, each text column's document length and out-of-vocabulary share, and
+    # the share of documents holding each important term
     report = drift_report(profile, columns, Xa, S, P, Y, cfg.monitoring.rules())
     report["unseen_categories"] = dict(clf.encoder_.unseen_counts)
     return report

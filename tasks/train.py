@@ -218,12 +218,13 @@ def profile_model(
 ) -> None:
     """Save the reference profile the monitor flow compares new batches with, in the model
     directory (so it travels with the model into the registry): training prevalence and the
-    important features' distributions from ``train_path``; score distributions, predicted
-    prevalence and F1 per label on the held-out ``reference_path`` (scored again unless
-    ``scores_path`` holds its probabilities, as the evaluation step saves them)."""
+    important features' (and terms') distributions from ``train_path``; score distributions,
+    predicted prevalence and F1 per label on the held-out ``reference_path`` (scored again
+    unless ``scores_path`` holds its probabilities, as the evaluation step saves them)."""
     import warnings
 
     from labelwise.engine.drift import PROFILE_FILE, reference_profile
+    from labelwise.engine.explain import important_terms
     from labelwise.engine.metrics import per_label_table
     from labelwise.pipeline.tables import load_classifier
 
@@ -244,6 +245,11 @@ def profile_model(
     importance = clf.feature_importance()
     # a text column's statistics rank with the column's own importance
     importance |= {c: importance[c.rpartition(":")[0]] for c in text_columns}
+    terms = important_terms(clf, cfg.monitoring.top_terms)
+    importance |= terms
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        present = clf.encoder_.term_presence(X, list(terms))
     f1 = [r["f1"] for r in per_label_table(Y, P, None, clf.labels_)]
     prof = reference_profile(
         clf.labels_,
@@ -257,6 +263,7 @@ def profile_model(
         list(clf.encoder_.categories),
         top_features=cfg.monitoring.top_features,
         held_out=dict(zip(text_columns, text_stats.T, strict=True)),
+        terms=dict(zip(terms, present.T, strict=True)),
     )
     (Path(model_dir) / PROFILE_FILE).write_text(json.dumps(prof))
 

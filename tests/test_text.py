@@ -103,6 +103,48 @@ def test_top_terms_name_each_labels_own_words(docs, fitted):
     assert shared < sum(len(a) for a in sets) / 2
 
 
+def test_the_important_terms_and_their_presence_are_what_the_monitor_profiles(docs, fitted):
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.feature_selection import chi2
+
+    from labelwise.engine.explain import important_terms, top_terms
+
+    X, _, Xt, _, _ = docs
+    terms = important_terms(fitted, k=12)
+    assert 0 < len(terms) <= 12 and all(":term:" in t for t in terms)
+    assert set(terms) <= set(fitted.encoder_.term_names())
+    # each text column's importance is split over its terms: never more than the column's
+    column = fitted.feature_importance()
+    for name in ("title", "body"):
+        mine = [v for t, v in terms.items() if t.startswith(f"{name}:term:")]
+        assert all(v >= 0 for v in mine) and sum(mine) <= column[name] + 1e-12
+    # each is among the terms that push some label up (top_terms' rows), and it is a topic's
+    # word: in documents of one label or another far more often than in the rest
+    pushing = top_terms(fitted, k=fitted.encoder_.n_terms)
+    assert set(terms) <= {f"{c}:term:{t}" for c, t in pushing.select("column", "term").rows()}
+    Ytr = docs[1].astype(bool)
+
+    def association(names: list[str]) -> np.ndarray:  # chi2 of presence, best over labels
+        held = fitted.encoder_.term_presence(X, names)
+        return np.max([chi2(held, Ytr[:, i])[0] for i in range(Ytr.shape[1])], axis=0)
+
+    picked, every = association(list(terms)), association(fitted.encoder_.term_names())
+    assert np.median(picked) > np.percentile(every, 90)
+    # presence is 1 exactly where scikit-learn's own count of the term is positive
+    P = fitted.encoder_.term_presence(Xt, list(terms))
+    assert P.shape == (Xt.height, len(terms)) and set(np.unique(P)) <= {0.0, 1.0}
+    for j, name in enumerate(terms):
+        col, _, term = name.partition(":term:")
+        counts = CountVectorizer(vocabulary=[term]).fit_transform(Xt[col].fill_null(""))
+        np.testing.assert_array_equal(P[:, j], counts.toarray()[:, 0] > 0)
+    names, M = fitted.encoder_.profile_columns(Xt, terms=list(terms))
+    assert names[-len(terms) :] == list(terms)
+    np.testing.assert_array_equal(M[:, -len(terms) :], P)
+    with pytest.raises(DataError, match="no term"):
+        fitted.encoder_.term_presence(Xt, ["body:term:zzzunknown"])
+    assert important_terms(fitted, k=0) == {}
+
+
 def test_save_load_scores_raw_text_identically(tmp_path, docs, fitted):
     _, _, Xt, _, _ = docs
     fitted.save(tmp_path / "m")

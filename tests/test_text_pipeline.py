@@ -136,6 +136,15 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     foreign.drop("topics").write_parquet(tmp_path / "foreign.parquet")
     with pytest.raises(DriftError, match="body:oov_share"):
         monitor_flow(str(tmp_path / "job.yaml"), str(tmp_path / "foreign.parquet"))
+    # a shift of topics (only the rarest topic's documents, in words the model knows) shows
+    # in the share of documents holding the important terms (the same rows above raise none)
+    topics = df["topics"].str.split("|")
+    named = topics.explode()
+    rarest = named.filter(named != "").value_counts().sort("count")[0, 0]
+    shifted = df.filter(topics.list.contains(rarest)).drop("topics")
+    shifted.write_parquet(tmp_path / "shifted.parquet")
+    moved = [a["feature"] for a in _alerts(monitor_flow, tmp_path, "shifted")]
+    assert any(":term:" in f for f in moved), moved
 
 
 def _alerts(monitor_flow, tmp_path: Path, name: str) -> list[dict]:

@@ -329,6 +329,8 @@ def _check_label_count(where: str, n_rows: int, n_labels: int) -> None:
         )
 
 
+# the monitor's name of a term: <text column>:term:<term>
+TERM_MARK = ":term:"
 TRAINED_WITH = "the model was trained with them — add them (nulls are allowed)"
 
 
@@ -495,12 +497,44 @@ class FeatureEncoder:
         terms = [f"{t.name}:{w}" for t in self.text for w in t.terms()]
         return self.tabular_features + terms + [f"{name}:tfidf" for name in terms]
 
-    def profile_columns(self, df: pl.DataFrame, source: str = "table") -> tuple[list[str], Any]:
+    def profile_columns(
+        self, df: pl.DataFrame, source: str = "table", terms: Sequence[str] = ()
+    ) -> tuple[list[str], Any]:
         """(names, dense matrix) of what the monitor profiles: the tabular features, then per
         text column ``<column>:words`` (document length) and ``<column>:oov_share`` (share of
-        its words outside the training vocabulary)."""
+        its words outside the training vocabulary), then the named ``terms``
+        (:meth:`term_presence`)."""
         names, stats = self.text_profile(df, source)
-        return list(self.tabular_features) + names, np.hstack([self.transform(df, source), stats])
+        blocks = [self.transform(df, source), stats, self.term_presence(df, terms, source)]
+        return [*self.tabular_features, *names, *terms], np.hstack(blocks)
+
+    def term_names(self) -> list[str]:
+        """Every term as the monitor names it, ``<column>:term:<term>``, in the order of the
+        model matrix's count columns."""
+        return [f"{t.name}{TERM_MARK}{w}" for t in self.text for w in t.terms()]
+
+    def term_presence(
+        self, df: pl.DataFrame, terms: Sequence[str], source: str = "table"
+    ) -> np.ndarray:
+        """Rows x ``terms`` (names of :meth:`term_names`): 1 where the row's document holds
+        the term, else 0. A term the model does not have is an error naming it."""
+        out = np.zeros((df.height, len(terms)), dtype=np.float32)
+        if not terms:
+            return out
+        index = {name: i for i, name in enumerate(self.term_names())}
+        unknown = [t for t in terms if t not in index]
+        if unknown:
+            raise DataError(f"{source}: the model has no term(s) {_preview(unknown)}")
+        wanted = np.array([index[t] for t in terms])
+        start = 0
+        for column in self.text:
+            mine = (wanted >= start) & (wanted < start + column.n_terms)
+            if mine.any():
+                counts, _ = column.transform(df[column.name], source)
+                held = counts[:, wanted[mine] - start] > 0
+                out[:, mine] = held.toarray()
+            start += column.n_terms
+        return out
 
     def text_profile(self, df: pl.DataFrame, source: str = "table") -> tuple[list[str], Any]:
         """The text columns' part of :meth:`profile_columns`."""

@@ -85,15 +85,20 @@ def reference_profile(
     top_features: int = 20,
     bins: int = 10,
     held_out: Mapping[str, np.ndarray] | None = None,
+    terms: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """What a model saw: ``X_train``/``Y_train`` its training rows (encoded), ``S_ref``/``P_ref``
     its scores / 0-1 predictions on held-out rows, ``f1_ref`` its held-out F1 per label;
     ``held_out``: more profiled columns whose reference is the held-out rows (a text column's
-    out-of-vocabulary share is 0 on its own training rows)."""
-    extra = dict(held_out or {})
-    ranked = sorted([*features, *extra], key=lambda f: -importance.get(f, 0.0))[:top_features]
+    out-of-vocabulary share is 0 on its own training rows); ``terms``: the important terms'
+    0/1 presence on the training rows, profiled besides the ``top_features`` (a term's share
+    of documents moves when the topics do, before the document lengths or vocabulary do)."""
+    held, present = dict(held_out or {}), dict(terms or {})
+    by_importance = sorted([*features, *held], key=lambda f: -importance.get(f, 0.0))
+    ranked = by_importance[:top_features] + list(present)
+    extra = held | present
     col = {f: i for i, f in enumerate(features)}
-    cat = set(categorical)
+    cat = set(categorical) | set(present)
     S_cols = by_columns(S_ref)  # a label tree's scores are sparse: one column at a time
 
     def values(f: str) -> np.ndarray:
@@ -107,6 +112,7 @@ def reference_profile(
         "predicted_prevalence": column_means(P_ref).tolist(),
         "f1": [float(x) for x in f1_ref],
         "scores": [histogram(dense_column(S_cols, j), bins) for j in range(len(labels))],
+        "terms": list(present),
         "features": {
             f: histogram(values(f), bins, discrete=f in cat)
             | {"importance": float(importance.get(f, 0.0))}

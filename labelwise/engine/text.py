@@ -209,6 +209,12 @@ class TextColumn:
             return len(self.buckets)
         return 0 if self.counter is None else len(self.counter.vocabulary_)
 
+    @property
+    def idf(self) -> np.ndarray:
+        """Each term's idf, in column order (a fitted column)."""
+        assert self.weighting is not None
+        return np.asarray(self.weighting.idf_, dtype=np.float64)
+
     def terms(self) -> list[str]:
         """The vocabulary in column order (with hashing: ``<term> (#<bucket>)``, the bucket's
         most frequent term in the first training documents; ``#<bucket>`` without one)."""

@@ -219,6 +219,9 @@ class MonitoringConfig(_Section):
     window: Duration | None = Field(None, description="only the batch's last <window> (7d)")
     cron: str | None = Field(None, description="schedule of the monitor deployment")
     top_features: int = Field(20, ge=0, description="features profiled, by importance")
+    top_terms: int = Field(
+        20, ge=0, description="terms profiled (share of documents holding each), by weight"
+    )
     prevalence_ratio: float = Field(2.0, gt=1)
     prevalence_min_change: float = Field(0.02, ge=0, le=1)
     score_psi: float = Field(0.25, gt=0)
