@@ -116,7 +116,8 @@ def search_space(cfg: Config, text: bool = False, n_labels: int = 0) -> list[Dim
 # the heads a text table is searched over: the blend chosen on held-out rows, or the linear
 # head alone (the fast one: no trees are trained)
 HEADS: list[Any] = ["auto", 1.0]
-# vocabulary sizes searched: the most frequent terms kept (None: all)
+# vocabulary sizes searched, besides the config's own (None: every term): the most frequent
+# terms kept
 MAX_FEATURES: list[Any] = [20_000, 200_000]
 
 
