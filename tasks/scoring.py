@@ -66,6 +66,7 @@ def score_file(
     probabilities instead of a column per label."""
 
     from labelwise.engine.data import TRAINED_WITH, check_output, require_columns, scan_table
+    from labelwise.pipeline.tables import named_errors
     from labelwise.tasks.registry import load_model
 
     out = check_output(output_path, [input_path], overwrite)
@@ -79,7 +80,8 @@ def score_file(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     started = time.perf_counter()
     try:
-        n_rows, unseen = _write_scored(clf, lf, keep, chunk_rows, top, tmp)
+        with named_errors(input_path):  # the engine calls its input X
+            n_rows, unseen = _write_scored(clf, lf, keep, chunk_rows, top, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

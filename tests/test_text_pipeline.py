@@ -122,6 +122,14 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     assert {"top_labels", "top_scores", "labels"} <= set(scored.columns)
     assert not any(c.startswith("p:") for c in scored.columns)
     assert scored["top_labels"].list.len().to_list() == [3] * 4
+    # numbers in a text column: an error naming the file given and the column; no output
+    from labelwise.engine.errors import DataError
+
+    rows.with_columns(body=pl.lit(7)).write_parquet(tmp_path / "numbers.parquet")
+    with pytest.raises(DataError, match=r"numbers\.parquet: text column 'body' has type Int32"):
+        predict_flow("models:/tickets@champion", str(tmp_path / "numbers.parquet"),
+                     str(tmp_path / "numbers-scored.parquet"), tracking_uri=uri)  # fmt: skip
+    assert not list(tmp_path.glob("*numbers-scored*"))
 
     # text drift: documents of words the model never saw show in the out-of-vocabulary share
     from labelwise.engine.errors import DriftError
