@@ -33,6 +33,7 @@ def measure_drift(
     from labelwise.engine.drift import PROFILE_FILE, drift_report
     from labelwise.engine.errors import DataError, ModelFormatError
     from labelwise.engine.scored import proba_columns
+    from labelwise.pipeline.tables import named_errors
 
     clf = LabelwiseClassifier.load(model_dir)
     prof_file = Path(model_dir) / PROFILE_FILE
@@ -48,7 +49,7 @@ def measure_drift(
         raise DataError(f"{src}: the batch has no rows; nothing to monitor")
     feats = clf.encoder_.features
     require_columns(df.columns, feats, src, why=TRAINED_WITH)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), named_errors(src):
         warnings.simplefilter("ignore")
         terms = profile.get("terms", [])  # a profile from before terms were profiled: none
         columns, Xa = clf.encoder_.profile_columns(df.select(feats), source=src, terms=terms)
