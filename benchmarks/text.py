@@ -7,9 +7,10 @@ Datasets: ``enron-text``, ``bibtex-text``, ``tmc2007-500-text`` (shared data: ea
 one ``text`` column, the same rows and split as the indicator versions),
 ``textgen-<rows>x<labels>`` (:func:`labelwise.engine.synthetic_text.make_text_table`: ``title``
 and ``body`` columns, a ``|``-separated label set, an id and a date column left out; the first
-75% of rows train, the rest test; generated here, never stored), and ``debtags-<rows>[-s<seed>]``
-(real prose: :func:`benchmarks.debtags.debtags_table`, Debian package descriptions with their
-debtags, built from this machine's apt lists; a seeded sample, the first 75% train).
+75% of rows train, the rest test; generated here, never stored), and
+``debtags-<rows>[-s<seed>][-m<share>]`` (real prose: :func:`benchmarks.debtags.debtags_table`,
+Debian package descriptions with their debtags, built from this machine's apt lists; a seeded
+sample, the first 75% train; the tags on at least ``share`` of it, 0.01 unless given).
 
 Systems: ``labelwise`` (defaults, the text columns found, not named), ``labelwise-linear`` (the
 linear head alone), ``labelwise+key=value+...`` (the defaults with text settings or classifier
@@ -56,10 +57,11 @@ def load(root: Path, name: str) -> dict[str, Any]:
         X, Ys, labels = table_xy(
             df, LabelSpec(set_column="topics", separator="|"), exclude=["doc_id", "published"]
         )
-    elif m := re.fullmatch(r"debtags-(\d+)(?:-s(\d+))?", name):
+    elif m := re.fullmatch(r"debtags-(\d+)(?:-s(\d+))?(?:-m([0-9.]+))?", name):
         from benchmarks.debtags import debtags_table
 
-        df = debtags_table(int(m.group(1)), seed=int(m.group(2) or 7))
+        share = float(m.group(3) or 0.01)
+        df = debtags_table(int(m.group(1)), seed=int(m.group(2) or 7), min_share=share)
         X, Ys, labels = table_xy(df, LabelSpec(set_column="tags"), exclude=["package", "version"])
     if m:
         Y = Ys.toarray()  # the peers' own metrics read dense labels
