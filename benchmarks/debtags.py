@@ -7,6 +7,8 @@ one-line description (``title``) and long description (``body``), its debtags as
 Needs the lists ``apt-get update -o Acquire::Languages=en`` leaves in ``/var/lib/apt/lists``
 (``*_Packages*`` for the tags, ``*_Translation-en*`` for the long descriptions); read through
 ``apt-helper cat-file``, which undoes any compression apt used. Nothing is stored in the repo.
+A plain ``apt-get update`` (``.ci/run`` makes one) drops the ``Translation-en`` lists again on
+a machine configured without languages.
 
 Tags of the facets that describe how a package is built rather than what it is for
 (``role::``, ``implemented-in::``, ``special::``, ``*::TODO``) are dropped, and the labels are the
