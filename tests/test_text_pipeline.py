@@ -125,8 +125,8 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     # numbers in a text column: an error naming the file given and the column; no output
     from labelwise.engine.errors import DataError
 
-    rows.with_columns(body=pl.lit(7)).write_parquet(tmp_path / "numbers.parquet")
-    with pytest.raises(DataError, match=r"numbers\.parquet: text column 'body' has type Int32"):
+    rows.with_columns(body=pl.lit(7, dtype=pl.Int64)).write_parquet(tmp_path / "numbers.parquet")
+    with pytest.raises(DataError, match=r"numbers\.parquet: text column 'body' has type Int64"):
         predict_flow("models:/tickets@champion", str(tmp_path / "numbers.parquet"),
                      str(tmp_path / "numbers-scored.parquet"), tracking_uri=uri)  # fmt: skip
     assert not list(tmp_path.glob("*numbers-scored*"))
@@ -148,7 +148,7 @@ def test_a_text_table_trains_registers_and_serves_raw_text(tmp_path: Path, prefe
     # in the share of documents holding the important terms (the same rows above raise none)
     topics = df["topics"].str.split("|")
     named = topics.explode()
-    rarest = named.filter(named != "").value_counts().sort("count")[0, 0]
+    rarest = named.filter(named != "").value_counts().sort("count", "topics")[0, 0]
     shifted = df.filter(topics.list.contains(rarest)).drop("topics")
     shifted.write_parquet(tmp_path / "shifted.parquet")
     moved = [a["feature"] for a in _alerts(monitor_flow, tmp_path, "shifted")]
