@@ -60,8 +60,9 @@ def _lists(kind: str) -> list[Path]:
 
 
 def debtags_table(rows: int = 10_000, seed: int = 7, min_share: float = 0.01) -> pl.DataFrame:
-    """``rows`` tagged packages with a long description, sampled with ``seed``; columns
-    ``package``, ``version``, ``title``, ``body``, ``tags`` (a list of the kept tags)."""
+    """``rows`` packages with a long description and debtags, sampled with ``seed``, less those
+    holding none of the kept tags; columns ``package``, ``version``, ``title``, ``body``,
+    ``tags`` (a list of the kept tags)."""
     descriptions: dict[str, str] = {}
     for path in _lists("Translation-en"):
         for s in _stanzas(path):

@@ -329,8 +329,6 @@ def _check_label_count(where: str, n_rows: int, n_labels: int) -> None:
         )
 
 
-# the monitor's name of a term: <text column>:term:<term>
-TERM_MARK = ":term:"
 TRAINED_WITH = "the model was trained with them — add them (nulls are allowed)"
 
 
@@ -511,7 +509,7 @@ class FeatureEncoder:
     def term_names(self) -> list[str]:
         """Every term as the monitor names it, ``<column>:term:<term>``, in the order of the
         model matrix's count columns."""
-        return [f"{t.name}{TERM_MARK}{w}" for t in self.text for w in t.terms()]
+        return [f"{t.name}:term:{w}" for t in self.text for w in t.terms()]
 
     def term_presence(
         self, df: pl.DataFrame, terms: Sequence[str], source: str = "table"
@@ -530,7 +528,7 @@ class FeatureEncoder:
         for column in self.text:
             mine = (wanted >= start) & (wanted < start + column.n_terms)
             if mine.any():
-                counts, _ = column.transform(df[column.name], source)
+                counts = column.counts(df[column.name], source)
                 held = counts[:, wanted[mine] - start] > 0
                 out[:, mine] = held.toarray()
             start += column.n_terms

@@ -285,13 +285,16 @@ class TextColumn:
 
     def transform(self, s: pl.Series, source: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(counts, tf-idf) of documents."""
+        counts = self.counts(s, source)
+        return counts, self._tfidf(counts)
+
+    def counts(self, s: pl.Series, source: str) -> sp.csr_matrix:
+        """Term counts of documents (what the trees and the drift monitor read)."""
         docs = documents(s, source)
         if self.buckets is not None:
-            counts = self.settings.hasher().transform(docs)[:, self.buckets].tocsr()
-        else:
-            assert self.counter is not None
-            counts = self.counter.transform(docs).tocsr()
-        return counts, self._tfidf(counts)
+            return self.settings.hasher().transform(docs)[:, self.buckets].tocsr()
+        assert self.counter is not None
+        return self.counter.transform(docs).tocsr()
 
     def statistics(self, s: pl.Series, source: str) -> tuple[np.ndarray, np.ndarray]:
         """Per document: its length in words and the share of its words (terms, for
@@ -336,8 +339,7 @@ class TextColumn:
     def to_json(self) -> str:
         """Vocabulary (term -> column) or kept buckets, and idf, exact: JSON floats round-trip
         float64."""
-        assert self.weighting is not None
-        idf = [float(x) for x in self.weighting.idf_]
+        idf = [float(x) for x in self.idf]
         if self.buckets is not None:
             names = self.bucket_names
             return json.dumps({"buckets": self.buckets.tolist(), "idf": idf, "names": names})
